@@ -60,14 +60,16 @@ def render_image(row: pd.Series, spec: SynthSpec) -> np.ndarray:
     return render(study, tuple(spec.image_size), rng)
 
 
-def generate_dataset(root: str | os.PathLike, spec: SynthSpec, workers: int = 1) -> pd.DataFrame:
+def generate_dataset(
+    root: str | os.PathLike, spec: SynthSpec, dataset_dir: str = DATASET_DIR, workers: int = 1
+) -> pd.DataFrame:
     """Write the synthetic dataset under ``root`` and return its cohort table.
 
     The CSVs are written last and atomically, so an interrupted run leaves no CSV behind and a
     rerun starts over.
     """
-    dataset = Path(root) / DATASET_DIR
-    cohort = sample_cohort(CohortSpec(**_cohort_fields(spec)), DATASET_DIR)
+    dataset = Path(root) / dataset_dir
+    cohort = sample_cohort(CohortSpec(**_cohort_fields(spec)), dataset_dir)
     jobs = [
         (Path(root) / path, row, spec)
         for path, (_, row) in zip(cohort["Path"], cohort.iterrows(), strict=True)

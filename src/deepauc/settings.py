@@ -1,0 +1,23 @@
+"""From the workflow's config dict to the library's typed settings, in one place."""
+
+from deepauc.preprocess import PreprocessSettings
+from deepauc.synth import SynthSpec
+
+
+def preprocess_settings(config: dict) -> PreprocessSettings:
+    """Preprocessing settings from the config keys diseases, uncertainty, views, split, check_images."""
+    return PreprocessSettings(
+        diseases=tuple(config["diseases"]),
+        uncertainty=dict(config["uncertainty"]),
+        views=tuple(config["views"]),
+        val_fraction=float(config["split"]["val_fraction"]),
+        seed=int(config["split"]["seed"]),
+        check_images=bool(config["check_images"]),
+    )
+
+
+def synth_spec(config: dict) -> SynthSpec:
+    """The synthetic dataset's spec from the config's ``synthetic`` section."""
+    section = {k: v for k, v in config["synthetic"].items() if k != "enabled"}
+    section["image_size"] = tuple(section["image_size"])
+    return SynthSpec(**section)

@@ -1,0 +1,64 @@
+if SYNTHETIC:
+
+    rule synthesize_dataset:
+        output:
+            train=TRAIN_CSV,
+            test=TEST_CSV,
+            truth=dataset_file("synthetic_truth.csv"),
+        log:
+            "results/logs/synthesize_dataset.log",
+        benchmark:
+            "results/benchmarks/synthesize_dataset.tsv"
+        conda:
+            "../../envs/deepauc.yaml"
+        threads: 2
+        params:
+            synthetic=config["synthetic"],
+        script:
+            "../scripts/synthesize_dataset.py"
+
+
+rule preprocess:
+    input:
+        train=TRAIN_CSV,
+        test=TEST_CSV,
+    output:
+        train="results/data/train.csv",
+        val="results/data/val.csv",
+        test="results/data/test.csv",
+        audit="results/data/label_audit.csv",
+    log:
+        "results/logs/preprocess.log",
+    benchmark:
+        "results/benchmarks/preprocess.tsv"
+    conda:
+        "../../envs/deepauc.yaml"
+    params:
+        data_root=data_root,
+        dataset_dir=config["dataset_dir"],
+        diseases=config["diseases"],
+        uncertainty=config["uncertainty"],
+        views=config["views"],
+        split=config["split"],
+        check_images=config["check_images"],
+    script:
+        "../scripts/preprocess.py"
+
+
+rule plot_synthetic_examples:
+    input:
+        "results/data/train.csv",
+    output:
+        report(
+            "results/data/synthetic_examples.png",
+            caption="../report/synthetic_examples.rst",
+            category="Data",
+        ),
+    log:
+        "results/logs/plot_synthetic_examples.log",
+    conda:
+        "../../envs/deepauc.yaml"
+    params:
+        diseases=config["diseases"],
+    script:
+        "../scripts/plot_synthetic_examples.py"

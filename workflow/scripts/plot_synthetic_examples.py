@@ -1,0 +1,10 @@
+"""Rule plot_synthetic_examples: a grid of training images by label."""
+
+import pandas as pd
+
+from deepauc.logs import logged_to
+from deepauc.plots import plot_label_examples
+
+with logged_to(snakemake.log[0]):
+    table = pd.read_csv(snakemake.input[0])
+    plot_label_examples(table, list(snakemake.params.diseases), snakemake.output[0])

@@ -1,0 +1,15 @@
+"""Rule preprocess: CheXpert CSVs to validated train/val/test split files and a label audit."""
+
+from deepauc.logs import logged_to
+from deepauc.preprocess import prepare_splits, write_splits
+from deepauc.settings import preprocess_settings
+
+with logged_to(snakemake.log[0]):
+    splits = prepare_splits(
+        snakemake.input.train,
+        snakemake.input.test,
+        data_root=snakemake.params.data_root,
+        dataset_dir=snakemake.params.dataset_dir,
+        settings=preprocess_settings(dict(snakemake.params.items())),
+    )
+    write_splits(splits, dict(snakemake.output.items()))
