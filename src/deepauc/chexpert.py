@@ -56,7 +56,8 @@ def read_chexpert_csv(path: str | os.PathLike, label_columns: tuple[str, ...]) -
     """Read a CheXpert CSV, checking the columns and label codes we rely on.
 
     Returns one row per image with the meta columns as strings and each of ``label_columns`` as
-    float (1.0, 0.0, -1.0 or NaN for blank), plus ``patient`` and ``study`` parsed from ``Path``.
+    float (1.0, 0.0, -1.0 or NaN for blank), plus ``patient`` and ``study`` parsed from ``Path``
+    and ``csv_line``, the row's line number in the file.
     Raises :class:`InputError` naming the file, the CSV line and the column of any bad value.
     """
     path = Path(path)
@@ -92,6 +93,7 @@ def read_chexpert_csv(path: str | os.PathLike, label_columns: tuple[str, ...]) -
     for column in label_columns:
         frame[column] = _decode_labels(raw[column], path, column)
     frame["patient"], frame["study"] = _patient_and_study(raw["Path"], path)
+    frame["csv_line"] = frame.index + 2  # header is line 1; kept for error messages downstream
     return frame
 
 

@@ -75,8 +75,12 @@ def prepare_splits(
     data_root: str | os.PathLike,
     dataset_dir: str,
     settings: PreprocessSettings,
+    require_scorable: bool = True,
 ) -> Splits:
     """Read, filter, label and split; see the module docstring.
+
+    With ``require_scorable`` (the default), a val or test split that lacks positives or
+    negatives for a disease is an error: its AUC, and so model selection, would be undefined.
 
     ``data_root`` is the folder that holds the dataset folder (``dataset_dir``, e.g.
     ``CheXpert-v1.0-small``); ``Path`` values are relative to it, and either release's prefix is
@@ -103,7 +107,8 @@ def prepare_splits(
         audits.append(audit_labels(raw, mapped, diseases, split))
         tables[split] = mapped
     audit = pd.concat(audits, ignore_index=True)
-    _require_both_classes(audit, ("val", "test"))
+    if require_scorable:
+        _require_both_classes(audit, ("val", "test"))
     for split in SPLITS:
         log.info(
             "%s: %d images of %d patients",
@@ -166,7 +171,7 @@ def _require_images(frame: pd.DataFrame, csv_path, data_root) -> None:
         raise InputError(
             f"{int(missing.sum())} of {len(frame)} image(s) not found, the first "
             f"{frame.at[first, 'image']!r} (Path {frame.at[first, 'Path']!r})",
-            where=str(csv_path),
+            where=f"{csv_path}, line {frame.at[first, 'csv_line']}",
             fix=f"set data_root (now {str(data_root)!r}) to the folder that holds the dataset "
             "folder, or set check_images: false to skip this check.",
         )

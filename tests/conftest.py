@@ -1,0 +1,59 @@
+"""Shared fixtures: a small hand-made CheXpert download whose label counts are known exactly."""
+
+import csv
+from pathlib import Path
+
+import pytest
+
+from deepauc.chexpert import HEADER
+
+DISEASES = ["Cardiomegaly", "Edema", "Consolidation", "Atelectasis", "Pleural Effusion"]
+
+# (Path, view, labels for DISEASES). Codes as CheXpert writes them; "" is blank.
+# Both release prefixes appear, as in CSVs shared between the small and the full download.
+TRAIN_ROWS = [
+    ("CheXpert-v1.0-small/train/patient00001/study1/view1_frontal.jpg", "Frontal", ["1.0", "-1.0", "", "0.0", "1.0"]),
+    ("CheXpert-v1.0-small/train/patient00001/study1/view2_lateral.jpg", "Lateral", ["1.0", "-1.0", "", "0.0", "1.0"]),
+    ("CheXpert-v1.0-small/train/patient00001/study2/view1_frontal.jpg", "Frontal", ["-1.0", "", "0.0", "-1.0", ""]),
+    ("CheXpert-v1.0/train/patient00002/study1/view1_frontal.jpg", "Frontal", ["0.0", "1.0", "", "", "-1.0"]),
+    ("CheXpert-v1.0/train/patient00003/study1/view1_frontal.jpg", "Frontal", ["", "0.0", "1.0", "1.0", "0.0"]),
+    ("CheXpert-v1.0/train/patient00003/study1/view2_lateral.jpg", "Lateral", ["", "", "", "", "-1.0"]),
+    ("CheXpert-v1.0-small/train/patient00004/study1/view1_frontal.jpg", "Frontal", ["-1.0", "-1.0", "-1.0", "-1.0", "-1.0"]),
+    ("CheXpert-v1.0-small/train/patient00005/study1/view1_frontal.jpg", "Frontal", ["", "", "", "", "1.0"]),
+    ("CheXpert-v1.0-small/train/patient00006/study1/view1_frontal.jpg", "Frontal", ["1.0", "1.0", "1.0", "1.0", "1.0"]),
+    ("CheXpert-v1.0-small/train/patient00007/study1/view1_frontal.jpg", "Frontal", ["0.0", "0.0", "0.0", "", "0.0"]),
+]
+VALID_ROWS = [
+    ("CheXpert-v1.0-small/valid/patient64541/study1/view1_frontal.jpg", "Frontal", ["1.0", "1.0", "1.0", "1.0", "1.0"]),
+    ("CheXpert-v1.0-small/valid/patient64542/study1/view1_frontal.jpg", "Frontal", ["0.0", "0.0", "0.0", "0.0", "0.0"]),
+    ("CheXpert-v1.0-small/valid/patient64542/study1/view2_lateral.jpg", "Lateral", ["0.0", "0.0", "0.0", "0.0", "0.0"]),
+    ("CheXpert-v1.0-small/valid/patient64543/study1/view1_frontal.jpg", "Frontal", ["0.0", "1.0", "0.0", "1.0", "0.0"]),
+]
+
+
+def write_chexpert_csv(path: Path, rows) -> Path:
+    """Write rows in CheXpert's exact 19-column format (other labels blank)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(HEADER)
+        for image, view, labels in rows:
+            record = dict.fromkeys(HEADER, "")
+            record.update(Path=image, Sex="Female", Age="50", **{"Frontal/Lateral": view})
+            record["AP/PA"] = "AP" if view == "Frontal" else ""
+            record.update(zip(DISEASES, labels, strict=True))
+            writer.writerow([record[c] for c in HEADER])
+    return path
+
+
+@pytest.fixture
+def chexpert_root(tmp_path) -> Path:
+    """A data_root holding CheXpert-v1.0-small/ with the fixture CSVs and empty image files."""
+    dataset = tmp_path / "CheXpert-v1.0-small"
+    write_chexpert_csv(dataset / "train.csv", TRAIN_ROWS)
+    write_chexpert_csv(dataset / "valid.csv", VALID_ROWS)
+    for image, _, _ in TRAIN_ROWS + VALID_ROWS:
+        relative = image.split("/", 1)[1]
+        (dataset / relative).parent.mkdir(parents=True, exist_ok=True)
+        (dataset / relative).touch()
+    return tmp_path
