@@ -12,22 +12,78 @@ DISEASES = ["Cardiomegaly", "Edema", "Consolidation", "Atelectasis", "Pleural Ef
 # (Path, view, labels for DISEASES). Codes as CheXpert writes them; "" is blank.
 # Both release prefixes appear, as in CSVs shared between the small and the full download.
 TRAIN_ROWS = [
-    ("CheXpert-v1.0-small/train/patient00001/study1/view1_frontal.jpg", "Frontal", ["1.0", "-1.0", "", "0.0", "1.0"]),
-    ("CheXpert-v1.0-small/train/patient00001/study1/view2_lateral.jpg", "Lateral", ["1.0", "-1.0", "", "0.0", "1.0"]),
-    ("CheXpert-v1.0-small/train/patient00001/study2/view1_frontal.jpg", "Frontal", ["-1.0", "", "0.0", "-1.0", ""]),
-    ("CheXpert-v1.0/train/patient00002/study1/view1_frontal.jpg", "Frontal", ["0.0", "1.0", "", "", "-1.0"]),
-    ("CheXpert-v1.0/train/patient00003/study1/view1_frontal.jpg", "Frontal", ["", "0.0", "1.0", "1.0", "0.0"]),
-    ("CheXpert-v1.0/train/patient00003/study1/view2_lateral.jpg", "Lateral", ["", "", "", "", "-1.0"]),
-    ("CheXpert-v1.0-small/train/patient00004/study1/view1_frontal.jpg", "Frontal", ["-1.0", "-1.0", "-1.0", "-1.0", "-1.0"]),
-    ("CheXpert-v1.0-small/train/patient00005/study1/view1_frontal.jpg", "Frontal", ["", "", "", "", "1.0"]),
-    ("CheXpert-v1.0-small/train/patient00006/study1/view1_frontal.jpg", "Frontal", ["1.0", "1.0", "1.0", "1.0", "1.0"]),
-    ("CheXpert-v1.0-small/train/patient00007/study1/view1_frontal.jpg", "Frontal", ["0.0", "0.0", "0.0", "", "0.0"]),
+    (
+        "CheXpert-v1.0-small/train/patient00001/study1/view1_frontal.jpg",
+        "Frontal",
+        ["1.0", "-1.0", "", "0.0", "1.0"],
+    ),
+    (
+        "CheXpert-v1.0-small/train/patient00001/study1/view2_lateral.jpg",
+        "Lateral",
+        ["1.0", "-1.0", "", "0.0", "1.0"],
+    ),
+    (
+        "CheXpert-v1.0-small/train/patient00001/study2/view1_frontal.jpg",
+        "Frontal",
+        ["-1.0", "", "0.0", "-1.0", ""],
+    ),
+    (
+        "CheXpert-v1.0/train/patient00002/study1/view1_frontal.jpg",
+        "Frontal",
+        ["0.0", "1.0", "", "", "-1.0"],
+    ),
+    (
+        "CheXpert-v1.0/train/patient00003/study1/view1_frontal.jpg",
+        "Frontal",
+        ["", "0.0", "1.0", "1.0", "0.0"],
+    ),
+    (
+        "CheXpert-v1.0/train/patient00003/study1/view2_lateral.jpg",
+        "Lateral",
+        ["", "", "", "", "-1.0"],
+    ),
+    (
+        "CheXpert-v1.0-small/train/patient00004/study1/view1_frontal.jpg",
+        "Frontal",
+        ["-1.0", "-1.0", "-1.0", "-1.0", "-1.0"],
+    ),
+    (
+        "CheXpert-v1.0-small/train/patient00005/study1/view1_frontal.jpg",
+        "Frontal",
+        ["", "", "", "", "1.0"],
+    ),
+    (
+        "CheXpert-v1.0-small/train/patient00006/study1/view1_frontal.jpg",
+        "Frontal",
+        ["1.0", "1.0", "1.0", "1.0", "1.0"],
+    ),
+    (
+        "CheXpert-v1.0-small/train/patient00007/study1/view1_frontal.jpg",
+        "Frontal",
+        ["0.0", "0.0", "0.0", "", "0.0"],
+    ),
 ]
 VALID_ROWS = [
-    ("CheXpert-v1.0-small/valid/patient64541/study1/view1_frontal.jpg", "Frontal", ["1.0", "1.0", "1.0", "1.0", "1.0"]),
-    ("CheXpert-v1.0-small/valid/patient64542/study1/view1_frontal.jpg", "Frontal", ["0.0", "0.0", "0.0", "0.0", "0.0"]),
-    ("CheXpert-v1.0-small/valid/patient64542/study1/view2_lateral.jpg", "Lateral", ["0.0", "0.0", "0.0", "0.0", "0.0"]),
-    ("CheXpert-v1.0-small/valid/patient64543/study1/view1_frontal.jpg", "Frontal", ["0.0", "1.0", "0.0", "1.0", "0.0"]),
+    (
+        "CheXpert-v1.0-small/valid/patient64541/study1/view1_frontal.jpg",
+        "Frontal",
+        ["1.0", "1.0", "1.0", "1.0", "1.0"],
+    ),
+    (
+        "CheXpert-v1.0-small/valid/patient64542/study1/view1_frontal.jpg",
+        "Frontal",
+        ["0.0", "0.0", "0.0", "0.0", "0.0"],
+    ),
+    (
+        "CheXpert-v1.0-small/valid/patient64542/study1/view2_lateral.jpg",
+        "Lateral",
+        ["0.0", "0.0", "0.0", "0.0", "0.0"],
+    ),
+    (
+        "CheXpert-v1.0-small/valid/patient64543/study1/view1_frontal.jpg",
+        "Frontal",
+        ["0.0", "1.0", "0.0", "1.0", "0.0"],
+    ),
 ]
 
 

@@ -123,7 +123,9 @@ def test_both_path_prefixes_resolve_to_the_dataset_folder(chexpert_root):
 
 def test_missing_image_names_the_file_and_the_fix(chexpert_root):
     (chexpert_root / DATASET / "train/patient00003/study1/view1_frontal.jpg").unlink()
-    with pytest.raises(InputError, match=r"(?s)line 6: 1 of 8 image\(s\) not found.*patient00003.*data_root"):
+    with pytest.raises(
+        InputError, match=r"(?s)line 6: 1 of 8 image\(s\) not found.*patient00003.*data_root"
+    ):
         _prepare(chexpert_root)
     assert len(_prepare(chexpert_root, check_images=False).train) > 0
 

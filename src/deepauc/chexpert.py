@@ -3,7 +3,7 @@
 CheXpert's ``train.csv`` and ``valid.csv`` share a 19-column header. Labels are coded ``1.0``
 (positive), ``0.0`` (negative), ``-1.0`` (uncertain) or blank (not mentioned in the report).
 ``Path`` starts with the dataset folder's name (``CheXpert-v1.0-small/`` for the downsampled
-release, ``CheXpert-v1.0/`` for the full one) followed by ``{split}/patientNNNNN/studyK/viewJ_*.jpg``.
+release, ``CheXpert-v1.0/`` for the full one), then ``{split}/patientNNNNN/studyK/viewJ_*.jpg``.
 """
 
 import os
@@ -121,24 +121,7 @@ def _patient_and_study(paths: pd.Series, csv_path: Path) -> tuple[pd.Series, pd.
             f"Path {paths[first]!r} has no patientNNNNN/studyK/ part "
             f"({int(unparsed.sum())} such row(s))",
             where=f"{csv_path}, line {first + 2}",
-            fix="Path must look like CheXpert-v1.0-small/train/patient00001/study1/view1_frontal.jpg.",
+            fix="Path must look like "
+            "CheXpert-v1.0-small/train/patient00001/study1/view1_frontal.jpg.",
         )
     return parts[0], parts[0] + "/" + parts[1]
-
-
-def strip_dataset_prefix(image_path: str) -> str:
-    """Drop a leading ``CheXpert-v1.0-small/`` or ``CheXpert-v1.0/`` from a ``Path`` value."""
-    for prefix in PATH_PREFIXES:
-        if image_path.startswith(prefix):
-            return image_path[len(prefix) :]
-    return image_path
-
-
-def resolve_image_paths(paths: pd.Series, dataset_dir: str | os.PathLike) -> pd.Series:
-    """Map ``Path`` values to files under ``dataset_dir``, whichever release prefix they carry.
-
-    ``dataset_dir`` is the folder holding the CSV and its ``train/`` and ``valid/`` folders, so a
-    CSV written for the full release still resolves inside a downsampled download and vice versa.
-    """
-    root = str(dataset_dir)
-    return paths.map(lambda p: os.path.join(root, strip_dataset_prefix(p)))

@@ -1,4 +1,4 @@
-"""Logging for workflow jobs: everything goes to the job's log file, user errors also to the console."""
+"""Logging for workflow jobs: all to the job's log file, user errors to the console too."""
 
 import contextlib
 import logging

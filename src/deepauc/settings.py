@@ -5,7 +5,7 @@ from deepauc.synth import SynthSpec
 
 
 def preprocess_settings(config: dict) -> PreprocessSettings:
-    """Preprocessing settings from the config keys diseases, uncertainty, views, split, check_images."""
+    """Preprocessing settings from the keys diseases, uncertainty, views, split, check_images."""
     return PreprocessSettings(
         diseases=tuple(config["diseases"]),
         uncertainty=dict(config["uncertainty"]),

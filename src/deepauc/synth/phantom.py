@@ -215,7 +215,7 @@ def _consolidation(c: _Canvas, amp, lungs, half_width, lung_top, diaphragm, rng)
     side = rng.choice((-1, 1))
     cu = side * half_width * rng.uniform(0.3, 0.75)
     cv = rng.uniform(lung_top + 0.2, diaphragm - 0.1)
-    radius = 0.04 + 0.09 * amp
+    radius = 0.06 + 0.13 * amp
     edge = c.ellipse(cu, cv, radius, radius * rng.uniform(0.8, 1.3)) + 0.3 * c.smooth_noise(rng, 12)
     c.density += 0.32 * min(1.0, 0.4 + amp) * c.soft(edge, 3) * lungs
 
