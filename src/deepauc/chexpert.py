@@ -125,3 +125,8 @@ def _patient_and_study(paths: pd.Series, csv_path: Path) -> tuple[pd.Series, pd.
             "CheXpert-v1.0-small/train/patient00001/study1/view1_frontal.jpg.",
         )
     return parts[0], parts[0] + "/" + parts[1]
+
+
+def slug(label: str) -> str:
+    """A file-name-safe form of a label column: ``Pleural Effusion`` -> ``pleural_effusion``."""
+    return re.sub(r"[^a-z0-9]+", "_", label.lower()).strip("_")

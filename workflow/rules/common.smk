@@ -9,7 +9,10 @@ from snakemake.utils import validate
 # not pip-installed.
 sys.path.insert(0, os.path.join(workflow.basedir, "src"))
 
-from deepauc.settings import preprocess_settings, synth_spec
+import shutil
+
+from deepauc.chexpert import slug
+from deepauc.settings import finetune_settings, preprocess_settings, synth_spec
 
 validate(config, schema="../schemas/config.schema.yaml")
 # Fail at parse time with the config key to fix, before any job starts.
@@ -17,8 +20,33 @@ PREPROCESS_SETTINGS = preprocess_settings(config)
 SYNTHETIC = config["synthetic"]["enabled"]
 if SYNTHETIC:
     synth_spec(config)
+finetune_settings(config["finetune"])
 
 SPLITS = ["train", "val", "test"]
+ARCHITECTURES = config["architectures"]
+SEEDS = config["seeds"]
+METHODS = config["finetune"]["methods"]
+DISEASE_BY_SLUG = {slug(d): d for d in config["diseases"]}
+
+
+wildcard_constraints:
+    seed=r"\d+",
+    method="|".join(METHODS),
+    disease="|".join(DISEASE_BY_SLUG),
+    arch="|".join(ARCHITECTURES),
+
+
+def uses_gpu():
+    """1 when training jobs will run on a GPU, so schedulers and `--resources gpu=N` can count
+    them. `auto` looks for the NVIDIA driver's tool rather than importing torch at parse time.
+    """
+    if config["device"] == "auto":
+        return int(shutil.which("nvidia-smi") is not None)
+    return int(config["device"] == "cuda")
+
+
+def disease_name(wildcards):
+    return DISEASE_BY_SLUG[wildcards.disease]
 
 
 def dataset_file(name):
@@ -65,4 +93,11 @@ def default_targets():
     targets.append("results/data/label_audit.csv")
     if SYNTHETIC:
         targets.append("results/data/synthetic_examples.png")
+    targets += expand(
+        "results/models/{arch}/seed{seed}/{method}/{disease}.pt",
+        arch=ARCHITECTURES,
+        seed=SEEDS,
+        method=METHODS,
+        disease=DISEASE_BY_SLUG,
+    )
     return targets

@@ -1,0 +1,46 @@
+"""Model files: what a finished stage leaves behind, and how the next stage reads it."""
+
+import os
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from deepauc.atomic import atomic_path
+from deepauc.errors import InputError
+from deepauc.models import create_model
+
+FORMAT = 1
+
+
+def save_model(path: str | os.PathLike, model_state: dict, meta: dict) -> None:
+    """Write a model file atomically: weights plus what is needed to rebuild the network.
+
+    ``meta`` must hold ``arch``, ``image_size`` and ``outputs`` (the disease of each logit).
+    """
+    with atomic_path(path) as tmp:
+        torch.save({"format": FORMAT, "state_dict": model_state, **meta}, tmp)
+
+
+def load_model(
+    path: str | os.PathLike, device: torch.device | str = "cpu"
+) -> tuple[nn.Module, dict]:
+    """Rebuild the network saved at ``path``; returns ``(model, meta)``."""
+    try:
+        saved = torch.load(Path(path), map_location=device, weights_only=False)
+    except (OSError, RuntimeError, EOFError) as err:
+        raise InputError(
+            f"cannot read model file ({err})",
+            where=str(path),
+            fix="delete it and rerun the rule that makes it.",
+        ) from err
+    if saved.get("format") != FORMAT:
+        raise InputError(
+            f"model file format {saved.get('format')!r}, expected {FORMAT}",
+            where=str(path),
+            fix="delete it and rerun the rule that makes it.",
+        )
+    model = create_model(saved["arch"], len(saved["outputs"]), saved["image_size"])
+    model.load_state_dict(saved["state_dict"])
+    meta = {k: v for k, v in saved.items() if k not in ("state_dict", "format")}
+    return model.to(device), meta

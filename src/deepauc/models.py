@@ -1,0 +1,138 @@
+"""Building timm models for chest X-rays: by name, at any image size, with any starting weights.
+
+``create_model`` is the one way to get a network; ``replace_head`` turns a warm-up network into a
+single-disease one. Inputs are three-channel (the grayscale image repeated), so that ImageNet
+weights load unchanged.
+"""
+
+import logging
+import os
+from pathlib import Path
+
+import timm
+import torch
+from torch import nn
+
+from deepauc.errors import InputError
+
+log = logging.getLogger(__name__)
+
+WEIGHT_SUFFIXES = (".safetensors", ".pth", ".pt", ".bin")
+
+
+def create_model(
+    arch: str,
+    num_outputs: int,
+    image_size: int,
+    pretrained: bool | str | os.PathLike = False,
+) -> nn.Module:
+    """A timm model ``arch`` with ``num_outputs`` logits for square images of ``image_size``.
+
+    Args:
+        arch: any timm model name, e.g. ``convnext_tiny``, ``densenet169``,
+            ``swin_tiny_patch4_window7_224``, ``davit_tiny``.
+        num_outputs: size of the new classification head.
+        image_size: input height and width; window-attention models get windows that fit it.
+        pretrained: ``False`` (random init), ``True`` (timm's weights from the model hub) or the
+            path of a local weights file (``.safetensors``, ``.pth``, ``.bin``) for ``arch``.
+            The original head is dropped either way.
+
+    Example::
+
+        model = create_model("densenet169", num_outputs=5, image_size=224, pretrained=False)
+    """
+    if not timm.is_model(arch):
+        raise InputError(
+            f"unknown timm model {arch!r}",
+            where="config key architectures",
+            fix="use a name from timm.list_models(), e.g. convnext_tiny, densenet169, "
+            "swin_tiny_patch4_window7_224, davit_tiny.",
+        )
+    kwargs = dict(num_classes=num_outputs, **size_kwargs(arch, image_size))
+    if pretrained is False:
+        return timm.create_model(arch, pretrained=False, **kwargs)
+    if pretrained is True:
+        return _from_hub(arch, kwargs)
+    return _from_file(arch, Path(pretrained), kwargs)
+
+
+def size_kwargs(arch: str, image_size: int) -> dict:
+    """timm arguments that let ``arch`` take ``image_size`` inputs.
+
+    Swin's windows must tile every stage's feature map: at 224 px a 7x7 window fits
+    (56, 28, 14, 7), at 128 px it does not (32, 16, 8, 4), so the largest window up to the
+    model's own that divides the last stage is used. Models with fixed position embeddings get
+    ``img_size``; convolutional networks take any size as they are.
+    """
+    if arch.startswith("swin"):
+        patch, stages = 4, 4
+        last = image_size // patch // 2 ** (stages - 1)
+        if image_size % (patch * 2 ** (stages - 1)) or last < 1:
+            raise InputError(
+                f"{arch} needs an image size divisible by {patch * 2 ** (stages - 1)}, "
+                f"got {image_size}",
+                where="config key image_size",
+            )
+        default_window = int(timm.get_pretrained_cfg_value(arch, "input_size")[-1]) // 32
+        window = max(w for w in range(1, max(default_window, 1) + 1) if last % w == 0)
+        return {"img_size": image_size, "window_size": window}
+    if arch.startswith(("vit", "deit", "beit", "eva")):
+        return {"img_size": image_size}
+    return {}
+
+
+def replace_head(model: nn.Module, num_outputs: int) -> nn.Module:
+    """Give ``model`` a freshly initialised head of ``num_outputs``, keeping the backbone as is."""
+    model.reset_classifier(num_outputs)
+    return model
+
+
+def _from_hub(arch: str, kwargs: dict) -> nn.Module:
+    try:
+        return timm.create_model(arch, pretrained=True, **kwargs)
+    except Exception as err:  # the hub's failures come as many exception types
+        raise InputError(
+            f"could not load timm's pretrained weights for {arch!r} ({type(err).__name__}: {err})",
+            where="config key pretrained",
+            fix="without access to the model hub, download the weights elsewhere and set "
+            "pretrained to the file (one architecture) or to a folder holding "
+            f"{arch}.safetensors (or .pth/.bin), or set pretrained: false to train from scratch.",
+        ) from err
+
+
+def _from_file(arch: str, path: Path, kwargs: dict) -> nn.Module:
+    file = weights_file(arch, path)
+    model = timm.create_model(
+        arch, pretrained=True, pretrained_cfg_overlay={"file": str(file)}, **kwargs
+    )
+    log.info("%s: initialised from %s", arch, file)
+    return model
+
+
+def weights_file(arch: str, path: Path) -> Path:
+    """The weights of ``arch``: ``path`` itself, or ``path/<arch>.<suffix>`` for a folder."""
+    if path.is_file():
+        return path
+    if path.is_dir():
+        for suffix in WEIGHT_SUFFIXES:
+            if (path / f"{arch}{suffix}").is_file():
+                return path / f"{arch}{suffix}"
+        raise InputError(
+            f"no weights for {arch!r} in folder {path}",
+            where="config key pretrained",
+            fix=f"put {arch}.safetensors (or .pth/.bin) there, or set pretrained: false.",
+        )
+    raise InputError(
+        f"weights path {path} does not exist",
+        where="config key pretrained",
+        fix="set pretrained to false, true, a weights file or a folder of <arch>.safetensors.",
+    )
+
+
+def count_parameters(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def head_parameters(model: nn.Module) -> list[torch.nn.Parameter]:
+    """The parameters of the classification head (what ``replace_head`` resets)."""
+    return list(model.get_classifier().parameters())

@@ -1,0 +1,572 @@
+"""The two training stages and the one loop that runs them.
+
+Stage 1 (``run_warmup``): a timm backbone learns all diseases at once with masked multi-label
+binary cross-entropy and Adam. Stage 2 (``run_finetune``): per disease, the warm-up backbone gets
+a fresh one-logit head and is fine-tuned either with LibAUC's AUCMLoss + PESG (``dam``) or, as the
+control at equal compute, with BCE + Adam (``ce``); both draw batches with LibAUC's DualSampler.
+
+``fit`` is the loop both use, readable top to bottom: forward, loss, backward, step, evaluation on
+the val split, best-on-val selection, and a checkpoint each epoch holding everything needed to
+continue. Rerunning an interrupted job resumes from its last finished epoch through the same code
+path as a fresh start.
+"""
+
+import contextlib
+import copy
+import hashlib
+import json
+import logging
+import math
+import os
+import random
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+from libauc.losses import AUCMLoss
+from libauc.optimizers import PESG
+from libauc.sampler import DualSampler
+from torch import nn
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+
+from deepauc.atomic import atomic_path, write_csv
+from deepauc.checkpoints import load_model, save_model
+from deepauc.data import AugmentSettings, XrayDataset, to_model_input
+from deepauc.errors import InputError
+from deepauc.metrics import aucs_by_column
+from deepauc.models import create_model, replace_head
+
+log = logging.getLogger(__name__)
+
+METHODS = ("dam", "ce")
+
+
+@dataclass(frozen=True)
+class WarmupSettings:
+    """Stage 1: multi-label BCE with Adam."""
+
+    epochs: int = 2
+    batch_size: int = 32
+    lr: float = 1e-4
+    weight_decay: float = 1e-5
+    eval_every_steps: int = 0  # 0: evaluate once per epoch
+
+
+@dataclass(frozen=True)
+class DamSettings:
+    """LibAUC's AUCMLoss + PESG, at the defaults of its CheXpert recipe."""
+
+    lr: float = 0.1
+    margin: float = 1.0
+    epoch_decay: float = 2e-3
+    weight_decay: float = 1e-5
+    loss_version: str = "v1"
+    decay_factor: float = 10.0
+    regularizer_epochs: tuple[int, ...] = (1,)  # update_regularizer after these epochs
+
+
+@dataclass(frozen=True)
+class CeSettings:
+    """The control: BCE with Adam."""
+
+    lr: float = 1e-4
+    weight_decay: float = 1e-5
+
+
+@dataclass(frozen=True)
+class FinetuneSettings:
+    """Stage 2, shared by both methods so that they run at equal compute."""
+
+    epochs: int = 2
+    batch_size: int = 32
+    sampling_rate: float | str = "auto"
+    eval_every_steps: int = 0
+    dam: DamSettings = field(default_factory=DamSettings)
+    ce: CeSettings = field(default_factory=CeSettings)
+
+
+@dataclass(frozen=True)
+class Runtime:
+    """Where and how a job runs: chosen once, at the top."""
+
+    device: torch.device
+    seed: int = 0
+    threads: int = 1
+
+    @property
+    def loader_workers(self) -> int:
+        # On a GPU the CPU's only job is decoding, so every thread decodes. On a CPU the same
+        # cores also train: decoding in the training process avoids fighting over them.
+        if self.device.type == "cuda":
+            return min(self.threads, 16)
+        return 0
+
+    @classmethod
+    def create(cls, device: str = "auto", seed: int = 0, threads: int = 1) -> "Runtime":
+        """Choose the device and set torch's CPU threads to the job's share."""
+        runtime = cls(choose_device(device), seed=seed, threads=max(1, threads))
+        torch.set_num_threads(runtime.threads)
+        return runtime
+
+    def autocast(self):
+        if self.device.type == "cuda":
+            return torch.autocast("cuda", dtype=torch.bfloat16)
+        return contextlib.nullcontext()
+
+
+def choose_device(preference: str = "auto") -> torch.device:
+    """``auto``: CUDA when present, else CPU; ``cuda`` and ``cpu`` are taken as asked."""
+    if preference == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if preference == "cuda" and not torch.cuda.is_available():
+        raise InputError(
+            "device: cuda was asked for but torch sees no GPU",
+            where="config key device",
+            fix="set device: auto (or cpu), or run on a machine with a CUDA GPU.",
+        )
+    return torch.device(preference)
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def sampling_rate_for(labels: np.ndarray, setting: float | str) -> float:
+    """DualSampler's share of positives per batch.
+
+    ``auto`` follows LibAUC's advice (a rate slightly above the positive share): twice the
+    training prevalence, kept within [0.1, 0.5]. Rare diseases then see a few positives in every
+    batch, which AUCMLoss needs, without an epoch repeating each positive many times over.
+    """
+    if setting == "auto":
+        return float(np.clip(2.0 * labels.mean(), 0.1, 0.5))
+    return float(setting)
+
+
+@dataclass
+class Job:
+    """What differs between stages; ``fit`` does the rest."""
+
+    name: str
+    model: nn.Module
+    loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+    optimizer: torch.optim.Optimizer
+    train_loader: DataLoader
+    val_loader: DataLoader
+    epochs: int
+    eval_every_steps: int
+    outputs: list[str]
+    meta: dict
+    after_epoch: Callable[[int], None] = lambda epoch: None
+    extra_state: nn.Module | None = None  # e.g. AUCMLoss's a, b, alpha
+    sampler: DualSampler | None = None
+
+
+def run_warmup(
+    arch: str,
+    train: pd.DataFrame,
+    val: pd.DataFrame,
+    diseases: list[str],
+    image_size: int,
+    settings: WarmupSettings,
+    augment: AugmentSettings,
+    runtime: Runtime,
+    checkpoint: str | os.PathLike,
+    history: str | os.PathLike,
+    pretrained: bool | str = False,
+    inputs: list[str] = (),
+) -> pd.DataFrame:
+    """Stage 1. Writes the best-on-val model to ``checkpoint`` and per-epoch rows to ``history``."""
+    seed_everything(runtime.seed)
+    model = create_model(arch, len(diseases), image_size, pretrained).to(runtime.device)
+    generator = torch.Generator().manual_seed(runtime.seed)
+    train_loader = DataLoader(
+        XrayDataset(train, diseases, image_size, augment),
+        batch_size=settings.batch_size,
+        shuffle=True,
+        drop_last=len(train) > settings.batch_size,
+        generator=generator,
+        **_loader_options(runtime),
+    )
+    job = Job(
+        name=f"warmup {arch}",
+        model=model,
+        loss_fn=_masked_bce,
+        optimizer=torch.optim.Adam(
+            model.parameters(), lr=settings.lr, weight_decay=settings.weight_decay
+        ),
+        train_loader=train_loader,
+        val_loader=_val_loader(val, diseases, image_size, settings.batch_size, runtime),
+        epochs=settings.epochs,
+        eval_every_steps=settings.eval_every_steps,
+        outputs=list(diseases),
+        meta={"arch": arch, "image_size": image_size, "outputs": list(diseases), "stage": "warmup"},
+    )
+    fingerprint = _fingerprint(job.meta, asdict(settings), asdict(augment), runtime.seed, inputs)
+    return fit(job, runtime, Path(checkpoint), Path(history), fingerprint)
+
+
+def run_finetune(
+    warmup_checkpoint: str | os.PathLike,
+    disease: str,
+    method: str,
+    train: pd.DataFrame,
+    val: pd.DataFrame,
+    settings: FinetuneSettings,
+    augment: AugmentSettings,
+    runtime: Runtime,
+    checkpoint: str | os.PathLike,
+    history: str | os.PathLike,
+    inputs: list[str] = (),
+) -> pd.DataFrame:
+    """Stage 2 for one disease with ``method`` ``dam`` or ``ce``; outputs as ``run_warmup``."""
+    if method not in METHODS:
+        raise InputError(f"unknown method {method!r}", fix=f"use one of {', '.join(METHODS)}.")
+    seed_everything(runtime.seed)
+    model, warm = load_model(warmup_checkpoint, runtime.device)
+    model = replace_head(model, 1).to(runtime.device)
+    image_size = warm["image_size"]
+    train = train[train[disease].notna()].reset_index(drop=True)
+    labels = train[disease].to_numpy(dtype=np.float32)
+    rate = sampling_rate_for(labels, settings.sampling_rate)
+    # DualSampler reseeds numpy's global generator: build it before anything else draws from it.
+    sampler = DualSampler(
+        XrayDataset(train, [disease], image_size),
+        batch_size=settings.batch_size,
+        labels=labels,
+        sampling_rate=rate,
+        random_seed=runtime.seed,
+    )
+    train_loader = DataLoader(
+        XrayDataset(train, [disease], image_size, augment),
+        batch_size=settings.batch_size,
+        sampler=sampler,
+        generator=torch.Generator().manual_seed(runtime.seed),
+        **_loader_options(runtime),
+    )
+    extra_state, after_epoch = None, lambda epoch: None
+    if method == "dam":
+        dam = settings.dam
+        aucm = AUCMLoss(margin=dam.margin, version=dam.loss_version, device=runtime.device)
+        optimizer = PESG(
+            model.parameters(),
+            loss_fn=aucm,
+            lr=dam.lr,
+            margin=dam.margin,
+            epoch_decay=dam.epoch_decay,
+            weight_decay=dam.weight_decay,
+            verbose=False,
+            device=runtime.device,
+        )
+
+        def loss_fn(logits, targets):
+            return aucm(torch.sigmoid(logits), targets).squeeze()
+
+        def after_epoch(epoch):
+            if epoch in dam.regularizer_epochs:
+                optimizer.update_regularizer(decay_factor=dam.decay_factor)
+                log.info(
+                    "after epoch %d: update_regularizer, lr now %g",
+                    epoch,
+                    optimizer.param_groups[0]["lr"],
+                )
+
+        extra_state = aucm
+    else:
+        optimizer = torch.optim.Adam(
+            model.parameters(), lr=settings.ce.lr, weight_decay=settings.ce.weight_decay
+        )
+        loss_fn = F.binary_cross_entropy_with_logits
+    log.info(
+        "%s %s: %d train images (%d positive), sampling rate %.2f, %d batches an epoch",
+        method,
+        disease,
+        len(train),
+        int(labels.sum()),
+        rate,
+        sampler.num_batches,
+    )
+    meta = {
+        "arch": warm["arch"],
+        "image_size": image_size,
+        "outputs": [disease],
+        "stage": method,
+        "warmup_val_auc": warm.get("val_auc"),
+        "sampling_rate": rate,
+    }
+    job = Job(
+        name=f"{method} {warm['arch']} {disease}",
+        model=model,
+        loss_fn=loss_fn,
+        optimizer=optimizer,
+        train_loader=train_loader,
+        val_loader=_val_loader(val, [disease], image_size, settings.batch_size, runtime),
+        epochs=settings.epochs,
+        eval_every_steps=settings.eval_every_steps,
+        outputs=[disease],
+        meta=meta,
+        after_epoch=after_epoch,
+        extra_state=extra_state,
+        sampler=sampler,
+    )
+    method_settings = asdict(settings.dam if method == "dam" else settings.ce)
+    stage_settings = {**asdict(settings), "dam": None, "ce": None, "method": method_settings}
+    fingerprint = _fingerprint(meta, stage_settings, asdict(augment), runtime.seed, inputs)
+    return fit(job, runtime, Path(checkpoint), Path(history), fingerprint)
+
+
+def fit(
+    job: Job, runtime: Runtime, checkpoint: Path, history_path: Path, fingerprint: str
+) -> pd.DataFrame:
+    """Train ``job`` for its epochs, keep the best-on-val weights, resume if interrupted."""
+    model, optimizer = job.model, job.optimizer
+    resume_path = checkpoint.with_name(checkpoint.name + ".resume")
+    start_epoch, step, best, history = 1, 0, {"score": -math.inf, "epoch": 0, "state": None}, []
+    resumed = _load_resume(resume_path, fingerprint, runtime.device)
+    if resumed is not None:
+        _restore(job, resumed)
+        start_epoch, step = resumed["epoch"] + 1, resumed["step"]
+        best, history = resumed["best"], resumed["history"]
+        log.info("%s: resuming after epoch %d of %d", job.name, resumed["epoch"], job.epochs)
+    if runtime.device.type == "cuda":
+        model.to(memory_format=torch.channels_last)
+        torch.backends.cudnn.benchmark = True
+
+    for epoch in range(start_epoch, job.epochs + 1):
+        model.train()
+        started, seen, batch = time.perf_counter(), 0, 0
+        loss_sum = torch.zeros((), device=runtime.device)
+        steps = _batches_per_epoch(job)
+        bar = tqdm(
+            total=steps,
+            desc=f"{job.name} epoch {epoch}/{job.epochs}",
+            unit="batch",
+            file=sys.stderr,
+            mininterval=1.0 if sys.stderr.isatty() else 30.0,
+        )
+        for batch, (images, targets) in enumerate(job.train_loader, 1):
+            inputs = to_model_input(images, runtime.device)
+            targets = targets.to(runtime.device, non_blocking=True)
+            with runtime.autocast():
+                logits = model(inputs)
+            loss = job.loss_fn(logits.float(), targets)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            loss_sum += loss.detach()
+            seen += len(images)
+            step += 1
+            bar.update()
+            if batch % 20 == 0:  # reading the loss waits for the GPU: not every step
+                rate = seen / (time.perf_counter() - started)
+                bar.set_postfix(loss=f"{loss_sum.item() / batch:.4f}", img_s=f"{rate:.0f}")
+            if job.eval_every_steps and step % job.eval_every_steps == 0:
+                score, per_output = evaluate(job, runtime)
+                best = _keep_best(best, score, epoch, model)
+                history.append(
+                    _history_row(
+                        job, epoch, step, loss_sum, batch, score, per_output, started, seen
+                    )
+                )
+                model.train()
+        bar.close()
+        job.after_epoch(epoch)
+        score, per_output = evaluate(job, runtime)
+        best = _keep_best(best, score, epoch, model)
+        row = _history_row(
+            job, epoch, step, loss_sum, max(batch, 1), score, per_output, started, seen
+        )
+        history.append(row)
+        log.info(
+            "%s epoch %d/%d: train loss %.4f, val AUC %.4f, lr %.3g, %.1f s, %.0f images/s",
+            job.name,
+            epoch,
+            job.epochs,
+            row["train_loss"],
+            score,
+            row["lr"],
+            row["seconds"],
+            row["images_per_second"],
+        )
+        _save_resume(resume_path, job, fingerprint, epoch, step, best, history)
+
+    if best["state"] is None:  # every val AUC undefined: keep the last weights
+        best = {
+            "score": float("nan"),
+            "epoch": job.epochs,
+            "state": copy.deepcopy(model.state_dict()),
+        }
+    meta = {**job.meta, "epoch": best["epoch"], "val_auc": best["score"], "seed": runtime.seed}
+    save_model(checkpoint, best["state"], meta)
+    table = pd.DataFrame(history)
+    write_csv(table, history_path)
+    resume_path.unlink(missing_ok=True)
+    log.info(
+        "%s: best val AUC %.4f at epoch %d -> %s",
+        job.name,
+        best["score"],
+        best["epoch"],
+        checkpoint,
+    )
+    return table
+
+
+@torch.no_grad()
+def evaluate(job: Job, runtime: Runtime) -> tuple[float, list[float]]:
+    """Mean val AUC over the job's outputs (ignoring undefined ones), and each output's AUC."""
+    job.model.eval()
+    scores, targets = [], []
+    for images, batch_targets in job.val_loader:
+        with runtime.autocast():
+            logits = job.model(to_model_input(images, runtime.device))
+        scores.append(torch.sigmoid(logits.float()).cpu())
+        targets.append(batch_targets)
+    per_output = aucs_by_column(torch.cat(targets).numpy(), torch.cat(scores).numpy())
+    defined = [a for a in per_output if not math.isnan(a)]
+    return (float(np.mean(defined)) if defined else float("nan")), per_output
+
+
+def _masked_bce(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """BCE over the labels that are not ignored (NaN), averaged over those."""
+    known = ~torch.isnan(targets)
+    losses = F.binary_cross_entropy_with_logits(logits, torch.nan_to_num(targets), reduction="none")
+    return (losses * known).sum() / known.sum().clamp(min=1)
+
+
+def _loader_options(runtime: Runtime) -> dict:
+    workers = runtime.loader_workers
+    return {
+        "num_workers": workers,
+        "pin_memory": runtime.device.type == "cuda",
+        "persistent_workers": False,
+        **({"prefetch_factor": 4} if workers else {}),
+    }
+
+
+def _val_loader(val, outputs, image_size, batch_size, runtime) -> DataLoader:
+    return DataLoader(
+        XrayDataset(val, outputs, image_size),
+        batch_size=batch_size * 2,
+        shuffle=False,
+        # Its own generator, so evaluating never moves the training random streams.
+        generator=torch.Generator().manual_seed(0),
+        **_loader_options(runtime),
+    )
+
+
+def _batches_per_epoch(job: Job) -> int:
+    if job.sampler is not None:
+        return job.sampler.num_batches
+    return len(job.train_loader)
+
+
+def _keep_best(best: dict, score: float, epoch: int, model: nn.Module) -> dict:
+    if not math.isnan(score) and score > best["score"]:
+        state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        return {"score": score, "epoch": epoch, "state": state}
+    return best
+
+
+def _history_row(job, epoch, step, loss_sum, batches, score, per_output, started, seen) -> dict:
+    seconds = time.perf_counter() - started
+    row = {
+        "epoch": epoch,
+        "step": step,
+        "train_loss": loss_sum.item() / max(batches, 1),
+        "val_auc": score,
+        "lr": job.optimizer.param_groups[0]["lr"],
+        "seconds": seconds,
+        "images_per_second": seen / seconds if seconds else float("nan"),
+    }
+    if len(job.outputs) > 1:
+        row.update(
+            {f"val_auc:{name}": auc for name, auc in zip(job.outputs, per_output, strict=True)}
+        )
+    return row
+
+
+def _fingerprint(meta: dict, settings: dict, augment: dict, seed: int, inputs) -> str:
+    """What a resume file must match to be reused: the job's settings and its inputs' versions."""
+    stamps = []
+    for path in inputs:
+        stat = os.stat(path)
+        stamps.append((str(path), stat.st_size, stat.st_mtime_ns))
+    payload = json.dumps([meta, settings, augment, seed, stamps], sort_keys=True, default=str)
+    return hashlib.sha256(payload.encode()).hexdigest()
+
+
+def _save_resume(path: Path, job: Job, fingerprint, epoch, step, best, history) -> None:
+    state = {
+        "fingerprint": fingerprint,
+        "epoch": epoch,
+        "step": step,
+        "best": best,
+        "history": history,
+        "model": job.model.state_dict(),
+        "optimizer": job.optimizer.state_dict(),
+        "extra_state": job.extra_state.state_dict() if job.extra_state is not None else None,
+        "sampler": _sampler_state(job.sampler),
+        "loader_generator": job.train_loader.generator.get_state(),
+        "rng": {
+            "python": random.getstate(),
+            "numpy": np.random.get_state(),
+            "torch": torch.get_rng_state(),
+            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
+        },
+    }
+    with atomic_path(path) as tmp:
+        torch.save(state, tmp)
+
+
+def _load_resume(path: Path, fingerprint: str, device: torch.device) -> dict | None:
+    if not path.exists():
+        return None
+    try:
+        state = torch.load(path, map_location=device, weights_only=False)
+    except (OSError, RuntimeError, EOFError) as err:
+        log.warning("ignoring unreadable resume file %s (%s): starting over", path, err)
+        return None
+    if state.get("fingerprint") != fingerprint:
+        log.warning("resume file %s is from other settings or inputs: starting over", path)
+        return None
+    return state
+
+
+def _restore(job: Job, state: dict) -> None:
+    job.model.load_state_dict(state["model"])
+    # PESG's load_state_dict consumes its argument: hand it a copy.
+    job.optimizer.load_state_dict(copy.copy(state["optimizer"]))
+    if job.extra_state is not None:
+        job.extra_state.load_state_dict(state["extra_state"])
+    if job.sampler is not None:
+        for key, value in state["sampler"].items():
+            setattr(job.sampler, key, value)
+    job.train_loader.generator.set_state(state["loader_generator"])
+    rng = state["rng"]
+    random.setstate(rng["python"])
+    np.random.set_state(rng["numpy"])
+    torch.set_rng_state(rng["torch"].cpu())
+    if rng["cuda"] is not None and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all([s.cpu() for s in rng["cuda"]])
+
+
+def _sampler_state(sampler: DualSampler | None) -> dict | None:
+    """DualSampler's position in its shuffled positives and negatives (numpy's global RNG is
+    saved separately)."""
+    if sampler is None:
+        return None
+    return {
+        "pos_indices": sampler.pos_indices.copy(),
+        "neg_indices": sampler.neg_indices.copy(),
+        "pos_ptr": sampler.pos_ptr,
+        "neg_ptr": sampler.neg_ptr,
+    }

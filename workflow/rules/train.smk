@@ -1,0 +1,51 @@
+rule warmup:
+    input:
+        train="results/data/train.csv",
+        val="results/data/val.csv",
+    output:
+        model="results/models/{arch}/seed{seed}/warmup.pt",
+        history="results/models/{arch}/seed{seed}/warmup.history.csv",
+    log:
+        "results/logs/warmup/{arch}/seed{seed}.log",
+    benchmark:
+        "results/benchmarks/warmup/{arch}/seed{seed}.tsv"
+    conda:
+        "../../envs/deepauc.yaml"
+    threads: config["train_threads"]
+    resources:
+        gpu=uses_gpu(),
+    params:
+        diseases=config["diseases"],
+        image_size=config["image_size"],
+        pretrained=config["pretrained"],
+        device=config["device"],
+        augment=config["augment"],
+        warmup=config["warmup"],
+    script:
+        "../scripts/warmup.py"
+
+
+rule finetune:
+    input:
+        train="results/data/train.csv",
+        val="results/data/val.csv",
+        warmup="results/models/{arch}/seed{seed}/warmup.pt",
+    output:
+        model="results/models/{arch}/seed{seed}/{method}/{disease}.pt",
+        history="results/models/{arch}/seed{seed}/{method}/{disease}.history.csv",
+    log:
+        "results/logs/finetune/{arch}/seed{seed}/{method}/{disease}.log",
+    benchmark:
+        "results/benchmarks/finetune/{arch}/seed{seed}/{method}/{disease}.tsv"
+    conda:
+        "../../envs/deepauc.yaml"
+    threads: config["train_threads"]
+    resources:
+        gpu=uses_gpu(),
+    params:
+        disease=disease_name,
+        device=config["device"],
+        augment=config["augment"],
+        finetune=config["finetune"],
+    script:
+        "../scripts/finetune.py"

@@ -1,0 +1,23 @@
+"""Rule finetune: stage 2, one disease's binary model from the warm-up, with DAM or CE."""
+
+import pandas as pd
+
+from deepauc.logs import logged_to
+from deepauc.settings import augment_settings, finetune_settings
+from deepauc.train import Runtime, run_finetune
+
+params = snakemake.params
+with logged_to(snakemake.log[0]):
+    run_finetune(
+        warmup_checkpoint=snakemake.input.warmup,
+        disease=params.disease,
+        method=snakemake.wildcards.method,
+        train=pd.read_csv(snakemake.input.train),
+        val=pd.read_csv(snakemake.input.val),
+        settings=finetune_settings(params.finetune),
+        augment=augment_settings(params.augment),
+        runtime=Runtime.create(params.device, int(snakemake.wildcards.seed), snakemake.threads),
+        checkpoint=snakemake.output.model,
+        history=snakemake.output.history,
+        inputs=list(snakemake.input),
+    )
