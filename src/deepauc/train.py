@@ -379,13 +379,11 @@ def fit(
                 )
                 model.train()
         bar.close()
-        job.after_epoch(epoch)
         score, per_output = evaluate(job, runtime)
         best = _keep_best(best, score, epoch, model)
-        row = _history_row(
-            job, epoch, step, loss_sum, max(batch, 1), score, per_output, started, seen
-        )
+        row = _history_row(job, epoch, step, loss_sum, batch, score, per_output, started, seen)
         history.append(row)
+        job.after_epoch(epoch)
         log.info(
             "%s epoch %d/%d: train loss %.4f, val AUC %.4f, lr %.3g, %.1f s, %.0f images/s",
             job.name,
