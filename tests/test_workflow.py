@@ -23,6 +23,11 @@ TINY = {
         "seed": 1,
     },
     "split": {"val_fraction": 0.25, "seed": 0},
+    "architectures": ["resnet10t"],
+    "image_size": 32,
+    "train_threads": 2,
+    "warmup": {"epochs": 1, "batch_size": 16},
+    "finetune": {"epochs": 1, "batch_size": 16},
 }
 
 
@@ -49,7 +54,7 @@ def snakemake(work: Path, *args: str) -> subprocess.CompletedProcess:
     )
 
 
-def test_quick_start_builds_splits_audit_and_examples(tmp_path):
+def test_quick_start_builds_data_and_every_model(tmp_path):
     work = checkout(tmp_path, "quick")
     (work / "tiny.yaml").write_text(yaml.safe_dump(TINY))
     run = snakemake(work, "--configfile", "tiny.yaml")
@@ -65,6 +70,22 @@ def test_quick_start_builds_splits_audit_and_examples(tmp_path):
         counts = audit[audit["split"] == split].set_index("disease")
         assert (counts["images"] == len(table)).all()
         assert (counts["positive"] == table[DISEASES].sum()).all()
+    models = work / "results" / "models" / "resnet10t" / "seed0"
+    assert (models / "warmup.pt").exists()
+    for method in ("dam", "ce"):
+        for disease in (
+            "cardiomegaly",
+            "edema",
+            "consolidation",
+            "atelectasis",
+            "pleural_effusion",
+        ):
+            assert (models / method / f"{disease}.pt").exists(), (method, disease)
+            history = pd.read_csv(models / method / f"{disease}.history.csv")
+            assert history["val_auc"].between(0, 1).all()
+    assert not list(models.rglob("*.resume"))
+    log = (work / "results/logs/finetune/resnet10t/seed0/dam/edema.log").read_text()
+    assert "epoch 1/1: train loss" in log
     assert "Nothing to be done" in snakemake(work, "--configfile", "tiny.yaml").stderr
 
     # The same download through config/chexpert.yaml, as a user with real CheXpert would run it.

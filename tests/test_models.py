@@ -1,0 +1,80 @@
+"""The model factory: every family of the write-up, at the quick start's size, with any weights."""
+
+import pytest
+import timm
+import torch
+
+from deepauc.errors import InputError
+from deepauc.models import create_model, head_parameters, replace_head
+
+FAMILIES = ["convnext_tiny", "densenet169", "swin_tiny_patch4_window7_224", "davit_tiny"]
+
+
+@pytest.mark.parametrize("arch", FAMILIES)
+def test_each_family_builds_and_takes_a_training_step_at_quick_start_size(arch):
+    torch.manual_seed(0)
+    model = create_model(arch, num_outputs=5, image_size=64)
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
+    before = [p.detach().clone() for p in head_parameters(model)]
+    logits = model(torch.randn(2, 3, 64, 64))
+    assert logits.shape == (2, 5)
+    torch.nn.functional.binary_cross_entropy_with_logits(logits, torch.ones(2, 5)).backward()
+    optimizer.step()
+    after = head_parameters(model)
+    assert any(not torch.equal(a, b) for a, b in zip(before, after, strict=True))
+
+
+def test_swin_gets_windows_that_tile_small_images():
+    model = create_model("swin_tiny_patch4_window7_224", num_outputs=1, image_size=128)
+    assert model(torch.randn(1, 3, 128, 128)).shape == (1, 1)
+    with pytest.raises(InputError, match="divisible by 32"):
+        create_model("swin_tiny_patch4_window7_224", num_outputs=1, image_size=100)
+
+
+def test_replace_head_keeps_the_backbone_and_resets_the_head():
+    torch.manual_seed(0)
+    model = create_model("resnet10t", num_outputs=5, image_size=64)
+    for p in model.parameters():  # make every weight recognisable
+        torch.nn.init.constant_(p, 0.5)
+    backbone = {k: v.clone() for k, v in model.state_dict().items() if not k.startswith("fc.")}
+    replace_head(model, 1)
+    state = model.state_dict()
+    assert all(torch.equal(state[k], v) for k, v in backbone.items())
+    head = model.get_classifier()
+    assert head.out_features == 1
+    assert not torch.all(head.weight == 0.5)  # freshly initialised, not carried over
+    assert model(torch.randn(2, 3, 64, 64)).shape == (2, 1)
+
+
+def test_local_weights_file_and_folder(tmp_path):
+    torch.manual_seed(1)
+    source = timm.create_model("resnet10t", num_classes=1000)
+    torch.save(source.state_dict(), tmp_path / "resnet10t.pth")
+    for where in (tmp_path / "resnet10t.pth", tmp_path):
+        model = create_model("resnet10t", num_outputs=3, image_size=64, pretrained=str(where))
+        assert torch.equal(model.conv1[0].weight, source.conv1[0].weight)
+        assert model.get_classifier().out_features == 3
+
+
+def test_missing_weights_say_how_to_pass_a_file(tmp_path):
+    with pytest.raises(InputError, match=r"(?s)no weights for 'resnet10t'.*resnet10t.safetensors"):
+        create_model("resnet10t", 1, 64, pretrained=str(tmp_path))
+    with pytest.raises(InputError, match="does not exist"):
+        create_model("resnet10t", 1, 64, pretrained=str(tmp_path / "nope.pth"))
+
+
+def test_unreachable_hub_says_how_to_pass_a_local_file(monkeypatch):
+    def offline(*args, **kwargs):
+        if kwargs.get("pretrained"):
+            raise OSError("We couldn't connect to the model hub")
+        return original(*args, **kwargs)
+
+    original = timm.create_model
+    monkeypatch.setattr(timm, "create_model", offline)
+    with pytest.raises(InputError, match=r"(?s)pretrained weights.*set pretrained to the file"):
+        create_model("resnet10t", 1, 64, pretrained=True)
+
+
+def test_unknown_architecture_is_named():
+    with pytest.raises(InputError, match="unknown timm model 'resnet_9000'"):
+        create_model("resnet_9000", 1, 64)

@@ -1,0 +1,230 @@
+"""Training on an easy signal: both stages learn, DAM really is LibAUC's, and resuming is exact."""
+
+import logging
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from PIL import Image
+
+import deepauc.train as train_module
+from deepauc.checkpoints import load_model
+from deepauc.data import AugmentSettings
+from deepauc.train import (
+    DamSettings,
+    FinetuneSettings,
+    Runtime,
+    WarmupSettings,
+    run_finetune,
+    run_warmup,
+)
+
+DISEASES = ["Cardiomegaly", "Edema"]
+ARCH = "resnet10t"
+SIZE = 32
+
+
+def _easy_split(folder, n, seed):
+    """Noise images; Cardiomegaly adds a bright bar, Edema a bright square, each at random."""
+    rng = np.random.default_rng(seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    rows = []
+    for i in range(n):
+        labels = rng.random(2) < 0.35
+        image = rng.normal(90, 25, size=(SIZE, SIZE))
+        if labels[0]:
+            y = rng.integers(4, SIZE - 8)
+            image[y : y + 4, 4 : SIZE - 4] += 110
+        if labels[1]:
+            y, x = rng.integers(2, SIZE - 12, size=2)
+            image[y : y + 10, x : x + 10] += 110
+        path = folder / f"{i}.png"
+        Image.fromarray(np.clip(image, 0, 255).astype(np.uint8)).save(path)
+        rows.append(
+            {"image": str(path), "patient": f"p{i}", "study": f"p{i}/s1", "view": "Frontal"}
+        )
+        rows[-1].update({d: int(v) for d, v in zip(DISEASES, labels, strict=True)})
+    return pd.DataFrame(rows)
+
+
+@pytest.fixture(scope="module")
+def easy(tmp_path_factory):
+    root = tmp_path_factory.mktemp("easy")
+    return _easy_split(root / "train", 192, 0), _easy_split(root / "val", 64, 1), root
+
+
+@pytest.fixture(scope="module")
+def warm(easy):
+    train, val, root = easy
+    runtime = Runtime.create("cpu", seed=0, threads=2)
+    history = run_warmup(
+        ARCH,
+        train,
+        val,
+        DISEASES,
+        SIZE,
+        WarmupSettings(epochs=4, batch_size=16, lr=2e-3),
+        AugmentSettings(rotation=0, translate=0, scale=(1, 1)),
+        runtime,
+        root / "warmup.pt",
+        root / "warmup.history.csv",
+    )
+    return root / "warmup.pt", history
+
+
+def _finetune(easy, warm_path, method, out, epochs=2, **settings):
+    train, val, _ = easy
+    return run_finetune(
+        warm_path,
+        "Edema",
+        method,
+        train,
+        val,
+        FinetuneSettings(epochs=epochs, batch_size=16, **settings),
+        AugmentSettings(),
+        Runtime.create("cpu", seed=0, threads=2),
+        out / f"{method}.pt",
+        out / f"{method}.history.csv",
+    )
+
+
+def test_warmup_lowers_the_loss_and_learns_both_signals(warm):
+    path, history = warm
+    assert history["train_loss"].iloc[-1] < history["train_loss"].iloc[0]
+    assert history["val_auc"].max() > 0.6
+    assert list(history.columns[-2:]) == ["val_auc:Cardiomegaly", "val_auc:Edema"]
+    model, meta = load_model(path)
+    assert meta["outputs"] == DISEASES and meta["val_auc"] == pytest.approx(
+        history["val_auc"].max()
+    )
+
+
+@pytest.mark.parametrize("method", ["dam", "ce"])
+def test_finetune_learns_for_both_methods(easy, warm, tmp_path, method):
+    history = _finetune(easy, warm[0], method, tmp_path, epochs=3)
+    assert history["train_loss"].iloc[-1] < history["train_loss"].iloc[0]
+    assert history["val_auc"].max() > 0.6
+    model, meta = load_model(tmp_path / f"{method}.pt")
+    assert meta["outputs"] == ["Edema"] and meta["stage"] == method
+    assert model.get_classifier().out_features == 1
+
+
+def test_dam_uses_libauc_loss_optimizer_and_sampler(easy, warm, tmp_path, monkeypatch):
+    used = {"loss": 0, "step": 0, "regularizer": 0, "sampler": 0}
+
+    class SpyLoss(train_module.AUCMLoss):
+        def forward(self, *args, **kwargs):
+            used["loss"] += 1
+            return super().forward(*args, **kwargs)
+
+    class SpyPESG(train_module.PESG):
+        def step(self, *args, **kwargs):
+            used["step"] += 1
+            return super().step(*args, **kwargs)
+
+        def update_regularizer(self, *args, **kwargs):
+            used["regularizer"] += 1
+            return super().update_regularizer(*args, **kwargs)
+
+    class SpySampler(train_module.DualSampler):
+        def __iter__(self):
+            used["sampler"] += 1
+            return super().__iter__()
+
+    monkeypatch.setattr(train_module, "AUCMLoss", SpyLoss)
+    monkeypatch.setattr(train_module, "PESG", SpyPESG)
+    monkeypatch.setattr(train_module, "DualSampler", SpySampler)
+    history = _finetune(easy, warm[0], "dam", tmp_path, epochs=2, sampling_rate=0.5)
+    steps = int(history["step"].iloc[-1])
+    assert used["step"] == steps > 0
+    assert used["loss"] == steps
+    assert used["sampler"] == 2  # one pass of the sampler per epoch
+    assert used["regularizer"] == 1  # after epoch 1 only, as configured
+    assert history["lr"].tolist() == pytest.approx([0.1, 0.01])
+
+
+def test_dam_batches_hold_the_sampling_rate_of_positives(easy, warm, tmp_path, monkeypatch):
+    captured = {}
+    real_loss = train_module.AUCMLoss
+
+    class CaptureLoss(real_loss):
+        def forward(self, y_pred, y_true, **kwargs):
+            captured.setdefault("positives", []).append(float(y_true.sum()))
+            return super().forward(y_pred, y_true, **kwargs)
+
+    monkeypatch.setattr(train_module, "AUCMLoss", CaptureLoss)
+    _finetune(easy, warm[0], "dam", tmp_path, epochs=1, sampling_rate=0.25)
+    assert set(captured["positives"]) == {4.0}  # 25% of 16
+
+
+@pytest.mark.parametrize("stage", ["warmup", "dam"])
+def test_interrupted_run_resumes_at_epoch_two_with_identical_weights(
+    easy, warm, tmp_path, monkeypatch, caplog, stage
+):
+    train, val, _ = easy
+
+    def run(out):
+        if stage == "warmup":
+            return run_warmup(
+                ARCH,
+                train,
+                val,
+                DISEASES,
+                SIZE,
+                WarmupSettings(epochs=2, batch_size=16, lr=1e-3),
+                AugmentSettings(),
+                Runtime.create("cpu", seed=3, threads=2),
+                out / "model.pt",
+                out / "history.csv",
+            )
+        return run_finetune(
+            warm[0],
+            "Edema",
+            "dam",
+            train,
+            val,
+            FinetuneSettings(epochs=2, batch_size=16, dam=DamSettings(lr=0.05)),
+            AugmentSettings(),
+            Runtime.create("cpu", seed=3, threads=2),
+            out / "model.pt",
+            out / "history.csv",
+        )
+
+    straight = run(tmp_path / "straight")
+
+    save_resume = train_module._save_resume
+
+    def save_then_die(path, job, fingerprint, epoch, *rest):
+        save_resume(path, job, fingerprint, epoch, *rest)
+        if epoch == 1:
+            raise KeyboardInterrupt("simulated kill after epoch 1")
+
+    monkeypatch.setattr(train_module, "_save_resume", save_then_die)
+    with pytest.raises(KeyboardInterrupt):
+        run(tmp_path / "resumed")
+    assert not (tmp_path / "resumed" / "model.pt").exists()
+    assert (tmp_path / "resumed" / "model.pt.resume").exists()
+    monkeypatch.setattr(train_module, "_save_resume", save_resume)
+
+    with caplog.at_level(logging.INFO, logger="deepauc.train"):
+        resumed = run(tmp_path / "resumed")
+    assert "resuming after epoch 1 of 2" in caplog.text
+    assert not (tmp_path / "resumed" / "model.pt.resume").exists()
+    pd.testing.assert_frame_equal(
+        straight.drop(columns=["seconds", "images_per_second"]),
+        resumed.drop(columns=["seconds", "images_per_second"]),
+    )
+    a = torch.load(tmp_path / "straight" / "model.pt", weights_only=False)["state_dict"]
+    b = torch.load(tmp_path / "resumed" / "model.pt", weights_only=False)["state_dict"]
+    assert a.keys() == b.keys()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_resume_file_from_other_settings_is_not_reused(easy, warm, tmp_path, caplog):
+    out = tmp_path / "out"
+    _finetune(easy, warm[0], "ce", out, epochs=1)
+    (out / "ce.pt").rename(out / "ce.pt.resume")  # a stale file in the resume slot
+    with caplog.at_level(logging.WARNING, logger="deepauc.train"):
+        _finetune(easy, warm[0], "ce", out, epochs=1)
+    assert "starting over" in caplog.text
