@@ -21,6 +21,8 @@ from deepauc.train import (
 )
 
 DISEASES = ["Cardiomegaly", "Edema"]
+# The CUDA path (bf16 autocast, channels_last) is tested wherever a GPU is present.
+DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 ARCH = "resnet10t"
 SIZE = 32
 
@@ -54,10 +56,10 @@ def easy(tmp_path_factory):
     return _easy_split(root / "train", 192, 0), _easy_split(root / "val", 64, 1), root
 
 
-@pytest.fixture(scope="module")
-def warm(easy):
+@pytest.fixture(scope="module", params=DEVICES)
+def warm(easy, request):
     train, val, root = easy
-    runtime = Runtime.create("cpu", seed=0, threads=2)
+    runtime = Runtime.create(request.param, seed=0, threads=2)
     history = run_warmup(
         ARCH,
         train,
@@ -67,13 +69,13 @@ def warm(easy):
         WarmupSettings(epochs=4, batch_size=16, lr=2e-3),
         AugmentSettings(rotation=0, translate=0, scale=(1, 1)),
         runtime,
-        root / "warmup.pt",
-        root / "warmup.history.csv",
+        root / f"warmup-{request.param}.pt",
+        root / f"warmup-{request.param}.history.csv",
     )
-    return root / "warmup.pt", history
+    return root / f"warmup-{request.param}.pt", history, request.param
 
 
-def _finetune(easy, warm_path, method, out, epochs=2, **settings):
+def _finetune(easy, warm_path, method, out, epochs=2, device="cpu", **settings):
     train, val, _ = easy
     return run_finetune(
         warm_path,
@@ -83,14 +85,14 @@ def _finetune(easy, warm_path, method, out, epochs=2, **settings):
         val,
         FinetuneSettings(epochs=epochs, batch_size=16, **settings),
         AugmentSettings(),
-        Runtime.create("cpu", seed=0, threads=2),
+        Runtime.create(device, seed=0, threads=2),
         out / f"{method}.pt",
         out / f"{method}.history.csv",
     )
 
 
 def test_warmup_lowers_the_loss_and_learns_both_signals(warm):
-    path, history = warm
+    path, history, _ = warm
     assert history["train_loss"].iloc[-1] < history["train_loss"].iloc[0]
     assert history["val_auc"].max() > 0.6
     assert list(history.columns[-2:]) == ["val_auc:Cardiomegaly", "val_auc:Edema"]
@@ -102,7 +104,7 @@ def test_warmup_lowers_the_loss_and_learns_both_signals(warm):
 
 @pytest.mark.parametrize("method", ["dam", "ce"])
 def test_finetune_learns_for_both_methods(easy, warm, tmp_path, method):
-    history = _finetune(easy, warm[0], method, tmp_path, epochs=3)
+    history = _finetune(easy, warm[0], method, tmp_path, epochs=3, device=warm[2])
     assert history["train_loss"].iloc[-1] < history["train_loss"].iloc[0]
     assert history["val_auc"].max() > 0.6
     model, meta = load_model(tmp_path / f"{method}.pt")
@@ -135,7 +137,7 @@ def test_dam_uses_libauc_loss_optimizer_and_sampler(easy, warm, tmp_path, monkey
     monkeypatch.setattr(train_module, "AUCMLoss", SpyLoss)
     monkeypatch.setattr(train_module, "PESG", SpyPESG)
     monkeypatch.setattr(train_module, "DualSampler", SpySampler)
-    history = _finetune(easy, warm[0], "dam", tmp_path, epochs=2, sampling_rate=0.5)
+    history = _finetune(easy, warm[0], "dam", tmp_path, epochs=2, device=warm[2], sampling_rate=0.5)
     steps = int(history["step"].iloc[-1])
     assert used["step"] == steps > 0
     assert used["loss"] == steps
