@@ -9,8 +9,23 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from PIL import Image  # noqa: E402
+from sklearn.metrics import roc_curve  # noqa: E402
 
 from deepauc.atomic import atomic_path  # noqa: E402
+
+METHOD_STYLE = {
+    "warmup": {"label": "Warm-up (multi-label CE)", "color": "#9e9e9e"},
+    "ce": {"label": "CE fine-tune", "color": "#6baed6"},
+    "dam": {"label": "DAM fine-tune", "color": "#08519c"},
+}
+
+
+def save_figure(fig, paths: list[str | os.PathLike], dpi: int = 200) -> None:
+    """Write ``fig`` to each path (format from the suffix), atomically, then close it."""
+    for path in paths:
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, dpi=dpi, bbox_inches="tight")
+    plt.close(fig)
 
 
 def plot_label_examples(
@@ -68,3 +83,172 @@ def _short_labels(positives: list[str]) -> str:
         "Consolidation": "Consol.",
     }
     return ", ".join(abbreviations.get(d, d) for d in positives)
+
+
+def plot_auc_by_architecture(summary: pd.DataFrame, paths: list, dpi: int = 200) -> None:
+    """Per disease (and the mean), test AUC of each architecture and ensemble, CE beside DAM,
+    with 95% bootstrap intervals as whiskers."""
+    methods = [m for m in ("ce", "dam") if m in set(summary["method"])]
+    diseases = list(dict.fromkeys(summary["disease"]))
+    predictors = list(dict.fromkeys(summary["architecture"]))
+    rows = summary.set_index(["architecture", "method", "disease"])
+    fig, axes = plt.subplots(
+        1, len(diseases), figsize=(2.1 + 0.55 * len(predictors) * len(diseases), 3.8), sharey=True
+    )
+    axes = np.atleast_1d(axes)
+    width = 0.8 / len(methods)
+    low_edge = np.nanmin(summary.loc[summary["method"].isin(methods), "auc_low"])
+    for ax, disease in zip(axes, diseases, strict=True):
+        for k, method in enumerate(methods):
+            x = np.arange(len(predictors)) + (k - (len(methods) - 1) / 2) * width
+            picked = [rows.loc[(p, method, disease)] for p in predictors]
+            values = np.array([r["auc"] for r in picked])
+            errors = np.array(
+                [
+                    [r["auc"] - r["auc_low"] for r in picked],
+                    [r["auc_high"] - r["auc"] for r in picked],
+                ]
+            )
+            ax.bar(
+                x,
+                values,
+                width,
+                color=METHOD_STYLE[method]["color"],
+                label=METHOD_STYLE[method]["label"],
+            )
+            ax.errorbar(
+                x, values, yerr=errors, fmt="none", ecolor="black", elinewidth=0.8, capsize=2
+            )
+        ax.set_title("Mean" if disease == "mean" else disease, fontsize=10)
+        ax.set_xticks(np.arange(len(predictors)))
+        ax.set_xticklabels(predictors, rotation=45, ha="right", fontsize=8)
+        ax.grid(axis="y", alpha=0.3)
+        ax.set_axisbelow(True)
+    axes[0].set_ylabel("Test ROC-AUC (95% CI)")
+    axes[0].set_ylim(max(0.0, np.floor(low_edge * 20) / 20 - 0.05), 1.0)
+    axes[-1].legend(loc="lower right", fontsize=8, frameon=False)
+    fig.suptitle("Per-disease test AUC by architecture: CE vs DAM at equal compute", fontsize=11)
+    fig.tight_layout()
+    save_figure(fig, paths, dpi)
+
+
+def plot_roc(
+    tables: dict[tuple[str, str], pd.DataFrame],
+    disease: str,
+    paths: list,
+    highlight: str = "ensemble",
+    dpi: int = 200,
+    low_fpr: float = 0.2,
+) -> None:
+    """ROC curves of one disease for every predictor and method, with the low false-positive
+    region (where screening operates) enlarged on the right."""
+    fig, (full, zoom) = plt.subplots(1, 2, figsize=(10, 4.6))
+    for (predictor, method), table in tables.items():
+        rows = table[table["disease"] == disease]
+        if rows.empty or rows["y_true"].nunique() < 2:
+            continue
+        fpr, tpr, _ = roc_curve(rows["y_true"], rows["score"])
+        strong = predictor == highlight
+        style = {
+            "color": METHOD_STYLE[method]["color"],
+            "lw": 2.0 if strong else 0.9,
+            "alpha": 1.0 if strong else 0.45,
+            "ls": "-" if method == "dam" else "--",
+        }
+        label = f"{predictor} {method}"
+        for ax in (full, zoom):
+            ax.plot(fpr, tpr, label=label if ax is full else None, **style)
+    full.plot([0, 1], [0, 1], color="grey", lw=0.6, ls=":")
+    full.axvspan(0, low_fpr, color="#fdd49e", alpha=0.25, lw=0)
+    full.set(xlim=(0, 1), ylim=(0, 1.01), xlabel="False positive rate", ylabel="True positive rate")
+    full.set_title(f"{disease}: ROC on the test split", fontsize=10)
+    zoom.set(xlim=(0, low_fpr), ylim=(0, 1.01), xlabel="False positive rate")
+    zoom.set_title(f"Low false-positive region (FPR <= {low_fpr:g})", fontsize=10)
+    for ax in (full, zoom):
+        ax.grid(alpha=0.3)
+    full.legend(fontsize=7, loc="lower right", frameon=False, ncol=2)
+    fig.tight_layout()
+    save_figure(fig, paths, dpi)
+
+
+def plot_showcase(
+    table: pd.DataFrame, paths: list, n_images: int = 12, seed: int = 0, dpi: int = 200
+) -> None:
+    """Test images with the top predicted labels and their scores, and the ground truth."""
+    wide = table.pivot(index="image", columns="disease", values="score")
+    truth = table.pivot(index="image", columns="disease", values="y_true")
+    rng = np.random.default_rng(seed)
+    with_finding = truth.index[(truth == 1).any(axis=1)]
+    without = truth.index[~(truth == 1).any(axis=1)]
+    n_without = min(len(without), max(1, n_images // 4))
+    picks = list(rng.permutation(with_finding)[: n_images - n_without]) + list(
+        rng.permutation(without)[:n_without]
+    )
+    columns = min(4, len(picks))
+    rows = int(np.ceil(len(picks) / columns))
+    fig, axes = plt.subplots(rows, columns, figsize=(3.2 * columns, 3.7 * rows), squeeze=False)
+    for ax in axes.ravel():
+        ax.axis("off")
+    for ax, image in zip(axes.ravel(), picks, strict=False):
+        ax.imshow(np.asarray(Image.open(image).convert("L")), cmap="gray")
+        top = wide.loc[image].sort_values(ascending=False).head(2)
+        positives = [d for d in truth.columns if truth.at[image, d] == 1]
+        ax.set_title(
+            "Top: "
+            + ", ".join(f"{_short_labels([d])} {v:.2f}" for d, v in top.items())
+            + "\nGT: "
+            + _short_labels(positives),
+            fontsize=8,
+        )
+    fig.suptitle("Test images: top-2 predicted scores and ground truth", fontsize=11)
+    fig.tight_layout()
+    save_figure(fig, paths, dpi)
+
+
+def plot_training_curves(
+    warmup: dict[str, pd.DataFrame],
+    finetune: dict[tuple[str, str, str], pd.DataFrame],
+    architecture: str,
+    paths: list,
+    dpi: int = 200,
+) -> None:
+    """Validation AUC and training loss per epoch: the warm-up, then each disease's fine-tune
+    (solid DAM, dashed CE). ``warmup`` maps a seed to its history; ``finetune`` maps
+    (method, disease, seed) to one."""
+    fig, axes = plt.subplots(1, 3, figsize=(14, 4))
+    for seed, history in warmup.items():
+        axes[0].plot(
+            history["epoch"], history["val_auc"], marker="o", label=f"val AUC, seed {seed}"
+        )
+        axes[0].plot(
+            history["epoch"],
+            history["train_loss"],
+            marker=".",
+            ls=":",
+            label=f"train loss, seed {seed}",
+        )
+    axes[0].set(title=f"{architecture}: warm-up (all diseases)", xlabel="epoch")
+    diseases = list(dict.fromkeys(d for _, d, _ in finetune))
+    colors = dict(zip(diseases, plt.get_cmap("tab10").colors, strict=False))
+    for (method, disease, seed), history in finetune.items():
+        ls = "-" if method == "dam" else "--"
+        label = f"{disease} {method}" if seed == min(s for *_, s in finetune) else None
+        axes[1].plot(
+            history["epoch"],
+            history["val_auc"],
+            ls=ls,
+            marker="o",
+            color=colors[disease],
+            label=label,
+        )
+        axes[2].plot(
+            history["epoch"], history["train_loss"], ls=ls, marker=".", color=colors[disease]
+        )
+    axes[1].set(title="fine-tune: validation AUC", xlabel="epoch")
+    axes[2].set(title="fine-tune: training loss (AUCM for DAM, BCE for CE)", xlabel="epoch")
+    for ax in axes:
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=7, frameon=False)
+    axes[1].legend(fontsize=7, frameon=False, ncol=2)
+    fig.tight_layout()
+    save_figure(fig, paths, dpi)

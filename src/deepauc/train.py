@@ -68,6 +68,7 @@ class DamSettings:
     epoch_decay: float = 2e-3
     weight_decay: float = 1e-5
     loss_version: str = "v1"
+    mode: str = "sgd"  # PESG's own update rule: "sgd" (momentum) or "adam"
     decay_factor: float = 10.0
     regularizer_epochs: tuple[int, ...] = (1,)  # update_regularizer after these epochs
 
@@ -261,6 +262,7 @@ def run_finetune(
             model.parameters(),
             loss_fn=aucm,
             lr=dam.lr,
+            mode=dam.mode,
             margin=dam.margin,
             epoch_decay=dam.epoch_decay,
             weight_decay=dam.weight_decay,
@@ -272,13 +274,18 @@ def run_finetune(
             return aucm(torch.sigmoid(logits), targets).squeeze()
 
         def after_epoch(epoch):
-            if epoch in dam.regularizer_epochs:
+            if epoch not in dam.regularizer_epochs:
+                return
+            if dam.epoch_decay > 0:
                 optimizer.update_regularizer(decay_factor=dam.decay_factor)
-                log.info(
-                    "after epoch %d: update_regularizer, lr now %g",
-                    epoch,
-                    optimizer.param_groups[0]["lr"],
-                )
+            else:  # PESG keeps no reference weights then, and update_regularizer would fail
+                optimizer.update_lr(decay_factor=dam.decay_factor)
+            log.info(
+                "after epoch %d: lr now %g%s",
+                epoch,
+                optimizer.param_groups[0]["lr"],
+                ", reference weights updated" if dam.epoch_decay > 0 else "",
+            )
 
         extra_state = aucm
     else:

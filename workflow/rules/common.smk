@@ -26,14 +26,37 @@ SPLITS = ["train", "val", "test"]
 ARCHITECTURES = config["architectures"]
 SEEDS = config["seeds"]
 METHODS = config["finetune"]["methods"]
+# The warm-up model is scored too: the baseline both fine-tunes start from.
+EVAL_METHODS = ["warmup"] + METHODS
 DISEASE_BY_SLUG = {slug(d): d for d in config["diseases"]}
+# "ensemble" averages every architecture; config may name further subsets.
+ENSEMBLES = {"ensemble": ARCHITECTURES, **config["ensemble"]["subsets"]}
+PREDICTORS = ARCHITECTURES + list(ENSEMBLES)
+PLOTS_CODE = os.path.join(workflow.basedir, "src", "deepauc", "plots.py")
+
+
+def check_ensembles():
+    for name, members in ENSEMBLES.items():
+        unknown = [m for m in members if m not in ARCHITECTURES]
+        if name in ARCHITECTURES or unknown or not members:
+            raise WorkflowError(
+                f"ensemble {name!r} is not a usable subset of the architectures "
+                f"{ARCHITECTURES} (unknown members: {unknown}).\n"
+                "Fix: in ensemble.subsets, give each subset a new name and a list of "
+                "configured architectures."
+            )
+
+
+check_ensembles()
 
 
 wildcard_constraints:
     seed=r"\d+",
-    method="|".join(METHODS),
+    method="|".join(EVAL_METHODS),
     disease="|".join(DISEASE_BY_SLUG),
     arch="|".join(ARCHITECTURES),
+    ensemble="|".join(ENSEMBLES),
+    predictor="|".join(PREDICTORS),
 
 
 def uses_gpu():
@@ -88,16 +111,68 @@ def data_root(wildcards):
     return config["data_root"]
 
 
+def model_files(wildcards):
+    """The model(s) one predict job scores: the warm-up, or the disease models of a method."""
+    folder = f"results/models/{wildcards.arch}/seed{wildcards.seed}"
+    if wildcards.method == "warmup":
+        return [f"{folder}/warmup.pt"]
+    return [f"{folder}/{wildcards.method}/{d}.pt" for d in DISEASE_BY_SLUG]
+
+
+def ensemble_members(wildcards):
+    return expand(
+        "results/predictions/{arch}/seed{seed}/{method}.csv",
+        arch=ENSEMBLES[wildcards.ensemble],
+        seed=wildcards.seed,
+        method=wildcards.method,
+    )
+
+
+def final_table(predictor, method):
+    """The prediction table the summary reads: the seed ensemble where several seeds run."""
+    if len(SEEDS) == 1:
+        return f"results/predictions/{predictor}/seed{SEEDS[0]}/{method}.csv"
+    return f"results/predictions/{predictor}/seeds/{method}.csv"
+
+
+SUMMARY_KEYS = [(p, m) for p in PREDICTORS for m in EVAL_METHODS]
+SUMMARY_TABLES = [final_table(p, m) for p, m in SUMMARY_KEYS]
+SEED_KEYS = [(p, m, s) for p in PREDICTORS for m in EVAL_METHODS for s in SEEDS]
+SEED_TABLES = [f"results/predictions/{p}/seed{s}/{m}.csv" for p, m, s in SEED_KEYS]
+ROC_KEYS = [(p, m) for p in PREDICTORS for m in METHODS]
+ROC_TABLES = [final_table(p, m) for p, m in ROC_KEYS]
+
+
+def training_histories(wildcards):
+    folder = f"results/models/{wildcards.arch}"
+    return {
+        "warmup": expand(f"{folder}/seed{{seed}}/warmup.history.csv", seed=SEEDS),
+        "finetune": expand(
+            f"{folder}/seed{{seed}}/{{method}}/{{disease}}.history.csv",
+            seed=SEEDS,
+            method=METHODS,
+            disease=DISEASE_BY_SLUG,
+        ),
+    }
+
+
+FINETUNE_HISTORY_KEYS = [
+    (m, DISEASE_BY_SLUG[d], s) for s in SEEDS for m in METHODS for d in DISEASE_BY_SLUG
+]
+
+
+def figure(name):
+    return [f"results/figures/{name}.png", f"results/figures/{name}.svg"]
+
+
 def default_targets():
-    targets = expand("results/data/{split}.csv", split=SPLITS)
+    targets = ["results/summary.csv", "results/comparison.csv"]
     targets.append("results/data/label_audit.csv")
     if SYNTHETIC:
         targets.append("results/data/synthetic_examples.png")
-    targets += expand(
-        "results/models/{arch}/seed{seed}/{method}/{disease}.pt",
-        arch=ARCHITECTURES,
-        seed=SEEDS,
-        method=METHODS,
-        disease=DISEASE_BY_SLUG,
-    )
+    if len(SEEDS) > 1:
+        targets.append("results/seeds.csv")
+    targets += figure("auc_by_architecture") + figure("showcase_grid")
+    targets += expand("results/figures/roc_{disease}.png", disease=DISEASE_BY_SLUG)
+    targets += expand("results/figures/training_{arch}.png", arch=ARCHITECTURES)
     return targets

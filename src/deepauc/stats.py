@@ -1,0 +1,208 @@
+"""Statistics for the test split: ROC-AUC with patient-bootstrap intervals, AUPRC, and DeLong's
+paired test.
+
+Every function takes plain arrays or a long prediction table (one row per image and disease:
+``image, patient, disease, y_true, score``) and is independent of how the scores were made.
+"""
+
+from dataclasses import dataclass
+from math import erf, sqrt
+
+import numpy as np
+import pandas as pd
+from scipy.stats import rankdata
+from sklearn.metrics import average_precision_score
+
+MEAN = "mean"
+
+
+def auc(y_true: np.ndarray, scores: np.ndarray) -> float:
+    """ROC-AUC as the Mann-Whitney statistic with midranks for ties (equal to scikit-learn's
+    ``roc_auc_score``); NaN when only one class is present."""
+    y_true = np.asarray(y_true, dtype=bool)
+    n_pos = int(y_true.sum())
+    n_neg = y_true.size - n_pos
+    if n_pos == 0 or n_neg == 0:
+        return float("nan")
+    ranks = rankdata(scores)
+    return float((ranks[y_true].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+
+
+def _placements(y_true: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
+    """DeLong's structural components in Sun & Xu's (2014) midrank form: per positive, the share
+    of negatives it outscores (V10); per negative, the share of positives outscoring it (V01)."""
+    y_true = np.asarray(y_true, dtype=bool)
+    pos, neg = scores[y_true], scores[~y_true]
+    m, n = pos.size, neg.size
+    all_ranks = rankdata(np.concatenate([pos, neg]))
+    v10 = (all_ranks[:m] - rankdata(pos)) / n
+    v01 = 1.0 - (all_ranks[m:] - rankdata(neg)) / m
+    return v10, v01, float(v10.mean())
+
+
+def delong_variance(y_true: np.ndarray, scores: np.ndarray) -> tuple[float, float]:
+    """AUC and its DeLong variance (DeLong, DeLong & Clarke-Pearson 1988)."""
+    v10, v01, area = _placements(y_true, np.asarray(scores, dtype=float))
+    return area, float(np.var(v10, ddof=1) / v10.size + np.var(v01, ddof=1) / v01.size)
+
+
+@dataclass(frozen=True)
+class PairedTest:
+    auc_a: float
+    auc_b: float
+    z: float
+    p_value: float
+
+
+def delong_test(y_true: np.ndarray, scores_a: np.ndarray, scores_b: np.ndarray) -> PairedTest:
+    """DeLong's test that two scores of the same cases have equal AUC (two-sided)."""
+    y_true = np.asarray(y_true, dtype=bool)
+    v10_a, v01_a, auc_a = _placements(y_true, np.asarray(scores_a, dtype=float))
+    v10_b, v01_b, auc_b = _placements(y_true, np.asarray(scores_b, dtype=float))
+    s10 = np.cov(np.vstack([v10_a, v10_b]))
+    s01 = np.cov(np.vstack([v01_a, v01_b]))
+    cov = s10 / v10_a.size + s01 / v01_a.size
+    variance = cov[0, 0] + cov[1, 1] - 2 * cov[0, 1]
+    if variance <= 0:  # identical rankings: no evidence of a difference
+        return PairedTest(auc_a, auc_b, 0.0, 1.0)
+    z = (auc_a - auc_b) / sqrt(variance)
+    p_value = 2 * (1 - 0.5 * (1 + erf(abs(z) / sqrt(2))))
+    return PairedTest(auc_a, auc_b, float(z), float(p_value))
+
+
+def patient_bootstrap(patients: np.ndarray, n_resamples: int, seed: int) -> list[np.ndarray]:
+    """Row indices of ``n_resamples`` resamples that draw patients (not images) with replacement,
+    so that correlated images of one patient move together."""
+    rng = np.random.default_rng(seed)
+    codes, unique = pd.factorize(pd.Series(patients))
+    rows_of = [np.flatnonzero(codes == k) for k in range(len(unique))]
+    resamples = []
+    for _ in range(n_resamples):
+        drawn = rng.integers(0, len(unique), size=len(unique))
+        resamples.append(np.concatenate([rows_of[k] for k in drawn]))
+    return resamples
+
+
+def _wide(table: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame, list[str]]:
+    """Per image: y_true and score as (image x disease) frames, NaN where a label is ignored."""
+    diseases = list(dict.fromkeys(table["disease"]))
+    y = table.pivot(index="image", columns="disease", values="y_true")[diseases]
+    s = table.pivot(index="image", columns="disease", values="score")[diseases]
+    return y, s, diseases
+
+
+def score_predictions(table: pd.DataFrame, n_resamples: int = 1000, seed: int = 0) -> pd.DataFrame:
+    """Per disease and their mean: AUC with a 95% patient-bootstrap interval, AUPRC, counts.
+
+    Returns columns ``disease, auc, auc_low, auc_high, auprc, n_pos, n_neg``; the ``mean`` row
+    averages the diseases' AUCs (and AUPRCs) and its interval comes from the same resamples.
+    """
+    y, s, diseases = _wide(table)
+    patients = table.drop_duplicates("image").set_index("image").loc[y.index, "patient"].to_numpy()
+    resamples = patient_bootstrap(patients, n_resamples, seed)
+    boot = _bootstrap_aucs(y.to_numpy(), s.to_numpy(), resamples)
+    rows = []
+    for j, disease in enumerate(diseases):
+        known = ~np.isnan(y.iloc[:, j].to_numpy())
+        truth, score = y.iloc[:, j].to_numpy()[known], s.iloc[:, j].to_numpy()[known]
+        low, high = _interval(boot[:, j])
+        rows.append(
+            {
+                "disease": disease,
+                "auc": auc(truth, score),
+                "auc_low": low,
+                "auc_high": high,
+                "auprc": float(average_precision_score(truth, score)),
+                "n_pos": int(truth.sum()),
+                "n_neg": int((truth == 0).sum()),
+            }
+        )
+    frame = pd.DataFrame(rows)
+    low, high = _interval(np.nanmean(boot, axis=1) if np.isfinite(boot).any() else boot[:, 0])
+    mean_row = {
+        "disease": MEAN,
+        "auc": frame["auc"].mean(),
+        "auc_low": low,
+        "auc_high": high,
+        "auprc": frame["auprc"].mean(),
+        "n_pos": int(frame["n_pos"].sum()),
+        "n_neg": int(frame["n_neg"].sum()),
+    }
+    return pd.concat([frame, pd.DataFrame([mean_row])], ignore_index=True)
+
+
+def compare_methods(
+    table_a: pd.DataFrame, table_b: pd.DataFrame, n_resamples: int = 1000, seed: int = 0
+) -> pd.DataFrame:
+    """A (e.g. DAM) against B (e.g. CE) on the same test images, per disease and for the mean.
+
+    Per disease: DeLong's paired test. For the mean AUC, which DeLong does not cover: a paired
+    patient bootstrap of the difference, two-sided. Columns: disease, auc_a, auc_b, delta
+    (a - b), p_value.
+    """
+    y_a, s_a, diseases = _wide(table_a)
+    y_b, s_b, _ = _wide(table_b)
+    if not y_a.index.equals(y_b.index) or not np.array_equal(
+        y_a.to_numpy(), y_b.to_numpy(), equal_nan=True
+    ):
+        raise ValueError("the two prediction tables do not hold the same images and labels")
+    s_b = s_b[diseases]
+    rows = []
+    for j, disease in enumerate(diseases):
+        known = ~np.isnan(y_a.iloc[:, j].to_numpy())
+        test = delong_test(
+            y_a.iloc[:, j].to_numpy()[known],
+            s_a.iloc[:, j].to_numpy()[known],
+            s_b.iloc[:, j].to_numpy()[known],
+        )
+        rows.append(
+            {
+                "disease": disease,
+                "auc_a": test.auc_a,
+                "auc_b": test.auc_b,
+                "delta": test.auc_a - test.auc_b,
+                "p_value": test.p_value,
+            }
+        )
+    frame = pd.DataFrame(rows)
+    patients = table_a.drop_duplicates("image").set_index("image").loc[y_a.index, "patient"]
+    resamples = patient_bootstrap(patients.to_numpy(), n_resamples, seed)
+    boot_a = np.nanmean(_bootstrap_aucs(y_a.to_numpy(), s_a.to_numpy(), resamples), axis=1)
+    boot_b = np.nanmean(_bootstrap_aucs(y_a.to_numpy(), s_b.to_numpy(), resamples), axis=1)
+    mean_row = {
+        "disease": MEAN,
+        "auc_a": frame["auc_a"].mean(),
+        "auc_b": frame["auc_b"].mean(),
+        "delta": frame["auc_a"].mean() - frame["auc_b"].mean(),
+        "p_value": bootstrap_p_value(boot_a - boot_b),
+    }
+    return pd.concat([frame, pd.DataFrame([mean_row])], ignore_index=True)
+
+
+def bootstrap_p_value(deltas: np.ndarray) -> float:
+    """Two-sided p-value that the bootstrapped differences are centred on zero."""
+    deltas = deltas[np.isfinite(deltas)]
+    if deltas.size == 0:
+        return float("nan")
+    below = (np.sum(deltas <= 0) + 1) / (deltas.size + 1)
+    above = (np.sum(deltas >= 0) + 1) / (deltas.size + 1)
+    return float(min(1.0, 2 * min(below, above)))
+
+
+def _bootstrap_aucs(y: np.ndarray, s: np.ndarray, resamples: list[np.ndarray]) -> np.ndarray:
+    """AUC of each resample (rows) and disease (columns); NaN where a resample lacks a class."""
+    out = np.full((len(resamples), y.shape[1]), np.nan)
+    for j in range(y.shape[1]):
+        known = ~np.isnan(y[:, j])
+        for b, rows in enumerate(resamples):
+            rows = rows[known[rows]]
+            out[b, j] = auc(y[rows, j], s[rows, j])
+    return out
+
+
+def _interval(values: np.ndarray, level: float = 0.95) -> tuple[float, float]:
+    values = values[np.isfinite(values)]
+    if values.size == 0:
+        return float("nan"), float("nan")
+    tail = (1 - level) / 2 * 100
+    return float(np.percentile(values, tail)), float(np.percentile(values, 100 - tail))

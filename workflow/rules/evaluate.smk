@@ -1,0 +1,110 @@
+rule predict:
+    input:
+        test="results/data/test.csv",
+        models=model_files,
+    output:
+        expand(
+            "results/predictions/{{arch}}/seed{{seed}}/{{method}}/{disease}.csv",
+            disease=DISEASE_BY_SLUG,
+        ),
+    log:
+        "results/logs/predict/{arch}/seed{seed}/{method}.log",
+    benchmark:
+        "results/benchmarks/predict/{arch}/seed{seed}/{method}.tsv"
+    conda:
+        "../../envs/deepauc.yaml"
+    threads: config["train_threads"]
+    resources:
+        gpu=uses_gpu(),
+    params:
+        diseases=list(DISEASE_BY_SLUG.values()),
+        device=config["device"],
+        batch_size=config["evaluation"]["batch_size"],
+    script:
+        "../scripts/predict.py"
+
+
+rule assemble_diseases:
+    input:
+        expand(
+            "results/predictions/{{arch}}/seed{{seed}}/{{method}}/{disease}.csv",
+            disease=DISEASE_BY_SLUG,
+        ),
+    output:
+        "results/predictions/{arch}/seed{seed}/{method}.csv",
+    log:
+        "results/logs/assemble_diseases/{arch}/seed{seed}/{method}.log",
+    conda:
+        "../../envs/deepauc.yaml"
+    script:
+        "../scripts/assemble_diseases.py"
+
+
+rule ensemble_architectures:
+    input:
+        ensemble_members,
+    output:
+        "results/predictions/{ensemble}/seed{seed}/{method}.csv",
+    log:
+        "results/logs/ensemble_architectures/{ensemble}/seed{seed}/{method}.log",
+    conda:
+        "../../envs/deepauc.yaml"
+    params:
+        combine=config["ensemble"]["combine"],
+    script:
+        "../scripts/average_predictions.py"
+
+
+rule ensemble_seeds:
+    input:
+        expand(
+            "results/predictions/{{predictor}}/seed{seed}/{{method}}.csv",
+            seed=SEEDS,
+        ),
+    output:
+        "results/predictions/{predictor}/seeds/{method}.csv",
+    log:
+        "results/logs/ensemble_seeds/{predictor}/{method}.log",
+    conda:
+        "../../envs/deepauc.yaml"
+    params:
+        combine=config["ensemble"]["combine"],
+    script:
+        "../scripts/average_predictions.py"
+
+
+rule summarize:
+    input:
+        SUMMARY_TABLES,
+    output:
+        summary="results/summary.csv",
+        comparison="results/comparison.csv",
+    log:
+        "results/logs/summarize.log",
+    benchmark:
+        "results/benchmarks/summarize.tsv"
+    conda:
+        "../../envs/deepauc.yaml"
+    params:
+        table_keys=SUMMARY_KEYS,
+        resamples=config["evaluation"]["bootstrap_resamples"],
+        seed=config["evaluation"]["bootstrap_seed"],
+    script:
+        "../scripts/summarize.py"
+
+
+rule summarize_seeds:
+    input:
+        SEED_TABLES,
+    output:
+        "results/seeds.csv",
+    log:
+        "results/logs/summarize_seeds.log",
+    conda:
+        "../../envs/deepauc.yaml"
+    params:
+        table_keys=SEED_KEYS,
+        resamples=config["evaluation"]["bootstrap_resamples"],
+        seed=config["evaluation"]["bootstrap_seed"],
+    script:
+        "../scripts/summarize_seeds.py"

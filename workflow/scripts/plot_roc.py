@@ -1,0 +1,14 @@
+"""Rule plot_roc: ROC curves of one disease, low false-positive region enlarged."""
+
+import pandas as pd
+
+from deepauc.logs import logged_to
+from deepauc.plots import plot_roc
+
+params = snakemake.params
+with logged_to(snakemake.log[0]):
+    tables = {
+        tuple(key): pd.read_csv(path)
+        for key, path in zip(params.table_keys, snakemake.input.tables, strict=True)
+    }
+    plot_roc(tables, params.disease, [snakemake.output.png, snakemake.output.svg], dpi=params.dpi)

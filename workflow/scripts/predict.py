@@ -1,0 +1,17 @@
+"""Rule predict: score the test split once with the warm-up or with a method's disease models."""
+
+import pandas as pd
+
+from deepauc.logs import logged_to
+from deepauc.predict import predict_models, write_by_disease
+from deepauc.train import Runtime
+
+params = snakemake.params
+with logged_to(snakemake.log[0]):
+    predictions = predict_models(
+        list(snakemake.input.models),
+        pd.read_csv(snakemake.input.test),
+        Runtime.create(params.device, seed=0, threads=snakemake.threads),
+        batch_size=params.batch_size,
+    )
+    write_by_disease(predictions, dict(zip(params.diseases, snakemake.output, strict=True)))
