@@ -8,6 +8,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
+from sklearn.metrics import roc_auc_score
 
 from tests.conftest import DISEASES, TRAIN_ROWS, VALID_ROWS, write_chexpert_csv
 
@@ -23,7 +24,9 @@ TINY = {
         "seed": 1,
     },
     "split": {"val_fraction": 0.25, "seed": 0},
-    "architectures": ["resnet10t"],
+    "architectures": ["resnet10t", "efficientvit_b0"],
+    "evaluation": {"bootstrap_resamples": 200},
+    "figures": {"dpi": 60, "showcase_images": 4},
     "image_size": 32,
     "train_threads": 2,
     "warmup": {"epochs": 1, "batch_size": 16},
@@ -54,7 +57,7 @@ def snakemake(work: Path, *args: str) -> subprocess.CompletedProcess:
     )
 
 
-def test_quick_start_builds_data_and_every_model(tmp_path):
+def test_whole_dag_on_a_tiny_config(tmp_path):
     work = checkout(tmp_path, "quick")
     (work / "tiny.yaml").write_text(yaml.safe_dump(TINY))
     run = snakemake(work, "--configfile", "tiny.yaml")
@@ -86,7 +89,24 @@ def test_quick_start_builds_data_and_every_model(tmp_path):
     assert not list(models.rglob("*.resume"))
     log = (work / "results/logs/finetune/resnet10t/seed0/dam/edema.log").read_text()
     assert "epoch 1/1: train loss" in log
+    check_summary(work)
     assert "Nothing to be done" in snakemake(work, "--configfile", "tiny.yaml").stderr
+
+    # A change to the plotting code or a plot setting reruns the plot rule and nothing upstream.
+    (work / "src" / "deepauc" / "plots.py").touch()
+    figure = "results/figures/auc_by_architecture.png"
+    assert jobs_to_run(work, "--configfile", "tiny.yaml", "--", figure) == {
+        "plot_auc_by_architecture"
+    }
+    (work / "dpi.yaml").write_text(yaml.safe_dump({"figures": {"dpi": 80}}))
+    run = snakemake(work, "--configfile", "tiny.yaml", "dpi.yaml", "--", figure)
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert "localrule plot_auc_by_architecture" in run.stderr
+    assert "localrule summarize" not in run.stderr and "localrule predict" not in run.stderr
+
+    report = snakemake(work, "--configfile", "tiny.yaml", "--report", "results/report.html")
+    assert report.returncode == 0, report.stderr[-3000:]
+    assert (work / "results" / "report.html").stat().st_size > 10_000
 
     # The same download through config/chexpert.yaml, as a user with real CheXpert would run it.
     real = checkout(tmp_path, "real")
@@ -106,6 +126,65 @@ def test_quick_start_builds_data_and_every_model(tmp_path):
     for split in ("train", "val", "test"):
         again = pd.read_csv(real / "results" / "data" / f"{split}.csv")
         assert again.drop(columns="image").equals(splits[split].drop(columns="image")), split
+
+
+def jobs_to_run(work: Path, *args: str) -> set[str]:
+    """The rules a dry run would execute."""
+    run = snakemake(work, "--dry-run", "--quiet", "rules", *args)
+    assert run.returncode == 0, run.stderr[-3000:]
+    lines = (run.stdout + run.stderr).splitlines()
+    counts = [
+        line.split() for line in lines if len(line.split()) == 2 and line.split()[1].isdigit()
+    ]
+    return {name for name, _ in counts if name != "total"}
+
+
+def check_summary(work: Path) -> None:
+    """summary.csv has the promised schema, and each AUC is recomputed from its predictions."""
+    results = work / "results"
+    summary = pd.read_csv(results / "summary.csv")
+    assert list(summary.columns) == [
+        "architecture",
+        "method",
+        "disease",
+        "auc",
+        "auc_low",
+        "auc_high",
+        "auprc",
+        "n_pos",
+        "n_neg",
+    ]
+    assert set(summary["architecture"]) == {"resnet10t", "efficientvit_b0", "ensemble"}
+    assert set(summary["method"]) == {"warmup", "ce", "dam"}
+    assert set(summary["disease"]) == {*DISEASES, "mean"}
+    for column in ("auc", "auc_low", "auc_high", "auprc"):
+        assert summary[column].between(0, 1).all(), column
+    assert (summary["auc_low"] <= summary["auc"]).all() and (
+        summary["auc"] <= summary["auc_high"]
+    ).all()
+    for row in summary[summary["disease"] != "mean"].itertuples():
+        table = pd.read_csv(
+            results / "predictions" / row.architecture / "seed0" / f"{row.method}.csv"
+        )
+        table = table[table["disease"] == row.disease]
+        assert row.auc == pytest.approx(roc_auc_score(table["y_true"], table["score"]))
+        assert (row.n_pos, row.n_neg) == (
+            int(table["y_true"].sum()),
+            int((table["y_true"] == 0).sum()),
+        )
+    comparison = pd.read_csv(results / "comparison.csv")
+    assert list(comparison.columns) == [
+        "architecture",
+        "disease",
+        "auc_ce",
+        "auc_dam",
+        "delta",
+        "p_value",
+    ]
+    assert comparison["p_value"].between(0, 1).all()
+    for name in ("auc_by_architecture", "showcase_grid", "roc_edema", "training_resnet10t"):
+        assert (results / "figures" / f"{name}.png").stat().st_size > 5_000, name
+    assert (results / "figures" / "auc_by_architecture.svg").exists()
 
 
 def test_missing_download_says_which_key_to_set(tmp_path):

@@ -112,7 +112,9 @@ class Runtime:
     @classmethod
     def create(cls, device: str = "auto", seed: int = 0, threads: int = 1) -> "Runtime":
         """Choose the device and set torch's CPU threads to the job's share."""
-        runtime = cls(choose_device(device), seed=seed, threads=max(1, threads))
+        # Snakemake's --cores may exceed the machine's; more torch threads than cores only thrash.
+        available = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1
+        runtime = cls(choose_device(device), seed=seed, threads=max(1, min(threads, available)))
         torch.set_num_threads(runtime.threads)
         return runtime
 
