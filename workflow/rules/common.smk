@@ -32,6 +32,8 @@ DISEASE_BY_SLUG = {slug(d): d for d in config["diseases"]}
 # "ensemble" averages every architecture; config may name further subsets.
 ENSEMBLES = {"ensemble": ARCHITECTURES, **config["ensemble"]["subsets"]}
 PREDICTORS = ARCHITECTURES + list(ENSEMBLES)
+# Plot rules take the plotting code as an input, so editing it reruns them and nothing else
+# (Snakemake compares content checksums too: touching the file is not a change).
 PLOTS_CODE = os.path.join(workflow.basedir, "src", "deepauc", "plots.py")
 
 
