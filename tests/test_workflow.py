@@ -222,3 +222,33 @@ def test_bad_label_fails_cleanly_without_partial_outputs(tmp_path):
     assert "train.csv, line 6: column 'Edema' holds '2.0'" in run.stderr
     assert "Traceback" not in (work / "results" / "logs" / "preprocess.log").read_text()
     assert not (work / "results" / "data").exists()
+
+
+def test_seeds_and_subsets_add_their_ensembles_to_the_dag(tmp_path):
+    work = checkout(tmp_path, "seeds")
+    config = {
+        **TINY,
+        "seeds": [0, 1],
+        "ensemble": {"subsets": {"ensemble_small": ["resnet10t"]}},
+    }
+    (work / "seeds.yaml").write_text(yaml.safe_dump(config))
+    run = snakemake(work, "--configfile", "seeds.yaml", "--dry-run")
+    assert run.returncode == 0, run.stderr[-3000:]
+    for expected in (
+        "results/seeds.csv",
+        "results/predictions/ensemble/seeds/dam.csv",
+        "results/predictions/ensemble_small/seed1/ce.csv",
+        "results/models/efficientvit_b0/seed1/warmup.pt",
+    ):
+        assert expected in run.stdout + run.stderr, expected
+
+
+def test_ensemble_subset_of_unknown_architectures_is_refused(tmp_path):
+    work = checkout(tmp_path, "subsets")
+    (work / "bad.yaml").write_text(
+        yaml.safe_dump({**TINY, "ensemble": {"subsets": {"pair": ["resnet10t", "vgg99"]}}})
+    )
+    run = snakemake(work, "--configfile", "bad.yaml", "--dry-run")
+    assert run.returncode != 0
+    output = run.stdout + run.stderr
+    assert "ensemble 'pair'" in output and "vgg99" in output
