@@ -4,7 +4,13 @@ import pytest
 
 from deepauc.ensemble import assemble_diseases, average_members
 from deepauc.errors import InputError
-from deepauc.summary import COMPARISON_COLUMNS, SUMMARY_COLUMNS, compare_dam_with_ce, summarize
+from deepauc.summary import (
+    COMPARISON_COLUMNS,
+    SUMMARY_COLUMNS,
+    compare_dam_with_ce,
+    summarize,
+    summarize_by_seed,
+)
 
 
 def _member(scores, diseases=("Edema", "Atelectasis"), y=None):
@@ -65,3 +71,13 @@ def test_summary_and_comparison_tables_have_the_promised_columns():
     assert list(comparison.columns) == COMPARISON_COLUMNS
     assert set(comparison["architecture"]) == {"resnet10t", "ensemble"}
     np.testing.assert_allclose(comparison["delta"], comparison["auc_dam"] - comparison["auc_ce"])
+
+
+def test_seed_summary_keeps_each_seed_apart():
+    rng = np.random.default_rng(1)
+    y = (rng.random(40) < 0.5).astype(int)
+    tables = {("resnet10t", "dam", s): _member(rng.random(40) + y * s, y=y) for s in (0, 1)}
+    by_seed = summarize_by_seed(tables, n_resamples=100)
+    assert list(by_seed.columns) == [*SUMMARY_COLUMNS, "seed"]
+    means = by_seed[by_seed["disease"] == "mean"].set_index("seed")["auc"]
+    assert means[1] > means[0]  # seed 1's scores carry the signal, seed 0's are noise

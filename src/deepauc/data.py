@@ -28,6 +28,11 @@ class AugmentSettings:
     scale: tuple[float, float] = (0.95, 1.05)
     hflip: bool = False
 
+    @classmethod
+    def from_config(cls, section: dict) -> "AugmentSettings":
+        """From the config's ``augment`` section."""
+        return cls(**{**section, "scale": tuple(section["scale"])})
+
     def transform(self) -> v2.Transform:
         steps = [
             v2.RandomAffine(

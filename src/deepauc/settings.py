@@ -1,9 +1,11 @@
-"""From the workflow's config dict to the library's typed settings, in one place."""
+"""From the workflow's config dict to the data stage's typed settings.
 
-from deepauc.data import AugmentSettings
+Kept free of torch so that the workflow can import it while parsing; the training settings are
+built by ``from_config`` on their own classes in ``deepauc.train`` and ``deepauc.data``.
+"""
+
 from deepauc.preprocess import PreprocessSettings
 from deepauc.synth import SynthSpec
-from deepauc.train import CeSettings, DamSettings, FinetuneSettings, WarmupSettings
 
 
 def preprocess_settings(config: dict) -> PreprocessSettings:
@@ -23,21 +25,3 @@ def synth_spec(config: dict) -> SynthSpec:
     section = {k: v for k, v in config["synthetic"].items() if k != "enabled"}
     section["image_size"] = tuple(section["image_size"])
     return SynthSpec(**section)
-
-
-def augment_settings(section: dict) -> AugmentSettings:
-    """The ``augment`` section."""
-    return AugmentSettings(**{**section, "scale": tuple(section["scale"])})
-
-
-def warmup_settings(section: dict) -> WarmupSettings:
-    """The ``warmup`` section."""
-    return WarmupSettings(**section)
-
-
-def finetune_settings(section: dict) -> FinetuneSettings:
-    """The ``finetune`` section (its ``methods`` list is the workflow's business, not a setting)."""
-    dam = dict(section["dam"])
-    dam["regularizer_epochs"] = tuple(dam["regularizer_epochs"])
-    shared = {k: v for k, v in section.items() if k not in ("dam", "ce", "methods")}
-    return FinetuneSettings(**shared, dam=DamSettings(**dam), ce=CeSettings(**section["ce"]))

@@ -28,6 +28,17 @@ def auc(y_true: np.ndarray, scores: np.ndarray) -> float:
     return float((ranks[y_true].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
 
 
+def masked_auc(targets: np.ndarray, scores: np.ndarray) -> float:
+    """``auc`` over the rows whose target is not NaN (ignored labels)."""
+    known = ~np.isnan(targets)
+    return auc(targets[known], scores[known])
+
+
+def aucs_by_column(targets: np.ndarray, scores: np.ndarray) -> list[float]:
+    """``masked_auc`` of each column of two (n, k) arrays."""
+    return [masked_auc(targets[:, j], scores[:, j]) for j in range(targets.shape[1])]
+
+
 def _placements(y_true: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
     """DeLong's structural components in Sun & Xu's (2014) midrank form: per positive, the share
     of negatives it outscores (V10); per negative, the share of positives outscoring it (V01)."""

@@ -51,3 +51,14 @@ def compare_dam_with_ce(
     if not frames:
         return pd.DataFrame(columns=COMPARISON_COLUMNS)
     return pd.concat(frames, ignore_index=True)[COMPARISON_COLUMNS]
+
+
+def summarize_by_seed(
+    tables: dict[tuple[str, str, int], pd.DataFrame], n_resamples: int = 1000, seed: int = 0
+) -> pd.DataFrame:
+    """``summarize`` of each ``(architecture, method, seed)`` table alone, plus a seed column."""
+    frames = [
+        summarize({(architecture, method): table}, n_resamples, seed).assign(seed=run_seed)
+        for (architecture, method, run_seed), table in tables.items()
+    ]
+    return pd.concat(frames, ignore_index=True)

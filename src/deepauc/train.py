@@ -40,8 +40,8 @@ from deepauc.atomic import atomic_path, write_csv
 from deepauc.checkpoints import load_model, save_model
 from deepauc.data import AugmentSettings, XrayDataset, to_model_input
 from deepauc.errors import InputError
-from deepauc.metrics import aucs_by_column
 from deepauc.models import create_model, replace_head
+from deepauc.stats import aucs_by_column
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +57,11 @@ class WarmupSettings:
     lr: float = 1e-4
     weight_decay: float = 1e-5
     eval_every_steps: int = 0  # 0: evaluate once per epoch
+
+    @classmethod
+    def from_config(cls, section: dict) -> "WarmupSettings":
+        """From the config's ``warmup`` section."""
+        return cls(**section)
 
 
 @dataclass(frozen=True)
@@ -91,6 +96,13 @@ class FinetuneSettings:
     eval_every_steps: int = 0
     dam: DamSettings = field(default_factory=DamSettings)
     ce: CeSettings = field(default_factory=CeSettings)
+
+    @classmethod
+    def from_config(cls, section: dict) -> "FinetuneSettings":
+        """From the config's ``finetune`` section (its ``methods`` list is the workflow's)."""
+        dam = {**section["dam"], "regularizer_epochs": tuple(section["dam"]["regularizer_epochs"])}
+        shared = {k: v for k, v in section.items() if k not in ("dam", "ce", "methods")}
+        return cls(**shared, dam=DamSettings(**dam), ce=CeSettings(**section["ce"]))
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ sys.path.insert(0, os.path.join(workflow.basedir, "src"))
 import shutil
 
 from deepauc.chexpert import slug
-from deepauc.settings import finetune_settings, preprocess_settings, synth_spec
+from deepauc.settings import preprocess_settings, synth_spec
 
 validate(config, schema="../schemas/config.schema.yaml")
 # Fail at parse time with the config key to fix, before any job starts.
@@ -20,7 +20,6 @@ PREPROCESS_SETTINGS = preprocess_settings(config)
 SYNTHETIC = config["synthetic"]["enabled"]
 if SYNTHETIC:
     synth_spec(config)
-finetune_settings(config["finetune"])
 
 SPLITS = ["train", "val", "test"]
 ARCHITECTURES = config["architectures"]

@@ -2,9 +2,9 @@
 
 import pandas as pd
 
+from deepauc.data import AugmentSettings
 from deepauc.logs import logged_to
-from deepauc.settings import augment_settings, finetune_settings
-from deepauc.train import Runtime, run_finetune
+from deepauc.train import FinetuneSettings, Runtime, run_finetune
 
 params = snakemake.params
 with logged_to(snakemake.log[0]):
@@ -14,8 +14,8 @@ with logged_to(snakemake.log[0]):
         method=snakemake.wildcards.method,
         train=pd.read_csv(snakemake.input.train),
         val=pd.read_csv(snakemake.input.val),
-        settings=finetune_settings(params.finetune),
-        augment=augment_settings(params.augment),
+        settings=FinetuneSettings.from_config(params.finetune),
+        augment=AugmentSettings.from_config(params.augment),
         runtime=Runtime.create(params.device, int(snakemake.wildcards.seed), snakemake.threads),
         checkpoint=snakemake.output.model,
         history=snakemake.output.history,

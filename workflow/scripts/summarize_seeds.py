@@ -4,12 +4,12 @@ import pandas as pd
 
 from deepauc.atomic import write_csv
 from deepauc.logs import logged_to
-from deepauc.summary import summarize
+from deepauc.summary import summarize_by_seed
 
 params = snakemake.params
 with logged_to(snakemake.log[0]):
-    frames = []
-    for (predictor, method, seed), path in zip(params.table_keys, snakemake.input, strict=True):
-        scored = summarize({(predictor, method): pd.read_csv(path)}, params.resamples, params.seed)
-        frames.append(scored.assign(seed=seed))
-    write_csv(pd.concat(frames, ignore_index=True), snakemake.output[0])
+    tables = {
+        tuple(key): pd.read_csv(path)
+        for key, path in zip(params.table_keys, snakemake.input, strict=True)
+    }
+    write_csv(summarize_by_seed(tables, params.resamples, params.seed), snakemake.output[0])

@@ -2,9 +2,9 @@
 
 import pandas as pd
 
+from deepauc.data import AugmentSettings
 from deepauc.logs import logged_to
-from deepauc.settings import augment_settings, warmup_settings
-from deepauc.train import Runtime, run_warmup
+from deepauc.train import Runtime, WarmupSettings, run_warmup
 
 params = snakemake.params
 with logged_to(snakemake.log[0]):
@@ -14,8 +14,8 @@ with logged_to(snakemake.log[0]):
         val=pd.read_csv(snakemake.input.val),
         diseases=list(params.diseases),
         image_size=params.image_size,
-        settings=warmup_settings(params.warmup),
-        augment=augment_settings(params.augment),
+        settings=WarmupSettings.from_config(params.warmup),
+        augment=AugmentSettings.from_config(params.augment),
         runtime=Runtime.create(params.device, int(snakemake.wildcards.seed), snakemake.threads),
         checkpoint=snakemake.output.model,
         history=snakemake.output.history,
