@@ -4,6 +4,7 @@ import csv
 from pathlib import Path
 
 import pytest
+from PIL import Image
 
 from deepauc.chexpert import HEADER
 
@@ -104,12 +105,12 @@ def write_chexpert_csv(path: Path, rows) -> Path:
 
 @pytest.fixture
 def chexpert_root(tmp_path) -> Path:
-    """A data_root holding CheXpert-v1.0-small/ with the fixture CSVs and empty image files."""
+    """A data_root holding CheXpert-v1.0-small/ with the fixture CSVs and tiny JPEGs."""
     dataset = tmp_path / "CheXpert-v1.0-small"
     write_chexpert_csv(dataset / "train.csv", TRAIN_ROWS)
     write_chexpert_csv(dataset / "valid.csv", VALID_ROWS)
     for image, _, _ in TRAIN_ROWS + VALID_ROWS:
         relative = image.split("/", 1)[1]
         (dataset / relative).parent.mkdir(parents=True, exist_ok=True)
-        (dataset / relative).touch()
+        Image.new("L", (8, 8), color=128).save(dataset / relative)
     return tmp_path

@@ -2,6 +2,7 @@
 
 import pandas as pd
 import pytest
+from PIL import Image
 
 from deepauc.chexpert import read_chexpert_csv
 from deepauc.errors import InputError
@@ -103,7 +104,8 @@ def test_frontal_filter_and_its_switch(chexpert_root):
 
 def test_split_files_hold_images_patients_views_and_labels(chexpert_root, tmp_path):
     splits = _prepare(chexpert_root, val_fraction=0.3)
-    out = {name: tmp_path / "out" / f"{name}.csv" for name in ("train", "val", "test", "audit")}
+    names = ("train", "val", "test", "audit", "skipped")
+    out = {name: tmp_path / "out" / f"{name}.csv" for name in names}
     write_splits(splits, out)
     train, val = pd.read_csv(out["train"]), pd.read_csv(out["val"])
     assert list(train.columns) == ["image", "patient", "study", "view", *DISEASES]
@@ -124,7 +126,8 @@ def test_both_path_prefixes_resolve_to_the_dataset_folder(chexpert_root):
 def test_missing_image_names_the_file_and_the_fix(chexpert_root):
     (chexpert_root / DATASET / "train/patient00003/study1/view1_frontal.jpg").unlink()
     with pytest.raises(
-        InputError, match=r"(?s)line 6: 1 of 8 image\(s\) not found.*patient00003.*data_root"
+        InputError,
+        match=r"(?s)line 6: 1 of 8 image\(s\) cannot be used.*patient00003.*missing.*data_root",
     ):
         _prepare(chexpert_root)
     assert len(_prepare(chexpert_root, check_images=False).train) > 0
@@ -159,4 +162,32 @@ def test_unscorable_val_split_is_an_error(chexpert_root):
             data_root=chexpert_root,
             dataset_dir=DATASET,
             settings=PreprocessSettings(val_fraction=0.1),
+        )
+
+
+def test_truncated_jpeg_is_caught_and_can_be_skipped(chexpert_root):
+    image = chexpert_root / DATASET / "train/patient00002/study1/view1_frontal.jpg"
+    Image.new("L", (64, 64), color=90).save(image, quality=90)
+    image.write_bytes(image.read_bytes()[:200])  # a download cut short
+    with pytest.raises(InputError, match=r"(?s)line 5: 1 of 8 image\(s\).*unreadable.*skip"):
+        _prepare(chexpert_root)
+    splits = _prepare(chexpert_root, on_bad_image="skip")
+    assert len(splits.train) + len(splits.val) == 7
+    assert splits.skipped[["line", "Path"]].values.tolist() == [
+        [5, "CheXpert-v1.0/train/patient00002/study1/view1_frontal.jpg"]
+    ]
+    assert splits.skipped["reason"].str.startswith("unreadable").all()
+
+
+def test_duplicate_image_rows_are_refused(tmp_path):
+    rows = [*TRAIN_ROWS, TRAIN_ROWS[2]]
+    write_chexpert_csv(tmp_path / DATASET / "train.csv", rows)
+    write_chexpert_csv(tmp_path / DATASET / "valid.csv", TRAIN_ROWS[:1])
+    with pytest.raises(InputError, match=r"appear more than once.*lines \[4, 12\]"):
+        prepare_splits(
+            tmp_path / DATASET / "train.csv",
+            tmp_path / DATASET / "valid.csv",
+            data_root=tmp_path,
+            dataset_dir=DATASET,
+            settings=PreprocessSettings(check_images=False),
         )

@@ -7,10 +7,12 @@ patient, and audits the labels of every split. ``write_splits`` saves the result
 
 import logging
 import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
+from PIL import Image
 
 from deepauc import DEFAULT_DISEASES
 from deepauc.atomic import write_csv
@@ -23,6 +25,8 @@ log = logging.getLogger(__name__)
 
 VIEWS = ("Frontal", "Lateral")
 SPLITS = ("train", "val", "test")
+BAD_IMAGE_ACTIONS = ("error", "skip")
+SKIPPED_COLUMNS = ["csv", "line", "Path", "image", "reason"]
 
 
 @dataclass(frozen=True)
@@ -35,6 +39,8 @@ class PreprocessSettings:
     val_fraction: float = 0.1
     seed: int = 0
     check_images: bool = True
+    on_bad_image: str = "error"  # a missing or undecodable image: stop, or drop its row
+    workers: int = 1  # threads that decode images to check them
 
     def __post_init__(self):
         unknown = [d for d in self.diseases if d not in LABEL_COLUMNS]
@@ -54,16 +60,22 @@ class PreprocessSettings:
             )
         for disease in self.diseases:
             policy_for(disease, self.uncertainty)
+        if self.on_bad_image not in BAD_IMAGE_ACTIONS:
+            raise InputError(
+                f"on_bad_image must be one of {BAD_IMAGE_ACTIONS}, got {self.on_bad_image!r}",
+                where="config key on_bad_image",
+            )
 
 
 @dataclass(frozen=True)
 class Splits:
-    """The three split tables (one row per image) and the label audit."""
+    """The three split tables (one row per image), the label audit, and the skipped images."""
 
     train: pd.DataFrame
     val: pd.DataFrame
     test: pd.DataFrame
     audit: pd.DataFrame
+    skipped: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=SKIPPED_COLUMNS))
 
     def table(self, split: str) -> pd.DataFrame:
         return {"train": self.train, "val": self.val, "test": self.test}[split]
@@ -87,8 +99,9 @@ def prepare_splits(
     read as ``dataset_dir``.
     """
     diseases = list(settings.diseases)
-    train_raw = _load(train_csv, data_root, dataset_dir, settings)
-    test_raw = _load(test_csv, data_root, dataset_dir, settings)
+    skipped: list[pd.DataFrame] = []
+    train_raw = _load(train_csv, data_root, dataset_dir, settings, skipped)
+    test_raw = _load(test_csv, data_root, dataset_dir, settings, skipped)
 
     train_part, val_part = split_by_patient(train_raw, settings.val_fraction, settings.seed)
     overlap = set(train_raw["patient"]) & set(test_raw["patient"])
@@ -107,6 +120,7 @@ def prepare_splits(
         audits.append(audit_labels(raw, mapped, diseases, split))
         tables[split] = mapped
     audit = pd.concat(audits, ignore_index=True)
+    skipped_table = pd.concat([pd.DataFrame(columns=SKIPPED_COLUMNS), *skipped], ignore_index=True)
     if require_scorable:
         _require_both_classes(audit, ("val", "test"))
     for split in SPLITS:
@@ -116,18 +130,20 @@ def prepare_splits(
             len(tables[split]),
             tables[split]["patient"].nunique(),
         )
-    return Splits(audit=audit, **tables)
+    return Splits(audit=audit, skipped=skipped_table, **tables)
 
 
 def write_splits(splits: Splits, paths: dict[str, str | os.PathLike]) -> None:
-    """Write ``train``, ``val``, ``test`` and ``audit`` to the files named in ``paths``."""
+    """Write ``train``, ``val``, ``test``, ``audit`` and ``skipped`` to the files in ``paths``."""
     for split in SPLITS:
         write_csv(splits.table(split), paths[split])
     write_csv(splits.audit, paths["audit"])
+    write_csv(splits.skipped, paths["skipped"])
 
 
-def _load(csv_path, data_root, dataset_dir, settings: PreprocessSettings) -> pd.DataFrame:
+def _load(csv_path, data_root, dataset_dir, settings: PreprocessSettings, skipped) -> pd.DataFrame:
     frame = read_chexpert_csv(csv_path, tuple(settings.diseases))
+    _refuse_duplicates(frame, csv_path)
     views = frame["Frontal/Lateral"].str.strip()
     unknown = ~views.isin(VIEWS)
     if unknown.any():
@@ -150,7 +166,7 @@ def _load(csv_path, data_root, dataset_dir, settings: PreprocessSettings) -> pd.
         )
     kept["image"] = _image_paths(kept["Path"], Path(data_root), dataset_dir)
     if settings.check_images:
-        _require_images(kept, csv_path, data_root)
+        kept = _check_images(kept, csv_path, data_root, settings, skipped)
     return kept
 
 
@@ -164,17 +180,62 @@ def _image_paths(paths: pd.Series, data_root: Path, dataset_dir: str) -> pd.Seri
     return paths.map(resolve)
 
 
-def _require_images(frame: pd.DataFrame, csv_path, data_root) -> None:
-    missing = ~frame["image"].map(os.path.isfile)
-    if missing.any():
-        first = missing.idxmax()
+def _refuse_duplicates(frame: pd.DataFrame, csv_path) -> None:
+    repeated = frame["Path"].duplicated(keep=False)
+    if repeated.any():
+        lines = frame.loc[repeated, "csv_line"].tolist()
         raise InputError(
-            f"{int(missing.sum())} of {len(frame)} image(s) not found, the first "
-            f"{frame.at[first, 'image']!r} (Path {frame.at[first, 'Path']!r})",
-            where=f"{csv_path}, line {frame.at[first, 'csv_line']}",
-            fix=f"set data_root (now {str(data_root)!r}) to the folder that holds the dataset "
-            "folder, or set check_images: false to skip this check.",
+            f"{int(frame['Path'].duplicated().sum())} image path(s) appear more than once, "
+            f"e.g. {frame.at[repeated.idxmax(), 'Path']!r} on lines {lines[:2]}",
+            where=str(csv_path),
+            fix="keep one row per image: a repeated image would count twice in training and AUC.",
         )
+
+
+def image_problem(path: str) -> str | None:
+    """Why the image at ``path`` cannot be used (missing, unreadable, truncated), or None."""
+    if not os.path.isfile(path):
+        return "missing"
+    try:
+        with Image.open(path) as image:
+            image.load()  # decodes fully: a truncated JPEG fails here, not at its header
+    except (OSError, SyntaxError, ValueError) as err:
+        return f"unreadable ({err})"
+    return None
+
+
+def _check_images(frame, csv_path, data_root, settings: PreprocessSettings, skipped):
+    with ThreadPoolExecutor(max(1, settings.workers)) as pool:
+        problems = pd.Series(list(pool.map(image_problem, frame["image"])), index=frame.index)
+    bad = problems.notna()
+    if not bad.any():
+        return frame
+    first = bad.idxmax()
+    if settings.on_bad_image == "error":
+        raise InputError(
+            f"{int(bad.sum())} of {len(frame)} image(s) cannot be used, the first "
+            f"{frame.at[first, 'image']!r} (Path {frame.at[first, 'Path']!r}): "
+            f"{problems[first]}",
+            where=f"{csv_path}, line {frame.at[first, 'csv_line']}",
+            fix=f"if missing, set data_root (now {str(data_root)!r}) to the folder that holds "
+            "the dataset folder; to leave bad images out, set on_bad_image: skip (they are "
+            "listed in results/data/skipped_images.csv).",
+        )
+    log.warning(
+        "%s: skipping %d bad image(s), e.g. %s", csv_path, int(bad.sum()), frame.at[first, "image"]
+    )
+    skipped.append(
+        pd.DataFrame(
+            {
+                "csv": str(csv_path),
+                "line": frame.loc[bad, "csv_line"],
+                "Path": frame.loc[bad, "Path"],
+                "image": frame.loc[bad, "image"],
+                "reason": problems[bad],
+            }
+        )
+    )
+    return frame[~bad].reset_index(drop=True)
 
 
 def _label_table(raw: pd.DataFrame, settings: PreprocessSettings) -> pd.DataFrame:

@@ -8,8 +8,9 @@ from deepauc.preprocess import PreprocessSettings
 from deepauc.synth import SynthSpec
 
 
-def preprocess_settings(config: dict) -> PreprocessSettings:
-    """Preprocessing settings from the keys diseases, uncertainty, views, split, check_images."""
+def preprocess_settings(config: dict, workers: int = 1) -> PreprocessSettings:
+    """Preprocessing settings from the keys diseases, uncertainty, views, split, check_images,
+    on_bad_image; ``workers`` threads check the images."""
     return PreprocessSettings(
         diseases=tuple(config["diseases"]),
         uncertainty=dict(config["uncertainty"]),
@@ -17,6 +18,8 @@ def preprocess_settings(config: dict) -> PreprocessSettings:
         val_fraction=float(config["split"]["val_fraction"]),
         seed=int(config["split"]["seed"]),
         check_images=bool(config["check_images"]),
+        on_bad_image=config["on_bad_image"],
+        workers=workers,
     )
 
 

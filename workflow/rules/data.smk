@@ -27,12 +27,14 @@ rule preprocess:
         val="results/data/val.csv",
         test="results/data/test.csv",
         audit="results/data/label_audit.csv",
+        skipped="results/data/skipped_images.csv",
     log:
         "results/logs/preprocess.log",
     benchmark:
         "results/benchmarks/preprocess.tsv"
     conda:
         "../../envs/deepauc.yaml"
+    threads: 4
     params:
         data_root=data_root,
         dataset_dir=config["dataset_dir"],
@@ -41,6 +43,7 @@ rule preprocess:
         views=config["views"],
         split=config["split"],
         check_images=config["check_images"],
+        on_bad_image=config["on_bad_image"],
     script:
         "../scripts/preprocess.py"
 

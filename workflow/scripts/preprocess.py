@@ -10,6 +10,6 @@ with logged_to(snakemake.log[0]):
         snakemake.input.test,
         data_root=snakemake.params.data_root,
         dataset_dir=snakemake.params.dataset_dir,
-        settings=preprocess_settings(dict(snakemake.params.items())),
+        settings=preprocess_settings(dict(snakemake.params.items()), snakemake.threads),
     )
     write_splits(splits, dict(snakemake.output.items()))
