@@ -1,8 +1,11 @@
 """The Snakemake workflow end to end, on a copy of this checkout in a temporary folder."""
 
+import os
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pandas as pd
@@ -270,3 +273,38 @@ def test_ensemble_subset_of_unknown_architectures_is_refused(tmp_path):
     assert run.returncode != 0
     output = run.stdout + run.stderr
     assert "ensemble 'pair'" in output and "vgg99" in output
+
+
+def test_killed_training_job_resumes_after_its_last_epoch(tmp_path):
+    work = checkout(tmp_path, "killed")
+    config = {**TINY, "architectures": ["resnet10t"], "warmup": {"epochs": 3, "batch_size": 16}}
+    (work / "tiny.yaml").write_text(yaml.safe_dump(config))
+    target = "results/models/resnet10t/seed0/warmup.pt"
+    resume = work / (target + ".resume")
+    command = [sys.executable, "-m", "snakemake", "--cores", "2", "--configfile", "tiny.yaml"]
+    process = subprocess.Popen(
+        [*command, "--", target],
+        cwd=work,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + 300
+        while not resume.exists() and process.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert resume.exists(), "the job never finished an epoch"
+    finally:
+        os.killpg(process.pid, signal.SIGKILL)  # as a cluster's OOM killer or a power cut would
+        process.wait()
+    assert not (work / target).exists()
+
+    # A killed Snakemake leaves its lock: README's recovery is --unlock, then the same command.
+    assert snakemake(work, "--configfile", "tiny.yaml", "--unlock").returncode == 0
+    run = snakemake(work, "--configfile", "tiny.yaml", "--rerun-incomplete", "--", target)
+    assert run.returncode == 0, run.stderr[-3000:]
+    log = (work / "results/logs/warmup/resnet10t/seed0.log").read_text()
+    assert "resuming after epoch" in log
+    history = pd.read_csv(work / "results/models/resnet10t/seed0/warmup.history.csv")
+    assert history["epoch"].tolist() == [1, 2, 3]
+    assert not resume.exists()
