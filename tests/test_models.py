@@ -75,6 +75,8 @@ def test_unreachable_hub_says_how_to_pass_a_local_file(monkeypatch):
         create_model("resnet10t", 1, 64, pretrained=True)
 
 
-def test_unknown_architecture_is_named():
+def test_unknown_architecture_is_named_with_the_closest_names():
     with pytest.raises(InputError, match="unknown timm model 'resnet_9000'"):
         create_model("resnet_9000", 1, 64)
+    with pytest.raises(InputError, match="did you mean .*densenet169"):
+        create_model("densenet_169", 1, 64)

@@ -5,6 +5,7 @@ single-disease one. Inputs are three-channel (the grayscale image repeated), so 
 weights load unchanged.
 """
 
+import difflib
 import logging
 import os
 from pathlib import Path
@@ -42,10 +43,12 @@ def create_model(
         model = create_model("densenet169", num_outputs=5, image_size=224, pretrained=False)
     """
     if not timm.is_model(arch):
+        close = difflib.get_close_matches(arch, timm.list_models(), n=3, cutoff=0.6)
+        hint = f"did you mean {', '.join(close)}? " if close else ""
         raise InputError(
             f"unknown timm model {arch!r}",
             where="config key architectures",
-            fix="use a name from timm.list_models(), e.g. convnext_tiny, densenet169, "
+            fix=f"{hint}Use a name from timm.list_models(), e.g. convnext_tiny, densenet169, "
             "swin_tiny_patch4_window7_224, davit_tiny.",
         )
     kwargs = dict(num_classes=num_outputs, **size_kwargs(arch, image_size))
