@@ -9,39 +9,24 @@ import os
 import numpy as np
 import pandas as pd
 import torch
-from torch.utils.data import DataLoader
 
 from deepauc.atomic import write_csv
 from deepauc.checkpoints import load_model
-from deepauc.data import XrayDataset, to_model_input
-from deepauc.train import Runtime
+from deepauc.train import Runtime, eval_loader, predict_probabilities
 
 COLUMNS = ["image", "patient", "disease", "y_true", "score"]
 
 
-@torch.no_grad()
 def predict_table(
     checkpoint: str | os.PathLike, table: pd.DataFrame, runtime: Runtime, batch_size: int = 64
 ) -> pd.DataFrame:
     """Scores of the model at ``checkpoint`` for every image of ``table``, one row per output."""
     model, meta = load_model(checkpoint, runtime.device)
-    model.eval()
-    outputs = meta["outputs"]
-    loader = DataLoader(
-        XrayDataset(table, outputs, meta["image_size"]),
-        batch_size=batch_size,
-        shuffle=False,
-        num_workers=runtime.loader_workers,
-        pin_memory=runtime.device.type == "cuda",
-    )
     if runtime.device.type == "cuda":
         model.to(memory_format=torch.channels_last)
-    scores = []
-    for images, _ in loader:
-        with runtime.autocast():
-            logits = model(to_model_input(images, runtime.device))
-        scores.append(torch.sigmoid(logits.float()).cpu().numpy())
-    probabilities = np.concatenate(scores)
+    outputs = meta["outputs"]
+    loader = eval_loader(table, outputs, meta["image_size"], batch_size, runtime)
+    probabilities = predict_probabilities(model, loader, runtime)
     frames = []
     for j, disease in enumerate(outputs):
         frame = pd.DataFrame(

@@ -220,7 +220,7 @@ def run_warmup(
             model.parameters(), lr=settings.lr, weight_decay=settings.weight_decay
         ),
         train_loader=train_loader,
-        val_loader=_val_loader(val, diseases, image_size, settings.batch_size, runtime),
+        val_loader=eval_loader(val, diseases, image_size, settings.batch_size * 2, runtime),
         epochs=settings.epochs,
         eval_every_steps=settings.eval_every_steps,
         outputs=list(diseases),
@@ -330,7 +330,7 @@ def run_finetune(
         loss_fn=loss_fn,
         optimizer=optimizer,
         train_loader=train_loader,
-        val_loader=_val_loader(val, [disease], image_size, settings.batch_size, runtime),
+        val_loader=eval_loader(val, [disease], image_size, settings.batch_size * 2, runtime),
         epochs=settings.epochs,
         eval_every_steps=settings.eval_every_steps,
         outputs=[disease],
@@ -439,19 +439,38 @@ def fit(
     return table
 
 
-@torch.no_grad()
 def evaluate(job: Job, runtime: Runtime) -> tuple[float, list[float]]:
     """Mean val AUC over the job's outputs (ignoring undefined ones), and each output's AUC."""
-    job.model.eval()
-    scores, targets = [], []
-    for images, batch_targets in job.val_loader:
-        with runtime.autocast():
-            logits = job.model(to_model_input(images, runtime.device))
-        scores.append(torch.sigmoid(logits.float()).cpu())
-        targets.append(batch_targets)
-    per_output = aucs_by_column(torch.cat(targets).numpy(), torch.cat(scores).numpy())
+    scores = predict_probabilities(job.model, job.val_loader, runtime)
+    per_output = aucs_by_column(job.val_loader.dataset.targets, scores)
     defined = [a for a in per_output if not math.isnan(a)]
     return (float(np.mean(defined)) if defined else float("nan")), per_output
+
+
+@torch.no_grad()
+def predict_probabilities(model: nn.Module, loader: DataLoader, runtime: Runtime) -> np.ndarray:
+    """Sigmoid scores of ``model`` for every image of ``loader``, in order: (images, outputs)."""
+    model.eval()
+    scores = []
+    for images, _ in loader:
+        with runtime.autocast():
+            logits = model(to_model_input(images, runtime.device))
+        scores.append(torch.sigmoid(logits.float()).cpu())
+    return torch.cat(scores).numpy()
+
+
+def eval_loader(
+    table: pd.DataFrame, outputs: list[str], image_size: int, batch_size: int, runtime: Runtime
+) -> DataLoader:
+    """Images of ``table`` in order, unaugmented, with targets for ``outputs``."""
+    return DataLoader(
+        XrayDataset(table, outputs, image_size),
+        batch_size=batch_size,
+        shuffle=False,
+        # Its own generator, so evaluating never moves the training random streams.
+        generator=torch.Generator().manual_seed(0),
+        **_loader_options(runtime),
+    )
 
 
 def _masked_bce(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
@@ -469,17 +488,6 @@ def _loader_options(runtime: Runtime) -> dict:
         "persistent_workers": False,
         **({"prefetch_factor": 4} if workers else {}),
     }
-
-
-def _val_loader(val, outputs, image_size, batch_size, runtime) -> DataLoader:
-    return DataLoader(
-        XrayDataset(val, outputs, image_size),
-        batch_size=batch_size * 2,
-        shuffle=False,
-        # Its own generator, so evaluating never moves the training random streams.
-        generator=torch.Generator().manual_seed(0),
-        **_loader_options(runtime),
-    )
 
 
 def _batches_per_epoch(job: Job) -> int:
