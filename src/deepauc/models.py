@@ -132,10 +132,6 @@ def weights_file(arch: str, path: Path) -> Path:
     )
 
 
-def count_parameters(model: nn.Module) -> int:
-    return sum(p.numel() for p in model.parameters())
-
-
 def head_parameters(model: nn.Module) -> list[torch.nn.Parameter]:
     """The parameters of the classification head (what ``replace_head`` resets)."""
     return list(model.get_classifier().parameters())
