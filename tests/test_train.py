@@ -9,8 +9,9 @@ import torch
 from PIL import Image
 
 import deepauc.train as train_module
+from deepauc.cache import build_cache
 from deepauc.checkpoints import load_model
-from deepauc.data import AugmentSettings
+from deepauc.data import AugmentSettings, CachedSplit
 from deepauc.train import (
     DamSettings,
     FinetuneSettings,
@@ -47,7 +48,10 @@ def _easy_split(folder, n, seed):
             {"image": str(path), "patient": f"p{i}", "study": f"p{i}/s1", "view": "Frontal"}
         )
         rows[-1].update({d: int(v) for d, v in zip(DISEASES, labels, strict=True)})
-    return pd.DataFrame(rows)
+    table = pd.DataFrame(rows)
+    cache = folder.with_suffix(".npy")
+    build_cache(table["image"].tolist(), SIZE, cache)
+    return CachedSplit(table, cache)
 
 
 @pytest.fixture(scope="module")

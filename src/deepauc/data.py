@@ -1,18 +1,21 @@
-"""Images and targets for training: split tables in, batches of tensors out.
+"""Images and targets for training: cached splits in, model-ready batches out.
 
-A dataset item is a one-channel float image in [0, 1] and its target vector (NaN where the label is
-ignored). ``to_model_input`` turns a batch into what a network expects: on the device, three
-channels, ImageNet-normalised, channels_last where it pays.
+The CPU only gathers rows of a split's uint8 image cache (see ``deepauc.cache``); everything else
+happens on the training device on whole batches (``to_model_input``): conversion to float,
+random affine augmentation, grayscale to three channels, ImageNet normalisation, channels_last.
+A batch crosses to the GPU as uint8, a quarter of the bytes of float. The same code runs on CPU.
 """
 
+import os
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 import torch
-from PIL import Image
+import torch.nn.functional as F
 from torch.utils.data import Dataset
-from torchvision.transforms import v2
+
+from deepauc.cache import open_cache
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -23,8 +26,8 @@ class AugmentSettings:
     """Light affine augmentation, as in LibAUC's CheXpert recipe. No flip by default: the heart
     sits on the left, so a mirrored chest is not a plausible radiograph."""
 
-    rotation: float = 15.0
-    translate: float = 0.05
+    rotation: float = 15.0  # degrees, drawn uniformly from [-rotation, rotation]
+    translate: float = 0.05  # fraction of the image side, per axis
     scale: tuple[float, float] = (0.95, 1.05)
     hflip: bool = False
 
@@ -33,52 +36,144 @@ class AugmentSettings:
         """From the config's ``augment`` section."""
         return cls(**{**section, "scale": tuple(section["scale"])})
 
-    def transform(self) -> v2.Transform:
-        steps = [
-            v2.RandomAffine(
-                degrees=self.rotation,
-                translate=(self.translate, self.translate),
-                scale=tuple(self.scale),
-            )
-        ]
-        if self.hflip:
-            steps.append(v2.RandomHorizontalFlip())
-        return v2.Compose(steps)
+    @property
+    def is_identity(self) -> bool:
+        return (
+            self.rotation == 0
+            and self.translate == 0
+            and tuple(self.scale) == (1, 1)
+            and not self.hflip
+        )
 
 
-class XrayDataset(Dataset):
-    """Images of a split table, resized to ``image_size``, with targets for ``diseases``."""
+@dataclass(frozen=True)
+class CachedSplit:
+    """A split table and its image cache: row i of the cache is the table's row i."""
+
+    table: pd.DataFrame
+    cache: str | os.PathLike
+
+    def images(
+        self, outputs: list[str], size: int, keep: np.ndarray | pd.Series | None = None
+    ) -> "CachedImages":
+        """The split's images with targets for ``outputs``, only the rows in ``keep`` if given."""
+        return CachedImages(self, outputs, size, keep)
+
+
+def collate_batch(batch):
+    """A batch arrives whole from ``CachedImages.__getitems__``: nothing left to collate."""
+    return batch
+
+
+class CachedImages(Dataset):
+    """Rows of a split's image cache with their targets (NaN where a label is ignored).
+
+    An item is a (size, size) uint8 image and its target vector. A DataLoader fetches a whole
+    batch with one gather from the memory-mapped cache (``__getitems__``); pass
+    ``collate_fn=collate_batch``.
+    """
 
     def __init__(
         self,
-        table: pd.DataFrame,
-        diseases: list[str],
-        image_size: int,
-        augment: AugmentSettings | None = None,
+        split: CachedSplit,
+        outputs: list[str],
+        size: int,
+        keep: np.ndarray | pd.Series | None = None,
     ):
-        self.paths = table["image"].tolist()
-        self.targets = table[diseases].to_numpy(dtype=np.float32, na_value=np.nan)
-        self.image_size = image_size
-        self.transform = augment.transform() if augment else None
+        keep = np.ones(len(split.table), bool) if keep is None else np.asarray(keep, bool)
+        open_cache(split.cache, len(split.table), size)  # fail here, not in a loader worker
+        self.cache_path, self.size, self.cache_rows = str(split.cache), size, len(split.table)
+        self.rows = np.flatnonzero(keep)
+        self.targets = split.table.loc[keep, outputs].to_numpy(dtype=np.float32, na_value=np.nan)
+        self._images = None
 
     def __len__(self) -> int:
-        return len(self.paths)
+        return len(self.rows)
+
+    def __getstate__(self):
+        # A worker maps the file itself: pickling the map would copy the whole cache.
+        return {**self.__dict__, "_images": None}
+
+    def _cache(self) -> np.ndarray:
+        if self._images is None:
+            self._images = open_cache(self.cache_path, self.cache_rows, self.size)
+        return self._images
+
+    def __getitems__(self, indices: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
+        index = np.asarray(indices)
+        images = torch.from_numpy(np.ascontiguousarray(self._cache()[self.rows[index]]))
+        return images, torch.from_numpy(self.targets[index])
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
-        with Image.open(self.paths[index]) as image:
-            gray = image.convert("L").resize((self.image_size, self.image_size), Image.BILINEAR)
-        pixels = torch.from_numpy(np.asarray(gray, dtype=np.uint8).copy()).unsqueeze(0)
-        if self.transform is not None:
-            pixels = self.transform(pixels)
-        return pixels.float().div_(255.0), torch.from_numpy(self.targets[index])
+        images, targets = self.__getitems__([index])
+        return images[0], targets[0]
 
 
-def to_model_input(images: torch.Tensor, device: torch.device) -> torch.Tensor:
-    """Move a batch of one-channel images to ``device`` as normalised three-channel input."""
-    images = images.to(device, non_blocking=True).expand(-1, 3, -1, -1)
-    mean = torch.tensor(IMAGENET_MEAN, device=device).view(1, 3, 1, 1)
-    std = torch.tensor(IMAGENET_STD, device=device).view(1, 3, 1, 1)
-    batch = (images - mean) / std
+def random_affine(
+    images: torch.Tensor, settings: AugmentSettings, generator: torch.Generator
+) -> torch.Tensor:
+    """Each image of a (B, C, H, W) float batch rotated, scaled, shifted (and flipped) at random,
+    with the ranges of ``settings``, drawn from ``generator``."""
+    draws = torch.rand(images.shape[0], 5, generator=generator, device=images.device)
+    low, high = settings.scale
+    return affine(
+        images,
+        angle=(2 * draws[:, 0] - 1) * settings.rotation,
+        scale=low + (high - low) * draws[:, 1],
+        shift=(2 * draws[:, 2:4] - 1) * settings.translate,
+        flip=(draws[:, 4] < 0.5) & settings.hflip,
+    )
+
+
+def affine(
+    images: torch.Tensor,
+    angle: torch.Tensor,
+    scale: torch.Tensor,
+    shift: torch.Tensor,
+    flip: torch.Tensor,
+) -> torch.Tensor:
+    """Per image of a (B, C, H, W) batch: rotate by ``angle`` degrees and scale by ``scale``
+    about the centre, shift by ``shift`` (B, 2: x and y, as fractions of the image side), and
+    mirror where ``flip``. torchvision's ``affine`` convention, for a whole batch in one
+    ``affine_grid`` + ``grid_sample``; pixels from outside the image are black.
+    """
+    radians = torch.deg2rad(angle)
+    cos, sin = torch.cos(radians) / scale, torch.sin(radians) / scale
+    # The grid maps each output pixel to where it samples the input: the inverse transform.
+    inverse = torch.stack([torch.stack([cos, sin], 1), torch.stack([-sin, cos], 1)], 1)
+    # In grid coordinates the image spans [-1, 1]: a shift of a fraction t of its side is 2t.
+    offset = -(inverse @ (2 * shift).unsqueeze(2))
+    theta = torch.cat([inverse, offset], 2)
+    theta[:, 0] *= torch.where(flip, -1.0, 1.0).to(theta)[:, None]
+    grid = F.affine_grid(theta.to(images.dtype), list(images.shape), align_corners=False)
+    return F.grid_sample(images, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+
+
+def to_model_input(
+    images: torch.Tensor,
+    device: torch.device,
+    augment: AugmentSettings | None = None,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """A (B, H, W) uint8 batch as normalised three-channel float input on ``device``.
+
+    With ``augment`` (and its ``generator``, on ``device``) the batch is augmented first.
+    """
+    pixels = images.to(device, non_blocking=True).unsqueeze(1).float().div_(255.0)
+    if augment is not None and not augment.is_identity:
+        pixels = random_affine(pixels, augment, generator)
+    # (x - mean) / std per channel, broadcast from one gray channel to three in one kernel.
+    gain = torch.tensor([1 / s for s in IMAGENET_STD], device=device).view(1, 3, 1, 1)
+    bias = torch.tensor(
+        [-m / s for m, s in zip(IMAGENET_MEAN, IMAGENET_STD, strict=True)], device=device
+    ).view(1, 3, 1, 1)
+    batch = torch.addcmul(bias, pixels, gain)
     if device.type == "cuda":
         batch = batch.contiguous(memory_format=torch.channels_last)
     return batch
+
+
+def augment_generator(device: torch.device, seed: int) -> torch.Generator:
+    """The augmentation's own random stream, on the device that augments. Offset from the
+    loader's seed so that shuffling and augmentation do not draw the same numbers."""
+    return torch.Generator(device=device).manual_seed(seed + 1)

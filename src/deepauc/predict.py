@@ -12,20 +12,21 @@ import torch
 
 from deepauc.atomic import write_csv
 from deepauc.checkpoints import load_model
+from deepauc.data import CachedSplit
 from deepauc.train import Runtime, eval_loader, predict_probabilities
 
 COLUMNS = ["image", "patient", "disease", "y_true", "score"]
 
 
 def predict_table(
-    checkpoint: str | os.PathLike, table: pd.DataFrame, runtime: Runtime, batch_size: int = 64
+    checkpoint: str | os.PathLike, split: CachedSplit, runtime: Runtime, batch_size: int = 64
 ) -> pd.DataFrame:
-    """Scores of the model at ``checkpoint`` for every image of ``table``, one row per output."""
+    """Scores of the model at ``checkpoint`` for every image of ``split``, one row per output."""
     model, meta = load_model(checkpoint, runtime.device)
     if runtime.device.type == "cuda":
         model.to(memory_format=torch.channels_last)
-    outputs = meta["outputs"]
-    loader = eval_loader(table, outputs, meta["image_size"], batch_size, runtime)
+    outputs, table = meta["outputs"], split.table
+    loader = eval_loader(split.images(outputs, meta["image_size"]), batch_size, runtime)
     probabilities = predict_probabilities(model, loader, runtime)
     frames = []
     for j, disease in enumerate(outputs):
@@ -44,13 +45,13 @@ def predict_table(
 
 def predict_models(
     checkpoints: list[str | os.PathLike],
-    table: pd.DataFrame,
+    split: CachedSplit,
     runtime: Runtime,
     batch_size: int = 64,
 ) -> pd.DataFrame:
     """``predict_table`` of several models (e.g. one per disease), stacked."""
     return pd.concat(
-        [predict_table(path, table, runtime, batch_size) for path in checkpoints], ignore_index=True
+        [predict_table(path, split, runtime, batch_size) for path in checkpoints], ignore_index=True
     )
 
 

@@ -38,7 +38,14 @@ from tqdm import tqdm
 
 from deepauc.atomic import atomic_path, write_csv
 from deepauc.checkpoints import load_model, save_model
-from deepauc.data import AugmentSettings, XrayDataset, to_model_input
+from deepauc.data import (
+    AugmentSettings,
+    CachedImages,
+    CachedSplit,
+    augment_generator,
+    collate_batch,
+    to_model_input,
+)
 from deepauc.errors import InputError
 from deepauc.models import create_model, replace_head
 from deepauc.stats import aucs_by_column
@@ -112,21 +119,30 @@ class Runtime:
     device: torch.device
     seed: int = 0
     threads: int = 1
+    compile: bool = False  # torch.compile the training forward and backward
 
     @property
     def loader_workers(self) -> int:
-        # On a GPU the CPU's only job is decoding, so every thread decodes. On a CPU the same
-        # cores also train: decoding in the training process avoids fighting over them.
+        # Workers only gather rows of the memory-mapped cache (decoding and augmentation are
+        # done already or happen on the GPU): a few keep a GPU fed. On a CPU the same cores
+        # also train, so gathering stays in the training process.
         if self.device.type == "cuda":
-            return min(self.threads, 16)
+            return min(self.threads, 4)
         return 0
 
     @classmethod
-    def create(cls, device: str = "auto", seed: int = 0, threads: int = 1) -> "Runtime":
+    def create(
+        cls, device: str = "auto", seed: int = 0, threads: int = 1, compile: bool = False
+    ) -> "Runtime":
         """Choose the device and set torch's CPU threads to the job's share."""
         # Snakemake's --cores may exceed the machine's; more torch threads than cores only thrash.
         available = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1
-        runtime = cls(choose_device(device), seed=seed, threads=max(1, min(threads, available)))
+        runtime = cls(
+            choose_device(device),
+            seed=seed,
+            threads=max(1, min(threads, available)),
+            compile=bool(compile),
+        )
         torch.set_num_threads(runtime.threads)
         return runtime
 
@@ -177,19 +193,70 @@ class Job:
     optimizer: torch.optim.Optimizer
     train_loader: DataLoader
     val_loader: DataLoader
+    augment: AugmentSettings
+    augment_generator: torch.Generator
     epochs: int
     eval_every_steps: int
     outputs: list[str]
     meta: dict
+    settings: dict  # what, besides meta and inputs, makes a resume file reusable
     after_epoch: Callable[[int], None] = lambda epoch: None
     extra_state: nn.Module | None = None  # e.g. AUCMLoss's a, b, alpha
     sampler: DualSampler | None = None
+    train_model: nn.Module | None = None  # ``model``, compiled when asked; shares its weights
+
+    def __post_init__(self):
+        if self.train_model is None:
+            self.train_model = self.model
+
+
+def warmup_job(
+    arch: str,
+    train: CachedSplit,
+    val: CachedSplit,
+    diseases: list[str],
+    image_size: int,
+    settings: WarmupSettings,
+    augment: AugmentSettings,
+    runtime: Runtime,
+    pretrained: bool | str = False,
+) -> Job:
+    """Stage 1's model, loss, optimizer and loaders, ready for ``fit``."""
+    seed_everything(runtime.seed)
+    model = _on_device(create_model(arch, len(diseases), image_size, pretrained), runtime)
+    train_images = train.images(diseases, image_size)
+    train_loader = DataLoader(
+        train_images,
+        batch_size=settings.batch_size,
+        shuffle=True,
+        drop_last=len(train_images) > settings.batch_size,
+        generator=torch.Generator().manual_seed(runtime.seed),
+        **_loader_options(runtime),
+    )
+    return Job(
+        name=f"warmup {arch}",
+        model=model,
+        loss_fn=_masked_bce,
+        optimizer=torch.optim.Adam(
+            model.parameters(), lr=settings.lr, weight_decay=settings.weight_decay
+        ),
+        train_loader=train_loader,
+        val_loader=eval_loader(val.images(diseases, image_size), settings.batch_size * 2, runtime),
+        augment=augment,
+        augment_generator=augment_generator(runtime.device, runtime.seed),
+        epochs=settings.epochs,
+        eval_every_steps=settings.eval_every_steps,
+        outputs=list(diseases),
+        meta={"arch": arch, "image_size": image_size, "outputs": list(diseases), "stage": "warmup"},
+        settings={"stage": asdict(settings), "augment": asdict(augment)},
+        train_model=_compiled(model, runtime),
+    )
 
 
 def run_warmup(
     arch: str,
-    train: pd.DataFrame,
-    val: pd.DataFrame,
+    train: CachedSplit,
+    val: CachedSplit,
     diseases: list[str],
     image_size: int,
     settings: WarmupSettings,
@@ -201,68 +268,40 @@ def run_warmup(
     inputs: list[str] = (),
 ) -> pd.DataFrame:
     """Stage 1. Writes the best-on-val model to ``checkpoint`` and per-epoch rows to ``history``."""
-    seed_everything(runtime.seed)
-    model = create_model(arch, len(diseases), image_size, pretrained).to(runtime.device)
-    generator = torch.Generator().manual_seed(runtime.seed)
-    train_loader = DataLoader(
-        XrayDataset(train, diseases, image_size, augment),
-        batch_size=settings.batch_size,
-        shuffle=True,
-        drop_last=len(train) > settings.batch_size,
-        generator=generator,
-        **_loader_options(runtime),
-    )
-    job = Job(
-        name=f"warmup {arch}",
-        model=model,
-        loss_fn=_masked_bce,
-        optimizer=torch.optim.Adam(
-            model.parameters(), lr=settings.lr, weight_decay=settings.weight_decay
-        ),
-        train_loader=train_loader,
-        val_loader=eval_loader(val, diseases, image_size, settings.batch_size * 2, runtime),
-        epochs=settings.epochs,
-        eval_every_steps=settings.eval_every_steps,
-        outputs=list(diseases),
-        meta={"arch": arch, "image_size": image_size, "outputs": list(diseases), "stage": "warmup"},
-    )
-    fingerprint = _fingerprint(job.meta, asdict(settings), asdict(augment), runtime.seed, inputs)
-    return fit(job, runtime, Path(checkpoint), Path(history), fingerprint)
+    job = warmup_job(arch, train, val, diseases, image_size, settings, augment, runtime, pretrained)
+    return fit(job, runtime, Path(checkpoint), Path(history), inputs)
 
 
-def run_finetune(
+def finetune_job(
     warmup_checkpoint: str | os.PathLike,
     disease: str,
     method: str,
-    train: pd.DataFrame,
-    val: pd.DataFrame,
+    train: CachedSplit,
+    val: CachedSplit,
     settings: FinetuneSettings,
     augment: AugmentSettings,
     runtime: Runtime,
-    checkpoint: str | os.PathLike,
-    history: str | os.PathLike,
-    inputs: list[str] = (),
-) -> pd.DataFrame:
-    """Stage 2 for one disease with ``method`` ``dam`` or ``ce``; outputs as ``run_warmup``."""
+) -> Job:
+    """Stage 2's model, loss, optimizer, sampler and loaders for one disease, ready for ``fit``."""
     if method not in METHODS:
         raise InputError(f"unknown method {method!r}", fix=f"use one of {', '.join(METHODS)}.")
     seed_everything(runtime.seed)
     model, warm = load_model(warmup_checkpoint, runtime.device)
-    model = replace_head(model, 1).to(runtime.device)
+    model = _on_device(replace_head(model, 1), runtime)
     image_size = warm["image_size"]
-    train = train[train[disease].notna()].reset_index(drop=True)
-    labels = train[disease].to_numpy(dtype=np.float32)
+    train_images = train.images([disease], image_size, keep=train.table[disease].notna())
+    labels = train_images.targets[:, 0]
     rate = sampling_rate_for(labels, settings.sampling_rate)
     # DualSampler reseeds numpy's global generator: build it before anything else draws from it.
     sampler = DualSampler(
-        XrayDataset(train, [disease], image_size),
+        train_images,
         batch_size=settings.batch_size,
         labels=labels,
         sampling_rate=rate,
         random_seed=runtime.seed,
     )
     train_loader = DataLoader(
-        XrayDataset(train, [disease], image_size, augment),
+        train_images,
         batch_size=settings.batch_size,
         sampler=sampler,
         generator=torch.Generator().manual_seed(runtime.seed),
@@ -311,45 +350,93 @@ def run_finetune(
         "%s %s: %d train images (%d positive), sampling rate %.2f, %d batches an epoch",
         method,
         disease,
-        len(train),
+        len(train_images),
         int(labels.sum()),
         rate,
         sampler.num_batches,
     )
-    meta = {
-        "arch": warm["arch"],
-        "image_size": image_size,
-        "outputs": [disease],
-        "stage": method,
-        "warmup_val_auc": warm.get("val_auc"),
-        "sampling_rate": rate,
-    }
-    job = Job(
+    method_settings = asdict(settings.dam if method == "dam" else settings.ce)
+    return Job(
         name=f"{method} {warm['arch']} {disease}",
         model=model,
         loss_fn=loss_fn,
         optimizer=optimizer,
         train_loader=train_loader,
-        val_loader=eval_loader(val, [disease], image_size, settings.batch_size * 2, runtime),
+        val_loader=eval_loader(val.images([disease], image_size), settings.batch_size * 2, runtime),
+        augment=augment,
+        augment_generator=augment_generator(runtime.device, runtime.seed),
         epochs=settings.epochs,
         eval_every_steps=settings.eval_every_steps,
         outputs=[disease],
-        meta=meta,
+        meta={
+            "arch": warm["arch"],
+            "image_size": image_size,
+            "outputs": [disease],
+            "stage": method,
+            "warmup_val_auc": warm.get("val_auc"),
+            "sampling_rate": rate,
+        },
+        settings={
+            "stage": {**asdict(settings), "dam": None, "ce": None, "method": method_settings},
+            "augment": asdict(augment),
+        },
         after_epoch=after_epoch,
         extra_state=extra_state,
         sampler=sampler,
+        train_model=_compiled(model, runtime),
     )
-    method_settings = asdict(settings.dam if method == "dam" else settings.ce)
-    stage_settings = {**asdict(settings), "dam": None, "ce": None, "method": method_settings}
-    fingerprint = _fingerprint(meta, stage_settings, asdict(augment), runtime.seed, inputs)
-    return fit(job, runtime, Path(checkpoint), Path(history), fingerprint)
+
+
+def run_finetune(
+    warmup_checkpoint: str | os.PathLike,
+    disease: str,
+    method: str,
+    train: CachedSplit,
+    val: CachedSplit,
+    settings: FinetuneSettings,
+    augment: AugmentSettings,
+    runtime: Runtime,
+    checkpoint: str | os.PathLike,
+    history: str | os.PathLike,
+    inputs: list[str] = (),
+) -> pd.DataFrame:
+    """Stage 2 for one disease with ``method`` ``dam`` or ``ce``; outputs as ``run_warmup``."""
+    job = finetune_job(warmup_checkpoint, disease, method, train, val, settings, augment, runtime)
+    return fit(job, runtime, Path(checkpoint), Path(history), inputs)
+
+
+def prepare_batch(job: Job, images: torch.Tensor, runtime: Runtime) -> torch.Tensor:
+    """A loader's uint8 batch as augmented model input on the job's device."""
+    return to_model_input(images, runtime.device, job.augment, job.augment_generator)
+
+
+def train_step(
+    job: Job, inputs: torch.Tensor, targets: torch.Tensor, runtime: Runtime
+) -> torch.Tensor:
+    """One forward, loss, backward and optimizer step; returns the loss without waiting for it."""
+    with runtime.autocast():
+        logits = job.train_model(inputs)
+    loss = job.loss_fn(logits.float(), targets)
+    job.optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    job.optimizer.step()
+    return loss.detach()
 
 
 def fit(
-    job: Job, runtime: Runtime, checkpoint: Path, history_path: Path, fingerprint: str
+    job: Job,
+    runtime: Runtime,
+    checkpoint: Path,
+    history_path: Path,
+    inputs: list[str] = (),
 ) -> pd.DataFrame:
-    """Train ``job`` for its epochs, keep the best-on-val weights, resume if interrupted."""
-    model, optimizer = job.model, job.optimizer
+    """Train ``job`` for its epochs, keep the best-on-val weights, resume if interrupted.
+
+    ``inputs`` are the files the job was built from: a resume file made from other versions of
+    them (or from other settings) is not reused.
+    """
+    model = job.model
+    fingerprint = _fingerprint(job.meta, job.settings, runtime.seed, inputs)
     resume_path = checkpoint.with_name(checkpoint.name + ".resume")
     start_epoch, step, best, history = 1, 0, {"score": -math.inf, "epoch": 0, "state": None}, []
     resumed = _load_resume(resume_path, fingerprint, runtime.device)
@@ -358,9 +445,6 @@ def fit(
         start_epoch, step = resumed["epoch"] + 1, resumed["step"]
         best, history = resumed["best"], resumed["history"]
         log.info("%s: resuming after epoch %d of %d", job.name, resumed["epoch"], job.epochs)
-    if runtime.device.type == "cuda":
-        model.to(memory_format=torch.channels_last)
-        torch.backends.cudnn.benchmark = True
 
     for epoch in range(start_epoch, job.epochs + 1):
         model.train()
@@ -375,19 +459,13 @@ def fit(
             mininterval=1.0 if sys.stderr.isatty() else 30.0,
         )
         for batch, (images, targets) in enumerate(job.train_loader, 1):
-            inputs = to_model_input(images, runtime.device)
+            inputs = prepare_batch(job, images, runtime)
             targets = targets.to(runtime.device, non_blocking=True)
-            with runtime.autocast():
-                logits = model(inputs)
-            loss = job.loss_fn(logits.float(), targets)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            loss_sum += loss.detach()
+            loss_sum += train_step(job, inputs, targets, runtime)
             seen += len(images)
             step += 1
             bar.update()
-            if batch % 20 == 0:  # reading the loss waits for the GPU: not every step
+            if batch % 50 == 0:  # reading the loss waits for the GPU: not every step
                 rate = seen / (time.perf_counter() - started)
                 bar.set_postfix(loss=f"{loss_sum.item() / batch:.4f}", img_s=f"{rate:.0f}")
             if job.eval_every_steps and step % job.eval_every_steps == 0:
@@ -459,12 +537,10 @@ def predict_probabilities(model: nn.Module, loader: DataLoader, runtime: Runtime
     return torch.cat(scores).numpy()
 
 
-def eval_loader(
-    table: pd.DataFrame, outputs: list[str], image_size: int, batch_size: int, runtime: Runtime
-) -> DataLoader:
-    """Images of ``table`` in order, unaugmented, with targets for ``outputs``."""
+def eval_loader(images: CachedImages, batch_size: int, runtime: Runtime) -> DataLoader:
+    """``images`` in order, for scoring."""
     return DataLoader(
-        XrayDataset(table, outputs, image_size),
+        images,
         batch_size=batch_size,
         shuffle=False,
         # Its own generator, so evaluating never moves the training random streams.
@@ -484,10 +560,33 @@ def _loader_options(runtime: Runtime) -> dict:
     workers = runtime.loader_workers
     return {
         "num_workers": workers,
+        "collate_fn": collate_batch,
+        # Pinned host memory lets the copy to the GPU run while the GPU computes.
         "pin_memory": runtime.device.type == "cuda",
-        "persistent_workers": False,
+        "persistent_workers": workers > 0,
         **({"prefetch_factor": 4} if workers else {}),
     }
+
+
+def _on_device(model: nn.Module, runtime: Runtime) -> nn.Module:
+    model = model.to(runtime.device)
+    if runtime.device.type == "cuda":
+        # Tensor cores want NHWC; cuDNN picks the fastest kernels for our fixed batch shape.
+        model = model.to(memory_format=torch.channels_last)
+        torch.backends.cudnn.benchmark = True
+    return model
+
+
+def _compiled(model: nn.Module, runtime: Runtime) -> nn.Module:
+    """The module that trains: ``model`` itself, or compiled with ``torch.compile``.
+
+    Evaluation and checkpoints use ``model``: it shares the weights, and its state dict has no
+    compiler prefixes.
+    """
+    if not runtime.compile:
+        return model
+    log.info("compiling the model with torch.compile (the first steps take longer)")
+    return torch.compile(model)
 
 
 def _batches_per_epoch(job: Job) -> int:
@@ -521,13 +620,13 @@ def _history_row(job, epoch, step, loss_sum, batches, score, per_output, started
     return row
 
 
-def _fingerprint(meta: dict, settings: dict, augment: dict, seed: int, inputs) -> str:
+def _fingerprint(meta: dict, settings: dict, seed: int, inputs) -> str:
     """What a resume file must match to be reused: the job's settings and its inputs' versions."""
     stamps = []
     for path in inputs:
         stat = os.stat(path)
         stamps.append((str(path), stat.st_size, stat.st_mtime_ns))
-    payload = json.dumps([meta, settings, augment, seed, stamps], sort_keys=True, default=str)
+    payload = json.dumps([meta, settings, seed, stamps], sort_keys=True, default=str)
     return hashlib.sha256(payload.encode()).hexdigest()
 
 
@@ -543,6 +642,7 @@ def _save_resume(path: Path, job: Job, fingerprint, epoch, step, best, history) 
         "extra_state": job.extra_state.state_dict() if job.extra_state is not None else None,
         "sampler": _sampler_state(job.sampler),
         "loader_generator": job.train_loader.generator.get_state(),
+        "augment_generator": job.augment_generator.get_state(),
         "rng": {
             "python": random.getstate(),
             "numpy": np.random.get_state(),
@@ -577,7 +677,8 @@ def _restore(job: Job, state: dict) -> None:
     if job.sampler is not None:
         for key, value in state["sampler"].items():
             setattr(job.sampler, key, value)
-    job.train_loader.generator.set_state(state["loader_generator"])
+    job.train_loader.generator.set_state(state["loader_generator"].cpu())
+    job.augment_generator.set_state(state["augment_generator"].cpu())
     rng = state["rng"]
     random.setstate(rng["python"])
     np.random.set_state(rng["numpy"])

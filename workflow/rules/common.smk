@@ -53,11 +53,18 @@ check_ensembles()
 
 wildcard_constraints:
     seed=r"\d+",
+    split="|".join(SPLITS),
+    size=r"\d+",
     method="|".join(EVAL_METHODS),
     disease="|".join(DISEASE_BY_SLUG),
     arch="|".join(ARCHITECTURES),
     ensemble="|".join(ENSEMBLES),
     predictor="|".join(PREDICTORS),
+
+
+def image_cache(split):
+    """The split's decoded images at the training size (see deepauc.cache)."""
+    return f"results/data/cache/{split}_{config['image_size']}px.npy"
 
 
 def uses_gpu():

@@ -48,6 +48,23 @@ rule preprocess:
         "../scripts/preprocess.py"
 
 
+# Decode every image once, at the training size: training and scoring read only these files.
+rule cache_images:
+    input:
+        "results/data/{split}.csv",
+    output:
+        "results/data/cache/{split}_{size}px.npy",
+    log:
+        "results/logs/cache_images/{split}_{size}px.log",
+    benchmark:
+        "results/benchmarks/cache_images/{split}_{size}px.tsv"
+    conda:
+        "../../envs/deepauc.yaml"
+    threads: 8
+    script:
+        "../scripts/cache_images.py"
+
+
 rule plot_synthetic_examples:
     input:
         "results/data/train.csv",

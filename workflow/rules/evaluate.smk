@@ -1,6 +1,7 @@
 rule predict:
     input:
         test="results/data/test.csv",
+        test_cache=image_cache("test"),
         models=model_files,
     output:
         expand(

@@ -2,6 +2,8 @@ rule warmup:
     input:
         train="results/data/train.csv",
         val="results/data/val.csv",
+        train_cache=image_cache("train"),
+        val_cache=image_cache("val"),
     output:
         model="results/models/{arch}/seed{seed}/warmup.pt",
         history="results/models/{arch}/seed{seed}/warmup.history.csv",
@@ -19,6 +21,7 @@ rule warmup:
         image_size=config["image_size"],
         pretrained=config["pretrained"],
         device=config["device"],
+        compile=config["compile"],
         augment=config["augment"],
         warmup=config["warmup"],
     script:
@@ -29,6 +32,8 @@ rule finetune:
     input:
         train="results/data/train.csv",
         val="results/data/val.csv",
+        train_cache=image_cache("train"),
+        val_cache=image_cache("val"),
         warmup="results/models/{arch}/seed{seed}/warmup.pt",
     output:
         model="results/models/{arch}/seed{seed}/{method}/{disease}.pt",
@@ -45,6 +50,7 @@ rule finetune:
     params:
         disease=disease_name,
         device=config["device"],
+        compile=config["compile"],
         augment=config["augment"],
         finetune=config["finetune"],
     script:

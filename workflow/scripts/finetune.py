@@ -2,7 +2,7 @@
 
 import pandas as pd
 
-from deepauc.data import AugmentSettings
+from deepauc.data import AugmentSettings, CachedSplit
 from deepauc.logs import logged_to
 from deepauc.train import FinetuneSettings, Runtime, run_finetune
 
@@ -12,11 +12,13 @@ with logged_to(snakemake.log[0]):
         warmup_checkpoint=snakemake.input.warmup,
         disease=params.disease,
         method=snakemake.wildcards.method,
-        train=pd.read_csv(snakemake.input.train),
-        val=pd.read_csv(snakemake.input.val),
+        train=CachedSplit(pd.read_csv(snakemake.input.train), snakemake.input.train_cache),
+        val=CachedSplit(pd.read_csv(snakemake.input.val), snakemake.input.val_cache),
         settings=FinetuneSettings.from_config(params.finetune),
         augment=AugmentSettings.from_config(params.augment),
-        runtime=Runtime.create(params.device, int(snakemake.wildcards.seed), snakemake.threads),
+        runtime=Runtime.create(
+            params.device, int(snakemake.wildcards.seed), snakemake.threads, params.compile
+        ),
         checkpoint=snakemake.output.model,
         history=snakemake.output.history,
         inputs=list(snakemake.input),

@@ -2,6 +2,7 @@
 
 import pandas as pd
 
+from deepauc.data import CachedSplit
 from deepauc.logs import logged_to
 from deepauc.predict import predict_models, write_by_disease
 from deepauc.train import Runtime
@@ -10,7 +11,7 @@ params = snakemake.params
 with logged_to(snakemake.log[0]):
     predictions = predict_models(
         list(snakemake.input.models),
-        pd.read_csv(snakemake.input.test),
+        CachedSplit(pd.read_csv(snakemake.input.test), snakemake.input.test_cache),
         Runtime.create(params.device, seed=0, threads=snakemake.threads),
         batch_size=params.batch_size,
     )

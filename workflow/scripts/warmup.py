@@ -2,7 +2,7 @@
 
 import pandas as pd
 
-from deepauc.data import AugmentSettings
+from deepauc.data import AugmentSettings, CachedSplit
 from deepauc.logs import logged_to
 from deepauc.train import Runtime, WarmupSettings, run_warmup
 
@@ -10,13 +10,15 @@ params = snakemake.params
 with logged_to(snakemake.log[0]):
     run_warmup(
         arch=snakemake.wildcards.arch,
-        train=pd.read_csv(snakemake.input.train),
-        val=pd.read_csv(snakemake.input.val),
+        train=CachedSplit(pd.read_csv(snakemake.input.train), snakemake.input.train_cache),
+        val=CachedSplit(pd.read_csv(snakemake.input.val), snakemake.input.val_cache),
         diseases=list(params.diseases),
         image_size=params.image_size,
         settings=WarmupSettings.from_config(params.warmup),
         augment=AugmentSettings.from_config(params.augment),
-        runtime=Runtime.create(params.device, int(snakemake.wildcards.seed), snakemake.threads),
+        runtime=Runtime.create(
+            params.device, int(snakemake.wildcards.seed), snakemake.threads, params.compile
+        ),
         checkpoint=snakemake.output.model,
         history=snakemake.output.history,
         pretrained=params.pretrained,
