@@ -3,6 +3,9 @@
 For each architecture, on one device, with the DAM fine-tune step (AUCMLoss + PESG, bf16 autocast
 and channels_last on CUDA), this measures images per second of:
 
+  (m) model alone, for context: forward, BCE, backward and torch's foreach SGD on one batch on
+      the device: the speed the network itself allows, before LibAUC's loss and optimizer;
+
   (a) model bound: forward, loss, backward and optimizer step on one batch already on the device,
       prepared once (so the data path costs nothing);
   (b) pipeline: the real fine-tune job of ``deepauc.train.finetune_job``, fed by its own loader
@@ -143,7 +146,11 @@ def measure_arch(arch: str, data: dict, runtime: Runtime, args) -> dict:
     save_model(warm, model.state_dict(), {**meta, "stage": "warmup"})
     job = make_job(warm, data, runtime, args)
 
-    row = {"model_bound": model_bound(job, runtime, args)}
+    row = {
+        "images_on_gpu": job.train_loader.dataset.on_device is not None,
+        "model_alone": model_alone(job, runtime, args),
+        "model_bound": model_bound(job, runtime, args),
+    }
     with PeakMemory() as memory:
         row["pipeline"] = pipeline(job, runtime, args)
     row["pipeline_peak_rss_bytes"], row["pipeline_peak_pss_bytes"] = memory.rss, memory.pss
@@ -185,6 +192,24 @@ def model_bound(job, runtime: Runtime, args) -> float:
         len(images),
         runtime,
     )
+
+
+def model_alone(job, runtime: Runtime, args) -> float:
+    """(m): the network with BCE and torch's SGD, on one prepared batch on the device."""
+    images, targets = next(iter(job.train_loader))
+    inputs = prepare_batch(job, images, runtime)
+    targets = targets.to(runtime.device)
+    optimizer = torch.optim.SGD(job.model.parameters(), lr=1e-4, momentum=0.9, foreach=True)
+
+    def step():
+        with runtime.autocast():
+            logits = job.model(inputs)
+        loss = torch.nn.functional.binary_cross_entropy_with_logits(logits.float(), targets)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+
+    return timed(step, args.warmup_steps, args.bound_steps, len(images), runtime)
 
 
 def pipeline(job, runtime: Runtime, args) -> float:
@@ -316,13 +341,23 @@ def write(results: dict, path: Path) -> None:
 
 def print_table(results: dict) -> None:
     print(f"\n{results['device']}, torch {results['torch']}, {results['date']}")
-    header = "architecture", "(a) bound", "(b) pipeline", "(c) reference", "b/a", "b/c", "compiled"
+    header = (
+        "architecture",
+        "(m) model alone",
+        "(a) bound",
+        "(b) pipeline",
+        "(c) reference",
+        "b/a",
+        "b/c",
+        "(b) compiled",
+    )
     print("| " + " | ".join(header) + " |")
     print("|" + "---|" * len(header))
     for arch, row in results["architectures"].items():
         compiled = row.get("pipeline_compiled")
         cells = [
             arch,
+            f"{row['model_alone']:.0f}",
             f"{row['model_bound']:.0f}",
             f"{row['pipeline']:.0f}",
             f"{row['reference']:.0f}",

@@ -96,6 +96,21 @@ def test_loader_workers_see_the_same_batches(split):
     assert images.__getstate__()["_images"] is None  # never pickled into a worker
 
 
+@pytest.mark.parametrize("device", ["cpu"] + (["cuda"] if torch.cuda.is_available() else []))
+def test_images_moved_to_a_device_gather_the_same_batches(split, device):
+    keep = split.table["B"].notna()
+    host = split.images(["A", "B"], SIZE, keep=keep)
+    moved = split.images(["A", "B"], SIZE, keep=keep)
+    moved.move_to(torch.device(device), chunk=2)  # chunks smaller than the split
+    assert moved.nbytes == 3 * SIZE * SIZE
+    for indices in ([2, 0, 1], [1]):
+        images, targets = moved.__getitems__(indices)
+        assert images.device.type == device and images.dtype == torch.uint8
+        expected_images, expected_targets = host.__getitems__(indices)
+        assert torch.equal(images.cpu(), expected_images)
+        assert torch.equal(targets.cpu(), expected_targets)
+
+
 def test_affine_matches_torchvision_on_a_batch():
     torch.manual_seed(0)
     images = torch.rand(2, 1, 32, 32)

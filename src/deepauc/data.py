@@ -70,7 +70,8 @@ class CachedImages(Dataset):
 
     An item is a (size, size) uint8 image and its target vector. A DataLoader fetches a whole
     batch with one gather from the memory-mapped cache (``__getitems__``); pass
-    ``collate_fn=collate_batch``.
+    ``collate_fn=collate_batch``. After ``move_to(gpu)`` the images live in GPU memory and a
+    batch is gathered there: no loader workers, no host copies, no host memory beyond the map.
     """
 
     def __init__(
@@ -86,13 +87,30 @@ class CachedImages(Dataset):
         self.rows = np.flatnonzero(keep)
         self.targets = split.table.loc[keep, outputs].to_numpy(dtype=np.float32, na_value=np.nan)
         self._images = None
+        self.on_device = None  # (images, targets) on a GPU, after move_to
 
     def __len__(self) -> int:
         return len(self.rows)
 
     def __getstate__(self):
         # A worker maps the file itself: pickling the map would copy the whole cache.
-        return {**self.__dict__, "_images": None}
+        return {**self.__dict__, "_images": None, "on_device": None}
+
+    @property
+    def nbytes(self) -> int:
+        return len(self.rows) * self.size * self.size
+
+    def move_to(self, device: torch.device, chunk: int = 4096) -> None:
+        """Copy this dataset's images and targets into ``device`` memory, ``chunk`` images at a
+        time so that host memory holds one chunk, not the cache."""
+        cache = self._cache()
+        images = torch.empty(
+            (len(self.rows), self.size, self.size), dtype=torch.uint8, device=device
+        )
+        for start in range(0, len(self.rows), chunk):
+            rows = self.rows[start : start + chunk]
+            images[start : start + len(rows)].copy_(torch.from_numpy(cache[rows]))
+        self.on_device = images, torch.tensor(self.targets, device=device)
 
     def _cache(self) -> np.ndarray:
         if self._images is None:
@@ -100,7 +118,13 @@ class CachedImages(Dataset):
         return self._images
 
     def __getitems__(self, indices: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
-        index = np.asarray(indices)
+        index = np.asarray(indices, dtype=np.int64)
+        if self.on_device is not None:
+            images, targets = self.on_device
+            index = torch.from_numpy(index)
+            if images.is_cuda:  # a copy from pageable memory would wait for the GPU to finish
+                index = index.pin_memory().to(images.device, non_blocking=True)
+            return images.index_select(0, index), targets.index_select(0, index)
         images = torch.from_numpy(np.ascontiguousarray(self._cache()[self.rows[index]]))
         return images, torch.from_numpy(self.targets[index])
 

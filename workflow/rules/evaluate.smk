@@ -20,6 +20,7 @@ rule predict:
     params:
         diseases=list(DISEASE_BY_SLUG.values()),
         device=config["device"],
+        images_on_gpu=config["images_on_gpu"],
         batch_size=config["evaluation"]["batch_size"],
     script:
         "../scripts/predict.py"

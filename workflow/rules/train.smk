@@ -22,6 +22,7 @@ rule warmup:
         pretrained=config["pretrained"],
         device=config["device"],
         compile=config["compile"],
+        images_on_gpu=config["images_on_gpu"],
         augment=config["augment"],
         warmup=config["warmup"],
     script:
@@ -51,6 +52,7 @@ rule finetune:
         disease=disease_name,
         device=config["device"],
         compile=config["compile"],
+        images_on_gpu=config["images_on_gpu"],
         augment=config["augment"],
         finetune=config["finetune"],
     script:
