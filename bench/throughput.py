@@ -15,7 +15,9 @@ and channels_last on CUDA), this measures images per second of:
       decoded with PIL and transformed with torchvision (resize, RandomAffine, normalise) in
       ``--reference-workers`` DataLoader workers.
 
-With ``--compile-archs`` it also measures (b) with ``torch.compile`` for those architectures.
+It then measures (b) and (c) again with the CE control's step (BCE + Adam): the data paths
+compared where LibAUC's loss and optimizer do not set the pace. With ``--compile-archs`` it also
+measures (b) with ``torch.compile`` for those architectures.
 The data are the pipeline's own synthetic CheXpert at CheXpert-small's 390 x 320 pixels,
 preprocessed and cached by the pipeline's code. Results are printed and written as JSON.
 
@@ -156,6 +158,11 @@ def measure_arch(arch: str, data: dict, runtime: Runtime, args) -> dict:
     row["pipeline_peak_rss_bytes"], row["pipeline_peak_pss_bytes"] = memory.rss, memory.pss
     row["reference"] = reference(job, data["splits"]["train"].table, runtime, args)
     del job
+    job = make_job(warm, data, runtime, args, method="ce")
+    row["ce_pipeline"] = pipeline(job, runtime, args)
+    row["ce_reference"] = reference(job, data["splits"]["train"].table, runtime, args)
+    row["ce_pipeline_over_reference"] = row["ce_pipeline"] / row["ce_reference"]
+    del job
     if arch in args.compile_archs:
         compiled_runtime = Runtime.create(args.device, seed=0, threads=args.workers, compile=True)
         job = make_job(warm, data, compiled_runtime, args)
@@ -172,11 +179,11 @@ def measure_arch(arch: str, data: dict, runtime: Runtime, args) -> dict:
     return row
 
 
-def make_job(warm: Path, data: dict, runtime: Runtime, args):
+def make_job(warm: Path, data: dict, runtime: Runtime, args, method: str = "dam"):
     splits = data["splits"]
     settings = FinetuneSettings(epochs=1, batch_size=args.batch_size)
     return finetune_job(
-        warm, DISEASE, "dam", splits["train"], splits["val"], settings, AugmentSettings(), runtime
+        warm, DISEASE, method, splits["train"], splits["val"], settings, AugmentSettings(), runtime
     )
 
 
@@ -252,25 +259,33 @@ def reference(job, table: pd.DataFrame, runtime: Runtime, args) -> float:
 
 
 class ReferenceImages(Dataset):
-    """The write-up's data path: decode, resize, augment and normalise each sample on the CPU."""
+    """The write-up's data path, as LibAUC's ``libauc.datasets.CheXpert.__getitem__`` does it,
+    with PIL and torchvision: decode the JPEG as gray, random affine at full resolution (gray
+    fill 128), gray to RGB, resize, scale to [0, 1] and normalise; all per sample, on the CPU."""
 
     def __init__(self, table: pd.DataFrame, disease: str, size: int):
         self.paths = table["image"].tolist()
         self.labels = table[disease].fillna(0).to_numpy(dtype=np.float32)
-        self.size = size
-        self.augment = v2.RandomAffine(degrees=15, translate=(0.05, 0.05), scale=(0.95, 1.05))
-        self.normalize = v2.Normalize(IMAGENET_MEAN, IMAGENET_STD)
+        self.augment = v2.RandomAffine(
+            degrees=15, translate=(0.05, 0.05), scale=(0.95, 1.05), fill=128
+        )
+        self.to_input = v2.Compose(
+            [
+                v2.Resize((size, size), interpolation=v2.InterpolationMode.BILINEAR),
+                v2.PILToTensor(),
+                v2.ToDtype(torch.float32, scale=True),
+                v2.Normalize(IMAGENET_MEAN, IMAGENET_STD),
+            ]
+        )
 
     def __len__(self):
         return len(self.paths)
 
     def __getitem__(self, index):
-        # Augment the one gray channel, then expand: cheaper than LibAUC's RGB-first order.
         with Image.open(self.paths[index]) as image:
-            gray = image.convert("L").resize((self.size, self.size), Image.BILINEAR)
-        pixels = self.augment(torch.from_numpy(np.asarray(gray).copy()).unsqueeze(0))
-        pixels = pixels.float().div_(255.0).expand(3, -1, -1)
-        return self.normalize(pixels), torch.tensor([self.labels[index]])
+            gray = image.convert("L")
+        rgb = self.augment(gray).convert("RGB")
+        return self.to_input(rgb), torch.tensor([self.labels[index]])
 
 
 def timed(step, warmup_steps: int, steps: int, batch_size: int, runtime: Runtime) -> float:
@@ -350,6 +365,9 @@ def print_table(results: dict) -> None:
         "b/a",
         "b/c",
         "(b) compiled",
+        "CE: (b)",
+        "(c)",
+        "b/c",
     )
     print("| " + " | ".join(header) + " |")
     print("|" + "---|" * len(header))
@@ -364,6 +382,9 @@ def print_table(results: dict) -> None:
             f"{row['pipeline_over_model_bound']:.2f}",
             f"{row['pipeline_over_reference']:.2f}",
             f"{compiled:.0f} ({row['compiled_over_model_bound']:.2f} x a)" if compiled else "",
+            f"{row['ce_pipeline']:.0f}",
+            f"{row['ce_reference']:.0f}",
+            f"{row['ce_pipeline_over_reference']:.2f}",
         ]
         print("| " + " | ".join(cells) + " |")
 
