@@ -6,6 +6,7 @@ random affine augmentation, grayscale to three channels, ImageNet normalisation,
 A batch crosses to the GPU as uint8, a quarter of the bytes of float. The same code runs on CPU.
 """
 
+import functools
 import os
 from dataclasses import dataclass
 
@@ -187,14 +188,20 @@ def to_model_input(
     if augment is not None and not augment.is_identity:
         pixels = random_affine(pixels, augment, generator)
     # (x - mean) / std per channel, broadcast from one gray channel to three in one kernel.
-    gain = torch.tensor([1 / s for s in IMAGENET_STD], device=device).view(1, 3, 1, 1)
-    bias = torch.tensor(
-        [-m / s for m, s in zip(IMAGENET_MEAN, IMAGENET_STD, strict=True)], device=device
-    ).view(1, 3, 1, 1)
+    gain, bias = _normalisation(device)
     batch = torch.addcmul(bias, pixels, gain)
     if device.type == "cuda":
         batch = batch.contiguous(memory_format=torch.channels_last)
     return batch
+
+
+@functools.cache
+def _normalisation(device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """1/std and -mean/std as (1, 3, 1, 1) tensors on ``device``, made once: building them from
+    Python lists each step would copy from pageable memory, which waits for the GPU."""
+    gain = [1 / s for s in IMAGENET_STD]
+    bias = [-m / s for m, s in zip(IMAGENET_MEAN, IMAGENET_STD, strict=True)]
+    return tuple(torch.tensor(v, device=device).view(1, 3, 1, 1) for v in (gain, bias))
 
 
 def augment_generator(device: torch.device, seed: int) -> torch.Generator:
