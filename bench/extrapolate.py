@@ -51,7 +51,10 @@ def measured_run(results: Path) -> dict:
     jobs = []
     for tsv in sorted(benchmarks.rglob("*.tsv")):
         row = pd.read_csv(tsv, sep="\t").iloc[0]
-        stage = tsv.relative_to(benchmarks).parts[0].removesuffix(".tsv")
+        parts = tsv.relative_to(benchmarks).parts
+        stage = parts[0].removesuffix(".tsv")
+        if stage == "finetune":  # finetune/{arch}/seed{seed}/{method}/{disease}.tsv
+            stage = f"finetune {parts[3]}"
         job = {
             "stage": stage,
             "job": str(tsv.relative_to(benchmarks).with_suffix("")),
@@ -158,7 +161,7 @@ def estimate_table(estimate: dict, chexpert_images: int) -> str:
             continue
         rate, hours = row["pipeline_images_per_second"], row["gpu_hours"]
         lines.append(f"| {arch} | {rate:.0f} | {hours:.2f} |")
-    lines.append(f"| all four | | {estimate['all']['gpu_hours']:.2f} |")
+    lines.append(f"| all architectures | | {estimate['all']['gpu_hours']:.2f} |")
     return "\n".join(lines)
 
 
