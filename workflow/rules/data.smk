@@ -11,7 +11,7 @@ if SYNTHETIC:
             "results/benchmarks/synthesize_dataset.tsv"
         conda:
             "../../envs/deepauc.yaml"
-        threads: 2
+        threads: 16
         params:
             synthetic=config["synthetic"],
         script:
