@@ -251,7 +251,7 @@ def warmup_job(
             model.parameters(), lr=settings.lr, weight_decay=settings.weight_decay
         ),
         train_loader=train_loader,
-        val_loader=eval_loader(val.images(diseases, image_size), settings.batch_size * 2, runtime),
+        val_loader=eval_loader(val.images(diseases, image_size), settings.batch_size, runtime),
         augment=augment,
         augment_generator=augment_generator(runtime.device, runtime.seed),
         epochs=settings.epochs,
@@ -372,7 +372,7 @@ def finetune_job(
         loss_fn=loss_fn,
         optimizer=optimizer,
         train_loader=train_loader,
-        val_loader=eval_loader(val.images([disease], image_size), settings.batch_size * 2, runtime),
+        val_loader=eval_loader(val.images([disease], image_size), settings.batch_size, runtime),
         augment=augment,
         augment_generator=augment_generator(runtime.device, runtime.seed),
         epochs=settings.epochs,
@@ -541,9 +541,15 @@ def predict_probabilities(model: nn.Module, loader: DataLoader, runtime: Runtime
     model.eval()
     scores = []
     for images, _ in loader:
+        count = len(images)
+        if runtime.device.type == "cuda" and count < loader.batch_size:
+            # A batch of a new size makes cuDNN's benchmark mode time every layer again
+            # (tens of seconds for a DenseNet): pad the last one with copies instead.
+            padding = images[-1:].expand(loader.batch_size - count, *images.shape[1:])
+            images = torch.cat([images, padding])
         with runtime.autocast():
             logits = model(to_model_input(images, runtime.device))
-        scores.append(torch.sigmoid(logits.float()))
+        scores.append(torch.sigmoid(logits.float())[:count])
     return torch.cat(scores).cpu().numpy()  # one wait for the GPU, not one per batch
 
 
