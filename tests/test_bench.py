@@ -1,0 +1,74 @@
+"""The benchmark scripts run, and the extrapolation's arithmetic is what docs/benchmarks.md says.
+
+No timing is asserted here: performance targets live in bench/ and docs/benchmarks.md.
+"""
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+BENCH = Path(__file__).resolve().parents[1] / "bench"
+
+
+def _load(name):
+    spec = importlib.util.spec_from_file_location(name, BENCH / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_throughput_runs_on_a_cpu_and_writes_every_measure(tmp_path):
+    throughput = _load("throughput")
+    out = tmp_path / "cpu.json"
+    throughput.main(
+        "--device cpu --archs resnet10t --size 32 --batch-size 8 --steps 2 --bound-steps 2 "
+        f"--warmup-steps 1 --patients 12 --workers 1 --reference-workers 1 --out {out}".split()
+    )
+    results = json.loads(out.read_text())
+    row = results["architectures"]["resnet10t"]
+    for key in ("model_alone", "model_bound", "pipeline", "reference", "ce_pipeline"):
+        assert row[key] > 0, key
+    assert row["pipeline_over_model_bound"] == pytest.approx(row["pipeline"] / row["model_bound"])
+    assert row["parameter_tensors"] > 10 and row["optimizer_step_ms"] > 0
+    assert results["data"]["cache_bytes"] == (
+        (results["data"]["train_images"] + results["data"]["val_images"]) * 32 * 32 + 2 * 128
+    )
+
+
+def _fake_run(root: Path) -> Path:
+    """A results folder of one warm-up job: epoch 1 100 images in 10 s, epoch 2 100 in 1 s."""
+    results = root / "results"
+    (results / "benchmarks" / "warmup" / "net").mkdir(parents=True)
+    pd.DataFrame({"s": [20.0], "max_rss": [1000.0], "max_pss": [900.0]}).to_csv(
+        results / "benchmarks" / "warmup" / "net" / "seed0.tsv", sep="\t", index=False
+    )
+    models = results / "models" / "net" / "seed0"
+    models.mkdir(parents=True)
+    pd.DataFrame({"seconds": [10.0, 1.0], "images_per_second": [10.0, 100.0]}).to_csv(
+        models / "warmup.history.csv", index=False
+    )
+    (results / "data" / "cache").mkdir(parents=True)
+    pd.DataFrame({"image": range(80)}).to_csv(results / "data" / "train.csv", index=False)
+    pd.DataFrame({"image": range(20)}).to_csv(results / "data" / "val.csv", index=False)
+    return results
+
+
+def test_extrapolation_scales_images_at_the_steady_rate_and_keeps_fixed_costs(tmp_path, capsys):
+    extrapolate = _load("extrapolate")
+    results = _fake_run(tmp_path)
+    speeds = {"architectures": {"net": {"pipeline": 100.0}, "slow": {"pipeline": 50.0}}}
+    (tmp_path / "speeds.json").write_text(json.dumps(speeds))
+    extrapolate.main([str(results), str(tmp_path / "speeds.json"), "--chexpert-images", "1000"])
+    printed = capsys.readouterr().out
+    assert "| warmup | 1 | 20.0 |" in printed
+    run = extrapolate.measured_run(results)
+    estimate = extrapolate.extrapolate(run, speeds, 1000)
+    # 200 images at 100/s = 2 s of work, x10 for 1000 images over 100; 20 - 2 = 18 s fixed.
+    assert estimate["net"]["gpu_hours"] == pytest.approx((20 + 18) / 3600)
+    assert estimate["slow"]["gpu_hours"] == pytest.approx((40 + 18) / 3600)
+    assert estimate["all"]["gpu_hours"] == pytest.approx((38 + 58) / 3600)
