@@ -1,0 +1,61 @@
+"""A job's failure reaches the console as a message with its fix, never a traceback wall."""
+
+import errno
+import logging
+
+import pandas as pd
+import pytest
+
+from deepauc.atomic import write_csv
+from deepauc.errors import InputError
+from deepauc.logs import logged_to
+
+
+def _fail_in_job(tmp_path, capsys, error):
+    log = tmp_path / "logs" / "job.log"
+    with pytest.raises(SystemExit) as exit_info, logged_to(log):
+        logging.getLogger("deepauc.test").info("working")
+        raise error
+    assert exit_info.value.code == 1
+    return capsys.readouterr().err, log.read_text()
+
+
+def test_input_error_is_its_message_alone(tmp_path, capsys):
+    console, log = _fail_in_job(tmp_path, capsys, InputError("bad", where="x.csv", fix="do y"))
+    assert console == "deepauc: error: x.csv: bad\nFix: do y\n"
+    assert "working" in log and "Traceback" not in log
+
+
+@pytest.mark.parametrize(
+    "code, words",
+    [
+        (errno.ENOSPC, ["no space left to write", "free space on that disk"]),
+        (errno.EACCES, ["cannot write", "writable"]),
+        (errno.EROFS, ["cannot write", "--directory"]),
+    ],
+)
+def test_full_disk_or_unwritable_folder_is_a_message_with_the_fix(tmp_path, capsys, code, words):
+    error = OSError(code, "simulated", "results/data/train.csv")
+    console, log = _fail_in_job(tmp_path, capsys, error)
+    assert "results/data/train.csv" in console and all(w in console for w in words)
+    assert "Traceback" not in console and "Traceback" not in log
+
+
+def test_other_os_errors_keep_their_traceback_in_the_log(tmp_path):
+    with pytest.raises(FileNotFoundError), logged_to(tmp_path / "job.log"):
+        raise FileNotFoundError(errno.ENOENT, "gone", "x")
+    assert "Traceback" in (tmp_path / "job.log").read_text()
+
+
+def test_disk_full_during_a_write_leaves_no_file_behind(tmp_path, monkeypatch):
+    target = tmp_path / "out" / "table.csv"
+
+    def fill_the_disk(self, path, **kwargs):
+        with open(path, "w") as handle:
+            handle.write("image,score\n")  # a partial file, as a full disk leaves it
+        raise OSError(errno.ENOSPC, "No space left on device", str(path))
+
+    monkeypatch.setattr(pd.DataFrame, "to_csv", fill_the_disk)
+    with pytest.raises(OSError):
+        write_csv(pd.DataFrame({"image": ["a"], "score": [0.5]}), target)
+    assert list(target.parent.iterdir()) == []
