@@ -308,3 +308,46 @@ def test_killed_training_job_resumes_after_its_last_epoch(tmp_path):
     history = pd.read_csv(work / "results/models/resnet10t/seed0/warmup.history.csv")
     assert history["epoch"].tolist() == [1, 2, 3]
     assert not resume.exists()
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+def test_interrupted_snakemake_resumes_with_the_same_command(tmp_path, signum):
+    """Ctrl-C, or a scheduler's SIGTERM, to Snakemake and its jobs (the process group)
+    mid-training: the same command again finishes the job from its last epoch, no unlock needed.
+    (SIGTERM to Snakemake alone lets the running job finish: nothing is lost either way.)"""
+    work = checkout(tmp_path, "interrupted")
+    config = {**TINY, "architectures": ["resnet10t"], "warmup": {"epochs": 3, "batch_size": 16}}
+    (work / "tiny.yaml").write_text(yaml.safe_dump(config))
+    target = "results/models/resnet10t/seed0/warmup.pt"
+    resume = work / (target + ".resume")
+    command = [sys.executable, "-m", "snakemake", "--cores", "2", "--configfile", "tiny.yaml"]
+    process = subprocess.Popen(
+        [*command, "--", target],
+        cwd=work,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + 300
+        while not resume.exists() and process.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert resume.exists(), "the job never finished an epoch"
+        os.killpg(process.pid, signum)
+        process.wait(timeout=120)
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+    assert not (work / target).exists()
+    assert resume.exists()
+
+    run = subprocess.run(
+        [*command, "--", target], cwd=work, capture_output=True, text=True, timeout=600
+    )
+    assert run.returncode == 0, run.stderr[-3000:]
+    log = (work / "results/logs/warmup/resnet10t/seed0.log").read_text()
+    assert "resuming after epoch" in log
+    history = pd.read_csv(work / "results/models/resnet10t/seed0/warmup.history.csv")
+    assert history["epoch"].tolist() == [1, 2, 3]
+    assert not resume.exists()
