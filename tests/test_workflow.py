@@ -351,3 +351,13 @@ def test_interrupted_snakemake_resumes_with_the_same_command(tmp_path, signum):
     history = pd.read_csv(work / "results/models/resnet10t/seed0/warmup.history.csv")
     assert history["epoch"].tolist() == [1, 2, 3]
     assert not resume.exists()
+
+
+def test_unknown_architecture_is_refused_before_any_job(tmp_path):
+    work = checkout(tmp_path, "arch")
+    (work / "bad.yaml").write_text(yaml.safe_dump({**TINY, "architectures": ["densenet_169"]}))
+    run = snakemake(work, "--configfile", "bad.yaml", "--", "results/summary.csv")
+    assert run.returncode != 0
+    assert "config key architectures: unknown timm model 'densenet_169'" in run.stderr
+    assert "did you mean densenet169" in run.stderr
+    assert not (work / "results").exists()  # not even the synthetic data was started

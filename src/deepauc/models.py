@@ -42,7 +42,20 @@ def create_model(
 
         model = create_model("densenet169", num_outputs=5, image_size=224, pretrained=False)
     """
-    if not timm.is_model(arch):
+    check_architectures([arch])
+    kwargs = dict(num_classes=num_outputs, **size_kwargs(arch, image_size))
+    if pretrained is False:
+        return timm.create_model(arch, pretrained=False, **kwargs)
+    if pretrained is True:
+        return _from_hub(arch, kwargs)
+    return _from_file(arch, Path(pretrained), kwargs)
+
+
+def check_architectures(names: list[str]) -> None:
+    """Refuse the first name that is not a timm model, suggesting the closest ones."""
+    for arch in names:
+        if timm.is_model(arch):
+            continue
         close = difflib.get_close_matches(arch, timm.list_models(), n=3, cutoff=0.6)
         hint = f"did you mean {', '.join(close)}? " if close else ""
         raise InputError(
@@ -51,12 +64,6 @@ def create_model(
             fix=f"{hint}Use a name from timm.list_models(), e.g. convnext_tiny, densenet169, "
             "swin_tiny_patch4_window7_224, davit_tiny.",
         )
-    kwargs = dict(num_classes=num_outputs, **size_kwargs(arch, image_size))
-    if pretrained is False:
-        return timm.create_model(arch, pretrained=False, **kwargs)
-    if pretrained is True:
-        return _from_hub(arch, kwargs)
-    return _from_file(arch, Path(pretrained), kwargs)
 
 
 def size_kwargs(arch: str, image_size: int) -> dict:

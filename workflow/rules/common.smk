@@ -113,6 +113,17 @@ if not SYNTHETIC:
     check_dataset_present()
 
 
+onstart:
+    # Before any job, not while parsing: importing timm costs seconds that a dry run should not pay.
+    from deepauc.errors import InputError
+    from deepauc.models import check_architectures
+
+    try:
+        check_architectures(ARCHITECTURES)
+    except InputError as err:
+        raise WorkflowError(str(err)) from None
+
+
 def data_root(wildcards):
     """The folder CSV Path values are relative to. The images themselves are not declared as
     inputs (CheXpert has 224,000 of them); the CSVs that name them are."""
