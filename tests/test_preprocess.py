@@ -177,6 +177,8 @@ def test_truncated_jpeg_is_caught_and_can_be_skipped(chexpert_root):
         [5, "CheXpert-v1.0/train/patient00002/study1/view1_frontal.jpg"]
     ]
     assert splits.skipped["reason"].str.startswith("unreadable").all()
+    lost = splits.audit[splits.audit["split"] == "skipped"]
+    assert lost["images"].tolist() == [1] * len(lost) and len(lost) == 5  # one row per disease
 
 
 def test_duplicate_image_rows_are_refused(tmp_path):

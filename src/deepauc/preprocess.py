@@ -119,8 +119,13 @@ def prepare_splits(
         mapped = _label_table(raw, settings)
         audits.append(audit_labels(raw, mapped, diseases, split))
         tables[split] = mapped
+    skipped_table = pd.DataFrame(columns=SKIPPED_COLUMNS)
+    if skipped:
+        # The labels the skipped images took with them, so the audit shows what was lost.
+        lost = pd.concat(skipped, ignore_index=True)
+        audits.append(audit_labels(lost, _label_table(lost, settings), diseases, "skipped"))
+        skipped_table = lost[SKIPPED_COLUMNS]
     audit = pd.concat(audits, ignore_index=True)
-    skipped_table = pd.concat([pd.DataFrame(columns=SKIPPED_COLUMNS), *skipped], ignore_index=True)
     if require_scorable:
         _require_both_classes(audit, ("val", "test"))
     for split in SPLITS:
@@ -225,14 +230,8 @@ def _check_images(frame, csv_path, data_root, settings: PreprocessSettings, skip
         "%s: skipping %d bad image(s), e.g. %s", csv_path, int(bad.sum()), frame.at[first, "image"]
     )
     skipped.append(
-        pd.DataFrame(
-            {
-                "csv": str(csv_path),
-                "line": frame.loc[bad, "csv_line"],
-                "Path": frame.loc[bad, "Path"],
-                "image": frame.loc[bad, "image"],
-                "reason": problems[bad],
-            }
+        frame.loc[bad].assign(
+            csv=str(csv_path), line=frame.loc[bad, "csv_line"], reason=problems[bad]
         )
     )
     return frame[~bad].reset_index(drop=True)
