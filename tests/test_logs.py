@@ -2,6 +2,7 @@
 
 import errno
 import logging
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -59,3 +60,42 @@ def test_disk_full_during_a_write_leaves_no_file_behind(tmp_path, monkeypatch):
     with pytest.raises(OSError):
         write_csv(pd.DataFrame({"image": ["a"], "score": [0.5]}), target)
     assert list(target.parent.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    "torch_says",
+    [
+        "PytorchStreamWriter failed writing file data/0: file write failed",
+        "[enforce fail at inline_container.cc:626] . unexpected pos 64 vs 0",
+    ],
+)
+def test_disk_full_while_saving_a_model_is_a_message_and_leaves_no_file(
+    tmp_path, monkeypatch, torch_says
+):
+    import torch
+
+    from deepauc.checkpoints import save_model
+
+    def fail_to_write(obj, path):
+        Path(path).write_bytes(b"PK partial")  # a truncated zip, as a full disk leaves it
+        raise RuntimeError(torch_says)
+
+    target = tmp_path / "models" / "warmup.pt"
+    monkeypatch.setattr(torch, "save", fail_to_write)
+    with pytest.raises(InputError, match=r"could not write .* MB free there") as err:
+        save_model(target, {}, {"arch": "x", "image_size": 8, "outputs": ["a"]})
+    assert "free space on that disk" in str(err.value)
+    assert list(target.parent.iterdir()) == []
+
+
+def test_other_runtime_errors_while_saving_stay_errors(tmp_path, monkeypatch):
+    import torch
+
+    from deepauc.checkpoints import save_model
+
+    def broken(obj, path):
+        raise RuntimeError("cannot pickle 'generator' object")
+
+    monkeypatch.setattr(torch, "save", broken)
+    with pytest.raises(RuntimeError, match="cannot pickle"):
+        save_model(tmp_path / "m.pt", {}, {"arch": "x", "image_size": 8, "outputs": ["a"]})

@@ -193,3 +193,11 @@ def test_duplicate_image_rows_are_refused(tmp_path):
             dataset_dir=DATASET,
             settings=PreprocessSettings(check_images=False),
         )
+
+
+def test_split_empty_after_the_view_filter_names_the_file_and_the_key(tmp_path):
+    frontal = [row for row in TRAIN_ROWS if row[1] == "Frontal"]
+    write_chexpert_csv(tmp_path / DATASET / "train.csv", frontal)
+    write_chexpert_csv(tmp_path / DATASET / "valid.csv", frontal)
+    with pytest.raises(InputError, match=r"(?s)train.csv: no rows left after keeping views.*views"):
+        _prepare(tmp_path, views=("Lateral",), check_images=False)

@@ -361,3 +361,51 @@ def test_unknown_architecture_is_refused_before_any_job(tmp_path):
     assert "config key architectures: unknown timm model 'densenet_169'" in run.stderr
     assert "did you mean densenet169" in run.stderr
     assert not (work / "results").exists()  # not even the synthetic data was started
+
+
+def _real_data(root: Path, valid: bool = True) -> Path:
+    write_chexpert_csv(root / "CheXpert-v1.0-small" / "train.csv", TRAIN_ROWS)
+    if valid:
+        write_chexpert_csv(root / "CheXpert-v1.0-small" / "valid.csv", VALID_ROWS)
+    return root
+
+
+BAD_CONFIGS = {
+    "epochs not positive": ({"warmup": {"epochs": 0}}, ["epochs", "minimum"]),
+    "sampling rate outside (0, 1)": ({"finetune": {"sampling_rate": 1.5}}, ["sampling_rate"]),
+    "unknown disease": ({"diseases": ["Edemaa"]}, ["'Edemaa' is not one of", "['diseases']"]),
+    "unknown uncertainty policy": (
+        {"uncertainty": {"Edema": "maybe"}},
+        ["uncertainty", "maybe"],
+    ),
+    "missing data root": (
+        {"synthetic": {"enabled": False}, "data_root": "{tmp}/nowhere"},
+        ["train.csv not found", "data_root"],
+    ),
+    "empty data root": (
+        {"synthetic": {"enabled": False}, "data_root": "{tmp}/empty"},
+        ["train.csv not found", "data_root"],
+    ),
+    "test CSV missing": (
+        {"synthetic": {"enabled": False}, "data_root": "{tmp}/no_valid"},
+        ["valid.csv not found", "test_csv"],
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_CONFIGS))
+def test_bad_config_is_refused_before_any_job_with_the_key_named(tmp_path, case):
+    (tmp_path / "empty").mkdir()
+    _real_data(tmp_path / "no_valid", valid=False)
+    override, expected = BAD_CONFIGS[case]
+    override = yaml.safe_load(yaml.safe_dump(override).replace("{tmp}", str(tmp_path)))
+    work = checkout(tmp_path, "config")
+    config = {**TINY, **override}
+    if "synthetic" in override:
+        config["synthetic"] = {**TINY["synthetic"], **override["synthetic"]}
+    (work / "bad.yaml").write_text(yaml.safe_dump(config))
+    run = snakemake(work, "--configfile", "bad.yaml", "--", "results/summary.csv")
+    assert run.returncode != 0
+    for words in expected:
+        assert words in run.stderr, (words, run.stderr[-2000:])
+    assert not (work / "results").exists()

@@ -1,6 +1,7 @@
 """Model files: what a finished stage leaves behind, and how the next stage reads it."""
 
 import os
+import shutil
 from pathlib import Path
 
 import torch
@@ -11,6 +12,7 @@ from deepauc.errors import InputError
 from deepauc.models import create_model
 
 FORMAT = 1
+WRITE_FAILED = ("write failed", "failed writing", "unexpected pos")
 
 
 def save_model(path: str | os.PathLike, model_state: dict, meta: dict) -> None:
@@ -18,8 +20,29 @@ def save_model(path: str | os.PathLike, model_state: dict, meta: dict) -> None:
 
     ``meta`` must hold ``arch``, ``image_size`` and ``outputs`` (the disease of each logit).
     """
-    with atomic_path(path) as tmp:
-        torch.save({"format": FORMAT, "state_dict": model_state, **meta}, tmp)
+    save_torch({"format": FORMAT, "state_dict": model_state, **meta}, path)
+
+
+def save_torch(state: dict, path: str | os.PathLike) -> None:
+    """``torch.save`` to ``path`` atomically; a failed write (full disk) is a clear error.
+
+    torch reports a failed write as a RuntimeError ("file write failed", or "unexpected pos"
+    when the zip writer finds fewer bytes on disk than it wrote), not an OSError, so it is
+    translated here into a message with the free space and the fix.
+    """
+    try:
+        with atomic_path(path) as tmp:
+            torch.save(state, tmp)
+    except RuntimeError as err:
+        if not any(sign in str(err) for sign in WRITE_FAILED):
+            raise
+        free = shutil.disk_usage(Path(path).parent).free / 1e6
+        raise InputError(
+            f"could not write {path}: {str(err).splitlines()[-1]} ({free:.0f} MB free there)",
+            where=str(path),
+            fix="free space on that disk, then run the same command again: finished outputs "
+            "are kept and training resumes after its last saved epoch.",
+        ) from err
 
 
 def load_model(

@@ -36,8 +36,8 @@ from torch import nn
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from deepauc.atomic import atomic_path, write_csv
-from deepauc.checkpoints import load_model, save_model
+from deepauc.atomic import write_csv
+from deepauc.checkpoints import load_model, save_model, save_torch
 from deepauc.data import (
     AugmentSettings,
     CachedImages,
@@ -697,8 +697,7 @@ def _save_resume(path: Path, job: Job, fingerprint, epoch, step, best, history) 
             "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
         },
     }
-    with atomic_path(path) as tmp:
-        torch.save(state, tmp)
+    save_torch(state, path)
 
 
 def _load_resume(path: Path, fingerprint: str, device: torch.device) -> dict | None:
