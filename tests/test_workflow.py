@@ -275,54 +275,20 @@ def test_ensemble_subset_of_unknown_architectures_is_refused(tmp_path):
     assert "ensemble 'pair'" in output and "vgg99" in output
 
 
-def test_killed_training_job_resumes_after_its_last_epoch(tmp_path):
-    work = checkout(tmp_path, "killed")
-    config = {**TINY, "architectures": ["resnet10t"], "warmup": {"epochs": 3, "batch_size": 16}}
-    (work / "tiny.yaml").write_text(yaml.safe_dump(config))
-    target = "results/models/resnet10t/seed0/warmup.pt"
-    resume = work / (target + ".resume")
-    command = [sys.executable, "-m", "snakemake", "--cores", "2", "--configfile", "tiny.yaml"]
-    process = subprocess.Popen(
-        [*command, "--", target],
-        cwd=work,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-    try:
-        deadline = time.monotonic() + 300
-        while not resume.exists() and process.poll() is None and time.monotonic() < deadline:
-            time.sleep(0.2)
-        assert resume.exists(), "the job never finished an epoch"
-    finally:
-        os.killpg(process.pid, signal.SIGKILL)  # as a cluster's OOM killer or a power cut would
-        process.wait()
-    assert not (work / target).exists()
-
-    # A killed Snakemake leaves its lock: README's recovery is --unlock, then the same command.
-    assert snakemake(work, "--configfile", "tiny.yaml", "--unlock").returncode == 0
-    run = snakemake(work, "--configfile", "tiny.yaml", "--rerun-incomplete", "--", target)
-    assert run.returncode == 0, run.stderr[-3000:]
-    log = (work / "results/logs/warmup/resnet10t/seed0.log").read_text()
-    assert "resuming after epoch" in log
-    history = pd.read_csv(work / "results/models/resnet10t/seed0/warmup.history.csv")
-    assert history["epoch"].tolist() == [1, 2, 3]
-    assert not resume.exists()
+WARMUP_TARGET = "results/models/resnet10t/seed0/warmup.pt"
 
 
-@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
-def test_interrupted_snakemake_resumes_with_the_same_command(tmp_path, signum):
-    """Ctrl-C, or a scheduler's SIGTERM, to Snakemake and its jobs (the process group)
-    mid-training: the same command again finishes the job from its last epoch, no unlock needed.
-    (SIGTERM to Snakemake alone lets the running job finish: nothing is lost either way.)"""
+def _interrupt_after_first_epoch(tmp_path: Path, signum: int) -> tuple[Path, list[str]]:
+    """Start Snakemake on a 3-epoch warm-up and send ``signum`` to it and its jobs (the process
+    group) once the first epoch's resume file is saved. Returns the workflow copy and the
+    command to run it again."""
     work = checkout(tmp_path, "interrupted")
     config = {**TINY, "architectures": ["resnet10t"], "warmup": {"epochs": 3, "batch_size": 16}}
     (work / "tiny.yaml").write_text(yaml.safe_dump(config))
-    target = "results/models/resnet10t/seed0/warmup.pt"
-    resume = work / (target + ".resume")
+    resume = work / (WARMUP_TARGET + ".resume")
     command = [sys.executable, "-m", "snakemake", "--cores", "2", "--configfile", "tiny.yaml"]
     process = subprocess.Popen(
-        [*command, "--", target],
+        [*command, "--", WARMUP_TARGET],
         cwd=work,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
@@ -339,18 +305,42 @@ def test_interrupted_snakemake_resumes_with_the_same_command(tmp_path, signum):
         if process.poll() is None:
             os.killpg(process.pid, signal.SIGKILL)
             process.wait()
-    assert not (work / target).exists()
+    assert not (work / WARMUP_TARGET).exists()
     assert resume.exists()
+    return work, command
 
-    run = subprocess.run(
-        [*command, "--", target], cwd=work, capture_output=True, text=True, timeout=600
-    )
-    assert run.returncode == 0, run.stderr[-3000:]
+
+def _assert_resumed_and_finished(work: Path) -> None:
     log = (work / "results/logs/warmup/resnet10t/seed0.log").read_text()
     assert "resuming after epoch" in log
     history = pd.read_csv(work / "results/models/resnet10t/seed0/warmup.history.csv")
     assert history["epoch"].tolist() == [1, 2, 3]
-    assert not resume.exists()
+    assert (work / WARMUP_TARGET).exists()
+    assert not (work / (WARMUP_TARGET + ".resume")).exists()
+
+
+def test_killed_training_job_resumes_after_its_last_epoch(tmp_path):
+    # SIGKILL, as a cluster's OOM killer or a power cut would.
+    work, _ = _interrupt_after_first_epoch(tmp_path, signal.SIGKILL)
+
+    # A killed Snakemake leaves its lock: README's recovery is --unlock, then the same command.
+    assert snakemake(work, "--configfile", "tiny.yaml", "--unlock").returncode == 0
+    run = snakemake(work, "--configfile", "tiny.yaml", "--rerun-incomplete", "--", WARMUP_TARGET)
+    assert run.returncode == 0, run.stderr[-3000:]
+    _assert_resumed_and_finished(work)
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+def test_interrupted_snakemake_resumes_with_the_same_command(tmp_path, signum):
+    """Ctrl-C, or a scheduler's SIGTERM, to Snakemake and its jobs (the process group)
+    mid-training: the same command again finishes the job from its last epoch, no unlock needed.
+    (SIGTERM to Snakemake alone lets the running job finish: nothing is lost either way.)"""
+    work, command = _interrupt_after_first_epoch(tmp_path, signum)
+    run = subprocess.run(
+        [*command, "--", WARMUP_TARGET], cwd=work, capture_output=True, text=True, timeout=600
+    )
+    assert run.returncode == 0, run.stderr[-3000:]
+    _assert_resumed_and_finished(work)
 
 
 def test_unknown_architecture_is_refused_before_any_job(tmp_path):
