@@ -421,11 +421,11 @@ def prepare_batch(job: Job, images: torch.Tensor, runtime: Runtime) -> torch.Ten
 
 
 def train_step(
-    job: Job, inputs: torch.Tensor, targets: torch.Tensor, runtime: Runtime
+    job: Job, model_input: torch.Tensor, targets: torch.Tensor, runtime: Runtime
 ) -> torch.Tensor:
     """One forward, loss, backward and optimizer step; returns the loss without waiting for it."""
     with runtime.autocast():
-        logits = job.train_model(inputs)
+        logits = job.train_model(model_input)
     loss = job.loss_fn(logits.float(), targets)
     job.optimizer.zero_grad(set_to_none=True)
     loss.backward()
@@ -469,9 +469,9 @@ def fit(
             mininterval=1.0 if sys.stderr.isatty() else 30.0,
         )
         for batch, (images, targets) in enumerate(job.train_loader, 1):
-            inputs = prepare_batch(job, images, runtime)
+            model_input = prepare_batch(job, images, runtime)
             targets = targets.to(runtime.device, non_blocking=True)
-            loss_sum += train_step(job, inputs, targets, runtime)
+            loss_sum += train_step(job, model_input, targets, runtime)
             seen += len(images)
             step += 1
             bar.update()
