@@ -22,6 +22,8 @@ if SYNTHETIC:
     synth_spec(config)
 
 SPLITS = ["train", "val", "test"]
+# Where and how training and scoring jobs run: the keyword arguments of deepauc's Runtime.create.
+RUNTIME = {key: config[key] for key in ("device", "compile", "images_on_gpu")}
 ARCHITECTURES = config["architectures"]
 SEEDS = config["seeds"]
 METHODS = config["finetune"]["methods"]

@@ -19,8 +19,7 @@ rule predict:
         gpu=uses_gpu(),
     params:
         diseases=list(DISEASE_BY_SLUG.values()),
-        device=config["device"],
-        images_on_gpu=config["images_on_gpu"],
+        runtime=RUNTIME,
         batch_size=config["evaluation"]["batch_size"],
     script:
         "../scripts/predict.py"

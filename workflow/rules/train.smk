@@ -20,9 +20,7 @@ rule warmup:
         diseases=config["diseases"],
         image_size=config["image_size"],
         pretrained=config["pretrained"],
-        device=config["device"],
-        compile=config["compile"],
-        images_on_gpu=config["images_on_gpu"],
+        runtime=RUNTIME,
         augment=config["augment"],
         warmup=config["warmup"],
     script:
@@ -50,9 +48,7 @@ rule finetune:
         gpu=uses_gpu(),
     params:
         disease=disease_name,
-        device=config["device"],
-        compile=config["compile"],
-        images_on_gpu=config["images_on_gpu"],
+        runtime=RUNTIME,
         augment=config["augment"],
         finetune=config["finetune"],
     script:

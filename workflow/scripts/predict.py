@@ -12,9 +12,7 @@ with logged_to(snakemake.log[0]):
     predictions = predict_models(
         list(snakemake.input.models),
         CachedSplit(pd.read_csv(snakemake.input.test), snakemake.input.test_cache),
-        Runtime.create(
-            params.device, seed=0, threads=snakemake.threads, images_on_gpu=params.images_on_gpu
-        ),
+        Runtime.create(seed=0, threads=snakemake.threads, **params.runtime),
         batch_size=params.batch_size,
     )
     write_by_disease(predictions, dict(zip(params.diseases, snakemake.output, strict=True)))

@@ -17,11 +17,7 @@ with logged_to(snakemake.log[0]):
         settings=WarmupSettings.from_config(params.warmup),
         augment=AugmentSettings.from_config(params.augment),
         runtime=Runtime.create(
-            params.device,
-            int(snakemake.wildcards.seed),
-            snakemake.threads,
-            compile=params.compile,
-            images_on_gpu=params.images_on_gpu,
+            seed=int(snakemake.wildcards.seed), threads=snakemake.threads, **params.runtime
         ),
         checkpoint=snakemake.output.model,
         history=snakemake.output.history,
