@@ -16,6 +16,21 @@ include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/figures.smk"
 
 
+# On a cluster these run in the Snakemake process itself: they read a few CSVs or draw a figure,
+# in less time than a job would wait in the queue.
+localrules:
+    all,
+    assemble_diseases,
+    ensemble_architectures,
+    ensemble_seeds,
+    summarize_seeds,
+    plot_auc_by_architecture,
+    plot_roc,
+    plot_showcase,
+    plot_training_curves,
+    plot_synthetic_examples,
+
+
 rule all:
     input:
         default_targets(),

@@ -201,8 +201,8 @@ def test_interrupted_run_resumes_at_epoch_two_with_identical_weights(
 
     save_resume = train_module._save_resume
 
-    def save_then_die(path, job, fingerprint, epoch, *rest):
-        save_resume(path, job, fingerprint, epoch, *rest)
+    def save_then_die(path, job, runtime, fingerprint, epoch, *rest):
+        save_resume(path, job, runtime, fingerprint, epoch, *rest)
         if epoch == 1:
             raise KeyboardInterrupt("simulated kill after epoch 1")
 

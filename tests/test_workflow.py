@@ -41,7 +41,7 @@ def checkout(tmp_path: Path, name: str) -> Path:
     """A copy of the workflow (not of results/), so tests never touch the repo's results."""
     work = tmp_path / name
     work.mkdir()
-    for part in ("Snakefile", "workflow", "config", "envs", "src"):
+    for part in ("Snakefile", "workflow", "config", "envs", "src", "profiles"):
         source = REPO / part
         if source.is_dir():
             shutil.copytree(source, work / part, ignore=shutil.ignore_patterns("__pycache__"))

@@ -28,12 +28,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
+import torch.distributed as dist
 import torch.nn.functional as F
 from libauc.losses import AUCMLoss
 from libauc.optimizers import PESG
-from libauc.sampler import DualSampler
+from libauc.sampler import DistributedDualSampler, DualSampler
 from torch import nn
-from torch.utils.data import DataLoader
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader, DistributedSampler
 from tqdm import tqdm
 
 from deepauc.atomic import write_csv
@@ -124,6 +126,16 @@ class Runtime:
     threads: int = 1
     compile: bool = False  # torch.compile the training forward and backward
     images_on_gpu: str = "auto"  # "auto": a split's images go to GPU memory when they fit
+    rank: int = 0  # this process's DDP rank; rank 0 writes the job's files
+    world_size: int = 1  # DDP processes of the job
+
+    @property
+    def distributed(self) -> bool:
+        return self.world_size > 1
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
 
     @property
     def loader_workers(self) -> int:
@@ -142,19 +154,41 @@ class Runtime:
         threads: int = 1,
         compile: bool = False,
         images_on_gpu: str = "auto",
+        rank: int = 0,
+        world_size: int = 1,
+        local_rank: int = 0,
     ) -> "Runtime":
-        """Choose the device and set torch's CPU threads to the job's share."""
+        """Choose the device and set torch's CPU threads to the job's share. A DDP rank gets
+        its own GPU: the ``local_rank``-th of those the job holds."""
         # Snakemake's --cores may exceed the machine's; more torch threads than cores only thrash.
         available = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1
+        chosen = choose_device(device)
+        if chosen.type == "cuda" and world_size > 1:
+            chosen = torch.device("cuda", local_rank)
+            torch.cuda.set_device(chosen)
         runtime = cls(
-            choose_device(device),
+            chosen,
             seed=seed,
             threads=max(1, min(threads, available)),
             compile=bool(compile),
             images_on_gpu=images_on_gpu,
+            rank=rank,
+            world_size=world_size,
         )
         torch.set_num_threads(runtime.threads)
         return runtime
+
+    def share_of(self, batch_size: int, key: str) -> int:
+        """Each rank's part of a global batch: the batch, and so the compute per step, stays
+        what the config says whatever the number of processes."""
+        if batch_size % self.world_size:
+            raise InputError(
+                f"batch size {batch_size} does not split evenly over {self.world_size} DDP "
+                "processes",
+                where=f"config key {key}",
+                fix=f"use a multiple of {self.world_size} (or another processes_per_job).",
+            )
+        return batch_size // self.world_size
 
     def autocast(self):
         if self.device.type == "cuda":
@@ -235,13 +269,27 @@ def warmup_job(
     seed_everything(runtime.seed)
     model = _on_device(create_model(arch, len(diseases), image_size, pretrained), runtime)
     train_images = train.images(diseases, image_size)
+    batch_size = runtime.share_of(settings.batch_size, "warmup.batch_size")
+    if runtime.distributed:  # each rank a disjoint share of every epoch's shuffle
+        order = {
+            "sampler": DistributedSampler(
+                train_images,
+                num_replicas=runtime.world_size,
+                rank=runtime.rank,
+                shuffle=True,
+                seed=runtime.seed,
+                drop_last=True,
+            )
+        }
+    else:
+        order = {"shuffle": True}
     train_loader = make_loader(
         train_images,
         runtime,
-        batch_size=settings.batch_size,
-        shuffle=True,
+        batch_size=batch_size,
         drop_last=len(train_images) > settings.batch_size,
         generator=torch.Generator().manual_seed(runtime.seed),
+        **order,
     )
     return Job(
         name=f"warmup {arch}",
@@ -251,15 +299,15 @@ def warmup_job(
             model.parameters(), lr=settings.lr, weight_decay=settings.weight_decay
         ),
         train_loader=train_loader,
-        val_loader=eval_loader(val.images(diseases, image_size), settings.batch_size, runtime),
+        val_loader=eval_loader(val.images(diseases, image_size), batch_size, runtime),
         augment=augment,
-        augment_generator=augment_generator(runtime.device, runtime.seed),
+        augment_generator=augment_generator(runtime.device, runtime.seed + runtime.rank),
         epochs=settings.epochs,
         eval_every_steps=settings.eval_every_steps,
         outputs=list(diseases),
         meta={"arch": arch, "image_size": image_size, "outputs": list(diseases), "stage": "warmup"},
         settings={"stage": asdict(settings), "augment": asdict(augment)},
-        train_model=_compiled(model, runtime),
+        train_model=_training_module(model, runtime),
     )
 
 
@@ -302,18 +350,30 @@ def finetune_job(
     train_images = train.images([disease], image_size, keep=train.table[disease].notna())
     labels = train_images.targets[:, 0]
     rate = sampling_rate_for(labels, settings.sampling_rate)
+    batch_size = runtime.share_of(settings.batch_size, "finetune.batch_size")
     # DualSampler reseeds numpy's global generator: build it before anything else draws from it.
-    sampler = DualSampler(
-        train_images,
-        batch_size=settings.batch_size,
-        labels=labels,
-        sampling_rate=rate,
-        random_seed=runtime.seed,
-    )
+    # Under DDP, LibAUC's DistributedDualSampler draws the same global batches and hands each rank
+    # every world_size-th image of them, so each rank sees its share of the positives.
+    if runtime.distributed:
+        sampler = DistributedDualSampler(
+            train_images,
+            batch_size_per_gpu=batch_size,
+            labels=labels,
+            sampling_rate=rate,
+            random_seed=runtime.seed,
+        )
+    else:
+        sampler = DualSampler(
+            train_images,
+            batch_size=batch_size,
+            labels=labels,
+            sampling_rate=rate,
+            random_seed=runtime.seed,
+        )
     train_loader = make_loader(
         train_images,
         runtime,
-        batch_size=settings.batch_size,
+        batch_size=batch_size,
         sampler=sampler,
         generator=torch.Generator().manual_seed(runtime.seed),
     )
@@ -372,9 +432,9 @@ def finetune_job(
         loss_fn=loss_fn,
         optimizer=optimizer,
         train_loader=train_loader,
-        val_loader=eval_loader(val.images([disease], image_size), settings.batch_size, runtime),
+        val_loader=eval_loader(val.images([disease], image_size), batch_size, runtime),
         augment=augment,
-        augment_generator=augment_generator(runtime.device, runtime.seed),
+        augment_generator=augment_generator(runtime.device, runtime.seed + runtime.rank),
         epochs=settings.epochs,
         eval_every_steps=settings.eval_every_steps,
         outputs=[disease],
@@ -393,7 +453,7 @@ def finetune_job(
         after_epoch=after_epoch,
         extra_state=extra_state,
         sampler=sampler,
-        train_model=_compiled(model, runtime),
+        train_model=_training_module(model, runtime),
     )
 
 
@@ -446,18 +506,20 @@ def fit(
     them (or from other settings) is not reused.
     """
     model = job.model
-    fingerprint = _fingerprint(job.meta, job.settings, runtime.seed, inputs)
+    fingerprint = _fingerprint(job.meta, job.settings, runtime, inputs)
     resume_path = checkpoint.with_name(checkpoint.name + ".resume")
     start_epoch, step, best, history = 1, 0, {"score": -math.inf, "epoch": 0, "state": None}, []
     resumed = _load_resume(resume_path, fingerprint, runtime.device)
     if resumed is not None:
-        _restore(job, resumed)
+        _restore(job, resumed, runtime)
         start_epoch, step = resumed["epoch"] + 1, resumed["step"]
         best, history = resumed["best"], resumed["history"]
         log.info("%s: resuming after epoch %d of %d", job.name, resumed["epoch"], job.epochs)
 
     for epoch in range(start_epoch, job.epochs + 1):
         model.train()
+        if hasattr(job.train_loader.sampler, "set_epoch"):  # DDP samplers: a new order per epoch
+            job.train_loader.sampler.set_epoch(epoch)
         started, seen, batch = time.perf_counter(), 0, 0
         loss_sum = torch.zeros((), device=runtime.device)
         steps = _batches_per_epoch(job)
@@ -467,6 +529,7 @@ def fit(
             unit="batch",
             file=sys.stderr,
             mininterval=1.0 if sys.stderr.isatty() else 30.0,
+            disable=not runtime.is_main,
         )
         for batch, (images, targets) in enumerate(job.train_loader, 1):
             model_input = prepare_batch(job, images, runtime)
@@ -480,17 +543,19 @@ def fit(
                 bar.set_postfix(loss=f"{loss_sum.item() / batch:.4f}", img_s=f"{rate:.0f}")
             if job.eval_every_steps and step % job.eval_every_steps == 0:
                 score, per_output = evaluate(job, runtime)
-                best = _keep_best(best, score, epoch, model)
+                best = _keep_best(best, score, epoch, model, runtime)
                 history.append(
                     _history_row(
-                        job, epoch, step, loss_sum, batch, score, per_output, started, seen
+                        job, runtime, epoch, step, loss_sum, batch, score, per_output, started, seen
                     )
                 )
                 model.train()
         bar.close()
         score, per_output = evaluate(job, runtime)
-        best = _keep_best(best, score, epoch, model)
-        row = _history_row(job, epoch, step, loss_sum, batch, score, per_output, started, seen)
+        best = _keep_best(best, score, epoch, model, runtime)
+        row = _history_row(
+            job, runtime, epoch, step, loss_sum, batch, score, per_output, started, seen
+        )
         history.append(row)
         job.after_epoch(epoch)
         log.info(
@@ -504,8 +569,11 @@ def fit(
             row["seconds"],
             row["images_per_second"],
         )
-        _save_resume(resume_path, job, fingerprint, epoch, step, best, history)
+        _save_resume(resume_path, job, runtime, fingerprint, epoch, step, best, history)
 
+    table = pd.DataFrame(history)
+    if not runtime.is_main:  # rank 0 writes the job's files
+        return table
     if best["state"] is None:  # every val AUC undefined: keep the last weights
         best = {
             "score": float("nan"),
@@ -514,7 +582,6 @@ def fit(
         }
     meta = {**job.meta, "epoch": best["epoch"], "val_auc": best["score"], "seed": runtime.seed}
     save_model(checkpoint, best["state"], meta)
-    table = pd.DataFrame(history)
     write_csv(table, history_path)
     resume_path.unlink(missing_ok=True)
     log.info(
@@ -528,8 +595,18 @@ def fit(
 
 
 def evaluate(job: Job, runtime: Runtime) -> tuple[float, list[float]]:
-    """Mean val AUC over the job's outputs (ignoring undefined ones), and each output's AUC."""
+    """Mean val AUC over the job's outputs (ignoring undefined ones), and each output's AUC.
+
+    Under DDP each rank scores every world_size-th image and all ranks get all scores, so they
+    take the same best-on-val decisions.
+    """
     scores = predict_probabilities(job.model, job.val_loader, runtime)
+    if runtime.distributed:
+        shares = [None] * runtime.world_size
+        dist.all_gather_object(shares, scores)
+        scores = np.empty((len(job.val_loader.dataset), scores.shape[1]), dtype=scores.dtype)
+        for rank, share in enumerate(shares):
+            scores[rank :: runtime.world_size] = share
     per_output = aucs_by_column(job.val_loader.dataset.targets, scores)
     defined = [a for a in per_output if not math.isnan(a)]
     return (float(np.mean(defined)) if defined else float("nan")), per_output
@@ -554,12 +631,13 @@ def predict_probabilities(model: nn.Module, loader: DataLoader, runtime: Runtime
 
 
 def eval_loader(images: CachedImages, batch_size: int, runtime: Runtime) -> DataLoader:
-    """``images`` in order, for scoring."""
+    """``images`` in order, for scoring; a DDP rank's share is every world_size-th of them."""
+    share = range(runtime.rank, len(images), runtime.world_size) if runtime.distributed else None
     return make_loader(
         images,
         runtime,
         batch_size=batch_size,
-        shuffle=False,
+        sampler=share,
         # Its own generator, so evaluating never moves the training random streams.
         generator=torch.Generator().manual_seed(0),
     )
@@ -624,16 +702,22 @@ def _on_device(model: nn.Module, runtime: Runtime) -> nn.Module:
     return model
 
 
-def _compiled(model: nn.Module, runtime: Runtime) -> nn.Module:
-    """The module that trains: ``model`` itself, or compiled with ``torch.compile``.
+def _training_module(model: nn.Module, runtime: Runtime) -> nn.Module:
+    """The module that trains: ``model`` itself, wrapped in DDP under several processes (which
+    averages gradients over the ranks in backward), compiled with ``torch.compile`` if asked.
 
     Evaluation and checkpoints use ``model``: it shares the weights, and its state dict has no
-    compiler prefixes.
+    wrapper prefixes. BatchNorm statistics stay per rank (as in torchvision's reference DDP
+    recipes); rank 0's running statistics are what DDP broadcasts and what is saved.
     """
+    module = model
+    if runtime.distributed:
+        device_ids = [runtime.device.index] if runtime.device.type == "cuda" else None
+        module = DistributedDataParallel(model, device_ids=device_ids)
     if not runtime.compile:
-        return model
+        return module
     log.info("compiling the model with torch.compile (the first steps take longer)")
-    return torch.compile(model)
+    return torch.compile(module)
 
 
 def _batches_per_epoch(job: Job) -> int:
@@ -642,19 +726,32 @@ def _batches_per_epoch(job: Job) -> int:
     return len(job.train_loader)
 
 
-def _keep_best(best: dict, score: float, epoch: int, model: nn.Module) -> dict:
+def _keep_best(best: dict, score: float, epoch: int, model: nn.Module, runtime: Runtime) -> dict:
     if not math.isnan(score) and score > best["score"]:
-        state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        # Only rank 0 saves the weights; the other ranks keep the score to decide alike.
+        state = (
+            {k: v.detach().clone() for k, v in model.state_dict().items()}
+            if runtime.is_main
+            else None
+        )
         return {"score": score, "epoch": epoch, "state": state}
     return best
 
 
-def _history_row(job, epoch, step, loss_sum, batches, score, per_output, started, seen) -> dict:
+def _history_row(
+    job, runtime, epoch, step, loss_sum, batches, score, per_output, started, seen
+) -> dict:
     seconds = time.perf_counter() - started
+    loss = loss_sum / max(batches, 1)
+    if runtime.distributed:  # the mean over ranks, and images of all ranks
+        loss = loss.clone()
+        dist.all_reduce(loss)
+        loss /= runtime.world_size
+        seen *= runtime.world_size
     row = {
         "epoch": epoch,
         "step": step,
-        "train_loss": loss_sum.item() / max(batches, 1),
+        "train_loss": loss.item(),
         "val_auc": score,
         "lr": job.optimizer.param_groups[0]["lr"],
         "seconds": seconds,
@@ -667,17 +764,31 @@ def _history_row(job, epoch, step, loss_sum, batches, score, per_output, started
     return row
 
 
-def _fingerprint(meta: dict, settings: dict, seed: int, inputs) -> str:
-    """What a resume file must match to be reused: the job's settings and its inputs' versions."""
+def _fingerprint(meta: dict, settings: dict, runtime: Runtime, inputs) -> str:
+    """What a resume file must match to be reused: the job's settings, its inputs' versions and
+    its number of DDP processes (which decides who draws which images)."""
     stamps = []
     for path in inputs:
         stat = os.stat(path)
         stamps.append((str(path), stat.st_size, stat.st_mtime_ns))
-    payload = json.dumps([meta, settings, seed, stamps], sort_keys=True, default=str)
+    key = [meta, settings, runtime.seed, stamps]
+    if runtime.distributed:
+        key.append({"ddp_processes": runtime.world_size})
+    payload = json.dumps(key, sort_keys=True, default=str)
     return hashlib.sha256(payload.encode()).hexdigest()
 
 
-def _save_resume(path: Path, job: Job, fingerprint, epoch, step, best, history) -> None:
+def _save_resume(path: Path, job: Job, runtime: Runtime, fingerprint, epoch, step, best, history):
+    """Everything to continue after ``epoch``. Under DDP, rank 0 writes it with every rank's own
+    random streams (augmentation, RNGs); the weights and optimizer are the same on all ranks."""
+    own_streams = _random_streams(job)
+    if runtime.distributed:
+        streams = [None] * runtime.world_size
+        dist.all_gather_object(streams, own_streams)
+        if not runtime.is_main:
+            return
+    else:
+        streams = [own_streams]
     state = {
         "fingerprint": fingerprint,
         "epoch": epoch,
@@ -689,6 +800,13 @@ def _save_resume(path: Path, job: Job, fingerprint, epoch, step, best, history) 
         "extra_state": job.extra_state.state_dict() if job.extra_state is not None else None,
         "sampler": _sampler_state(job.sampler),
         "loader_generator": job.train_loader.generator.get_state(),
+        "streams": streams,
+    }
+    save_torch(state, path)
+
+
+def _random_streams(job: Job) -> dict:
+    return {
         "augment_generator": job.augment_generator.get_state(),
         "rng": {
             "python": random.getstate(),
@@ -697,7 +815,6 @@ def _save_resume(path: Path, job: Job, fingerprint, epoch, step, best, history) 
             "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
         },
     }
-    save_torch(state, path)
 
 
 def _load_resume(path: Path, fingerprint: str, device: torch.device) -> dict | None:
@@ -708,13 +825,13 @@ def _load_resume(path: Path, fingerprint: str, device: torch.device) -> dict | N
     except (OSError, RuntimeError, EOFError) as err:
         log.warning("ignoring unreadable resume file %s (%s): starting over", path, err)
         return None
-    if state.get("fingerprint") != fingerprint:
+    if state.get("fingerprint") != fingerprint or "streams" not in state:
         log.warning("resume file %s is from other settings or inputs: starting over", path)
         return None
     return state
 
 
-def _restore(job: Job, state: dict) -> None:
+def _restore(job: Job, state: dict, runtime: Runtime) -> None:
     job.model.load_state_dict(state["model"])
     # PESG's load_state_dict consumes its argument: hand it a copy.
     job.optimizer.load_state_dict(copy.copy(state["optimizer"]))
@@ -724,8 +841,9 @@ def _restore(job: Job, state: dict) -> None:
         for key, value in state["sampler"].items():
             setattr(job.sampler, key, value)
     job.train_loader.generator.set_state(state["loader_generator"].cpu())
-    job.augment_generator.set_state(state["augment_generator"].cpu())
-    rng = state["rng"]
+    streams = state["streams"][runtime.rank]
+    job.augment_generator.set_state(streams["augment_generator"].cpu())
+    rng = streams["rng"]
     random.setstate(rng["python"])
     np.random.set_state(rng["numpy"])
     torch.set_rng_state(rng["torch"].cpu())

@@ -12,7 +12,7 @@ sys.path.insert(0, os.path.join(workflow.basedir, "src"))
 import shutil
 
 from deepauc.chexpert import slug
-from deepauc.settings import preprocess_settings, synth_spec
+from deepauc.settings import job_parallelism, preprocess_settings, synth_spec
 
 validate(config, schema="../schemas/config.schema.yaml")
 # Fail at parse time with the config key to fix, before any job starts.
@@ -22,8 +22,21 @@ if SYNTHETIC:
     synth_spec(config)
 
 SPLITS = ["train", "val", "test"]
-# Where and how training and scoring jobs run: the keyword arguments of deepauc's Runtime.create.
-RUNTIME = {key: config[key] for key in ("device", "compile", "images_on_gpu")}
+# GPUs and DDP processes of each training job. Whether a GPU is here is asked of the NVIDIA
+# driver's tool, not of torch: importing torch at parse time costs seconds.
+GPUS_PER_JOB, PROCESSES_PER_JOB = job_parallelism(
+    config,
+    gpu_here=shutil.which("nvidia-smi") is not None,
+    on_cluster=workflow.non_local_exec,
+)
+# Where and how training and scoring jobs run (deepauc.launch.run_job's runtime argument).
+RUNTIME = {
+    **{key: config[key] for key in ("device", "compile", "images_on_gpu")},
+    "gpus": GPUS_PER_JOB,
+    "processes": PROCESSES_PER_JOB,
+}
+# Scoring the test split is one process on at most one GPU.
+PREDICT_RUNTIME = {**RUNTIME, "gpus": min(GPUS_PER_JOB, 1), "processes": 1}
 ARCHITECTURES = config["architectures"]
 SEEDS = config["seeds"]
 METHODS = config["finetune"]["methods"]
@@ -67,15 +80,6 @@ wildcard_constraints:
 def image_cache(split):
     """The split's decoded images at the training size (see deepauc.cache)."""
     return f"results/data/cache/{split}_{config['image_size']}px.npy"
-
-
-def uses_gpu():
-    """1 when training jobs will run on a GPU, so schedulers and `--resources gpu=N` can count
-    them. `auto` looks for the NVIDIA driver's tool rather than importing torch at parse time.
-    """
-    if config["device"] == "auto":
-        return int(shutil.which("nvidia-smi") is not None)
-    return int(config["device"] == "cuda")
 
 
 def disease_name(wildcards):

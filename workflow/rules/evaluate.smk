@@ -16,10 +16,10 @@ rule predict:
         "../../envs/deepauc.yaml"
     threads: config["train_threads"]
     resources:
-        gpu=uses_gpu(),
+        gpu=PREDICT_RUNTIME["gpus"],
     params:
         diseases=list(DISEASE_BY_SLUG.values()),
-        runtime=RUNTIME,
+        runtime=PREDICT_RUNTIME,
         batch_size=config["evaluation"]["batch_size"],
     script:
         "../scripts/predict.py"

@@ -15,7 +15,7 @@ rule warmup:
         "../../envs/deepauc.yaml"
     threads: config["train_threads"]
     resources:
-        gpu=uses_gpu(),
+        gpu=GPUS_PER_JOB,
     params:
         diseases=config["diseases"],
         image_size=config["image_size"],
@@ -45,7 +45,7 @@ rule finetune:
         "../../envs/deepauc.yaml"
     threads: config["train_threads"]
     resources:
-        gpu=uses_gpu(),
+        gpu=GPUS_PER_JOB,
     params:
         disease=disease_name,
         runtime=RUNTIME,

@@ -1,0 +1,127 @@
+"""Beyond one process: a real SLURM cluster on this machine, and DDP over gloo.
+
+The SLURM test stands up slurmctld, slurmd and munged from Debian's packages (installed with apt
+when missing: CI runs as root), submits a tiny config through profiles/slurm, and stops the
+daemons it started. It is skipped only where it cannot run: no root or apt, or a machine that has
+a SLURM config of its own.
+"""
+
+import collections
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+from tests.slurm_cluster import PARTITION, LocalSlurm, install_packages
+from tests.test_workflow import TINY, checkout, snakemake
+
+pytestmark = pytest.mark.e2e
+
+# One architecture and one thread per job: two jobs at once on a 2-core node.
+SMALL = {**TINY, "architectures": ["resnet10t"], "train_threads": 1}
+LOCAL_RULES = {
+    "all",
+    "assemble_diseases",
+    "ensemble_architectures",
+    "ensemble_seeds",
+    "summarize_seeds",
+    "plot_auc_by_architecture",
+    "plot_roc",
+    "plot_showcase",
+    "plot_training_curves",
+    "plot_synthetic_examples",
+}
+GPU_RULES = {"warmup", "finetune", "predict"}
+
+
+@pytest.fixture(scope="module")
+def slurm(tmp_path_factory):
+    why = install_packages()
+    cluster = LocalSlurm(tmp_path_factory.mktemp("slurm"))
+    why = why or cluster.refusal()
+    if why:
+        pytest.skip(why)
+    try:
+        cluster.start()
+        yield cluster
+    finally:
+        pids = dict(cluster.pids)
+        cluster.stop()
+        assert not [
+            name
+            for name, pid in pids.items()
+            if Path(f"/proc/{pid}").exists()
+            and "State:\tZ" not in Path(f"/proc/{pid}/status").read_text()
+        ]
+
+
+def job_counts(work: Path, *args: str) -> collections.Counter:
+    """Jobs per rule that a dry run plans."""
+    run = snakemake(work, "--dry-run", *args)
+    assert run.returncode == 0, run.stderr[-3000:]
+    table = (run.stdout + run.stderr).split("Job stats:")[1].split("total")[0]
+    counts = collections.Counter()
+    for line in table.splitlines():
+        words = line.split()
+        if len(words) == 2 and words[1].isdigit():
+            counts[words[0]] = int(words[1])
+    return counts
+
+
+def test_tiny_config_through_the_slurm_profile_matches_a_local_run(tmp_path, slurm):
+    # device cpu with a GPU per job: jobs ask SLURM for one of the node's fake GPUs, run on the CPU.
+    config = {**SMALL, "device": "cpu", "gpus_per_job": 1}
+    work = checkout(tmp_path, "cluster")
+    (work / "tiny.yaml").write_text(yaml.safe_dump(config))
+    profile = work / "profiles" / "slurm" / "config.yaml"
+    settings = yaml.safe_load(profile.read_text())
+    # What a user edits for their cluster: partition and limits, in this one file.
+    settings["default-resources"].update(slurm_partition=PARTITION, mem_mb=1000, runtime=30)
+    for resources in settings["set-resources"].values():
+        resources["mem_mb"] = 1000
+    settings["max-threads"] = slurm.cpus
+    settings["slurm-init-seconds-before-status-checks"] = 2
+    profile.write_text(yaml.safe_dump(settings))
+    target = ["--configfile", "tiny.yaml", "--", "results/summary.csv"]
+    planned = job_counts(work, *target)
+
+    run = subprocess.run(
+        [sys.executable, "-m", "snakemake", "--workflow-profile", "profiles/slurm", *target],
+        cwd=work,
+        capture_output=True,
+        text=True,
+        timeout=1800,
+    )
+    assert run.returncode == 0, (
+        run.stderr[-4000:] + "\nslurmctld:\n" + slurm.log("slurmctld")[-2000:]
+    )
+
+    # Every rule but the local ones ran as a SLURM job, each job once, and all completed.
+    jobs = slurm.jobs()
+    assert {job["state"] for job in jobs} == {"COMPLETED"}, jobs
+    submitted = collections.Counter(
+        re.sub(r"^rule_", "", job["comment"]).split("_wildcards_")[0] for job in jobs
+    )
+    assert submitted == {r: n for r, n in planned.items() if r not in LOCAL_RULES}
+    for rule in set(planned) & LOCAL_RULES:
+        assert f"localrule {rule}:" in run.stderr, rule
+    # GPU rules asked SLURM for a GPU (the profile maps resource gpu to --gpus); others did not.
+    for job in jobs:
+        rule = job["comment"].removeprefix("rule_").split("_wildcards_")[0]
+        assert ("gpu:1" in job["tres"]) == (rule in GPU_RULES), job
+    logs = list((work / "results" / "logs" / "slurm").rglob("*.log"))
+    assert len(logs) == len(jobs)
+
+    # The same config run locally gives the same summary.
+    local = checkout(tmp_path, "local")
+    (local / "tiny.yaml").write_text(yaml.safe_dump(config))
+    alone = snakemake(local, *target)
+    assert alone.returncode == 0, alone.stderr[-3000:]
+    pd.testing.assert_frame_equal(
+        pd.read_csv(work / "results" / "summary.csv"),
+        pd.read_csv(local / "results" / "summary.csv"),
+    )
