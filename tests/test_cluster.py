@@ -16,6 +16,7 @@ import pandas as pd
 import pytest
 import yaml
 
+from tests.conftest import DISEASES
 from tests.slurm_cluster import PARTITION, LocalSlurm, install_packages
 from tests.test_workflow import TINY, checkout, snakemake
 
@@ -125,3 +126,56 @@ def test_tiny_config_through_the_slurm_profile_matches_a_local_run(tmp_path, slu
         pd.read_csv(work / "results" / "summary.csv"),
         pd.read_csv(local / "results" / "summary.csv"),
     )
+
+
+# Large enough to learn (the warm-up reaches a test AUC near 0.8), so that one and two processes
+# are compared on models that are more than noise.
+DDP = {
+    **SMALL,
+    "synthetic": {**TINY["synthetic"], "n_train_patients": 300, "n_valid_patients": 150},
+    "image_size": 32,
+    "train_threads": 2,
+    "device": "cpu",
+    "warmup": {"epochs": 8, "batch_size": 32},
+    "finetune": {"epochs": 2, "batch_size": 32, "dam": {"lr": 0.03}},
+}
+
+
+def test_two_gloo_processes_train_like_one(tmp_path):
+    works = {}
+    for processes in (1, 2):
+        work = checkout(tmp_path, f"processes{processes}")
+        (work / "ddp.yaml").write_text(yaml.safe_dump({**DDP, "processes_per_job": processes}))
+        run = snakemake(work, "--configfile", "ddp.yaml", "--", "results/summary.csv")
+        assert run.returncode == 0, run.stderr[-3000:]
+        works[processes] = work
+    results = works[2] / "results"
+
+    # Every training job ran as two ranks; rank 0 alone logged its progress and wrote its files.
+    logs = sorted((results / "logs" / "warmup").rglob("*.log"))
+    logs += sorted((results / "logs" / "finetune").rglob("*.log"))
+    assert len(logs) == 1 + 2 * len(DISEASES)
+    for log in logs:
+        text = log.read_text()
+        assert "starting 2 DDP processes" in text, log
+        assert "rank 0 INFO" in text and "rank 1 INFO" not in text, log
+        assert text.count(" -> results/models/") == 1, log  # one checkpoint written, by rank 0
+    models = results / "models" / "resnet10t" / "seed0"
+    histories = [models / "warmup.history.csv", *models.glob("*/*.history.csv")]
+    assert len(histories) == len(logs)
+    for path in histories:
+        epochs = DDP["warmup" if path.parent == models else "finetune"]["epochs"]
+        assert pd.read_csv(path)["epoch"].tolist() == list(range(1, epochs + 1)), path
+    for pattern in (".ddp-*.json", "*.resume", ".*.tmp*"):  # launcher specs, resume, temp files
+        assert not list(results.rglob(pattern)), pattern
+
+    # Same global batch, same epochs: the test AUCs agree with one process's.
+    means = {
+        processes: pd.read_csv(work / "results" / "summary.csv")
+        .query("architecture == 'resnet10t' and disease == 'mean'")
+        .set_index("method")["auc"]
+        for processes, work in works.items()
+    }
+    assert means[1]["warmup"] > 0.7  # the comparison is between models that learned
+    for method in ("warmup", "dam", "ce"):
+        assert abs(means[2][method] - means[1][method]) <= 0.05, (method, means)
