@@ -12,6 +12,8 @@ import deepauc.train as train_module
 from deepauc.cache import build_cache
 from deepauc.checkpoints import load_model
 from deepauc.data import AugmentSettings, CachedSplit
+from deepauc.launch import run_training
+from deepauc.logs import logged_to
 from deepauc.train import (
     DamSettings,
     FinetuneSettings,
@@ -234,3 +236,41 @@ def test_resume_file_from_other_settings_is_not_reused(easy, warm, tmp_path, cap
     with caplog.at_level(logging.WARNING, logger="deepauc.train"):
         _finetune(easy, warm[0], "ce", out, epochs=1)
     assert "starting over" in caplog.text
+
+
+def _ddp_arguments(easy, out, batch_size):
+    train, val, root = easy
+    splits = {}
+    for name, split in (("train", train), ("val", val)):
+        table = root / f"{name}.csv"
+        split.table.to_csv(table, index=False)
+        splits[name] = {"table": str(table), "cache": str(split.cache)}
+    return {
+        "arch": ARCH,
+        **splits,
+        "diseases": DISEASES,
+        "image_size": SIZE,
+        "settings": {"epochs": 2, "batch_size": batch_size, "lr": 2e-3},
+        "augment": {"rotation": 0, "translate": 0, "scale": [1, 1]},
+        "checkpoint": str(out / "warmup.pt"),
+        "history": str(out / "warmup.history.csv"),
+    }
+
+
+def test_two_ddp_processes_learn_and_a_rank_error_reaches_the_log(easy, tmp_path):
+    runtime = {"device": "cpu", "seed": 0, "threads": 2, "gpus": 0, "processes": 2}
+    with logged_to(tmp_path / "ok.log"):
+        run_training("warmup", _ddp_arguments(easy, tmp_path, 16), runtime)
+    history = pd.read_csv(tmp_path / "warmup.history.csv")
+    assert history["epoch"].tolist() == [1, 2] and history["val_auc"].max() > 0.6
+    assert load_model(tmp_path / "warmup.pt")[1]["outputs"] == DISEASES
+
+    # 15 images a step cannot be split over two processes: each rank says so, and the job fails
+    # with one message pointing at them, not a traceback.
+    with pytest.raises(SystemExit), logged_to(tmp_path / "bad.log"):
+        run_training("warmup", _ddp_arguments(easy, tmp_path / "bad", 15), runtime)
+    log = (tmp_path / "bad.log").read_text()
+    assert "deepauc: error (rank 0): config key warmup.batch_size" in log
+    assert "does not split evenly over 2 DDP processes" in log
+    assert "DDP training failed: torchrun exited with status 1" in log
+    assert not (tmp_path / "bad" / "warmup.pt").exists()
