@@ -355,21 +355,16 @@ def finetune_job(
     # Under DDP, LibAUC's DistributedDualSampler draws the same global batches and hands each rank
     # every world_size-th image of them, so each rank sees its share of the positives.
     if runtime.distributed:
-        sampler = DistributedDualSampler(
-            train_images,
-            batch_size_per_gpu=batch_size,
-            labels=labels,
-            sampling_rate=rate,
-            random_seed=runtime.seed,
-        )
+        sampler_class, batch_key = DistributedDualSampler, "batch_size_per_gpu"
     else:
-        sampler = DualSampler(
-            train_images,
-            batch_size=batch_size,
-            labels=labels,
-            sampling_rate=rate,
-            random_seed=runtime.seed,
-        )
+        sampler_class, batch_key = DualSampler, "batch_size"
+    sampler = sampler_class(
+        train_images,
+        labels=labels,
+        sampling_rate=rate,
+        random_seed=runtime.seed,
+        **{batch_key: batch_size},
+    )
     train_loader = make_loader(
         train_images,
         runtime,
