@@ -81,7 +81,7 @@ def claimed_gpus(count: int, poll_seconds: float = 1.0) -> Iterator[list[str]]:
     held = _wait_for(folder, candidates, count, poll_seconds)
     previous = os.environ.get(VISIBLE)
     os.environ[VISIBLE] = ",".join(name for name, _ in held)
-    log.info("using GPU(s) %s (%s=%s)", os.environ[VISIBLE], VISIBLE, os.environ[VISIBLE])
+    log.info("using GPU(s) %s (%s set for this job)", os.environ[VISIBLE], VISIBLE)
     try:
         yield [name for name, _ in held]
     finally:

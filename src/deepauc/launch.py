@@ -43,10 +43,7 @@ STAGES = {
 @contextlib.contextmanager
 def job_runtime(runtime: dict) -> Iterator[Runtime]:
     """A one-process :class:`Runtime` from the rule's runtime values, on GPUs claimed for it."""
-    options = dict(runtime)
-    gpus = options.pop("gpus", 0)
-    options.pop("processes", None)
-    with claimed_gpus(_gpus_to_claim(gpus, options)):
+    with _claimed(runtime) as options:
         yield Runtime.create(**options)
 
 
@@ -56,13 +53,20 @@ def run_training(stage: str, arguments: dict, runtime: dict) -> None:
     ``settings`` and ``augment`` as config sections. ``runtime``: Runtime.create's keywords plus
     ``gpus`` and ``processes``."""
     processes = int(runtime.get("processes", 1))
-    if processes == 1:
-        with job_runtime(runtime) as one:
-            run_stage(stage, arguments, one)
-        return
+    with _claimed(runtime) as options:
+        if processes == 1:
+            run_stage(stage, arguments, Runtime.create(**options))
+        else:
+            _torchrun(stage, arguments, options, processes)
+
+
+@contextlib.contextmanager
+def _claimed(runtime: dict) -> Iterator[dict]:
+    """Hold the job's GPUs (none on the CPU) and yield Runtime.create's keywords."""
     options = {k: v for k, v in runtime.items() if k not in ("gpus", "processes")}
-    with claimed_gpus(_gpus_to_claim(runtime.get("gpus", 0), options)):
-        _torchrun(stage, arguments, options, processes)
+    gpus = 0 if options.get("device") == "cpu" else int(runtime.get("gpus", 0))
+    with claimed_gpus(gpus):
+        yield options
 
 
 def run_stage(stage: str, arguments: dict, runtime: Runtime):
@@ -75,10 +79,6 @@ def run_stage(stage: str, arguments: dict, runtime: Runtime):
     typed["settings"] = settings_class.from_config(arguments["settings"])
     typed["augment"] = AugmentSettings.from_config(arguments["augment"])
     return runner(**typed, runtime=runtime)
-
-
-def _gpus_to_claim(gpus: int, options: dict) -> int:
-    return 0 if options.get("device") == "cpu" else int(gpus)
 
 
 def _torchrun(stage: str, arguments: dict, runtime: dict, processes: int) -> None:
