@@ -20,6 +20,8 @@ include: "workflow/rules/figures.smk"
 # in less time than a job would wait in the queue.
 localrules:
     all,
+    summarize,
+    summarize_seeds,
     assemble_diseases,
     ensemble_architectures,
     ensemble_seeds,
@@ -34,3 +36,7 @@ localrules:
 rule all:
     input:
         default_targets(),
+
+
+# Every rule runs in the one environment of envs/deepauc.yaml (with `--sdm conda`).
+use_one_conda_env(workflow.rules)

@@ -24,6 +24,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from deepauc.atomic import atomic_path
+
 CHEXPERT_FRONTAL_TRAIN = 191_027  # frontal rows of CheXpert-v1.0-small's train.csv
 
 
@@ -41,7 +43,8 @@ def main(argv=None) -> None:
     estimate = extrapolate(run, throughput, args.chexpert_images)
     print(estimate_table(estimate, args.chexpert_images))
     if args.json:
-        args.json.write_text(json.dumps({"run": run, "chexpert": estimate}, indent=2) + "\n")
+        with atomic_path(args.json) as tmp:
+            tmp.write_text(json.dumps({"run": run, "chexpert": estimate}, indent=2) + "\n")
 
 
 def measured_run(results: Path) -> dict:

@@ -8,8 +8,8 @@ and channels_last on CUDA), this measures images per second of:
 
   (a) model bound: forward, loss, backward and optimizer step on one batch already on the device,
       prepared once (so the data path costs nothing);
-  (b) pipeline: the real fine-tune job of ``deepauc.train.finetune_job``, fed by its own loader
-      (DualSampler over the memory-mapped uint8 cache, a few workers, pinned memory) with
+  (b) pipeline: the real fine-tune job of ``deepauc.training.stages.finetune_job``, fed by its
+      own loader (DualSampler over the memory-mapped uint8 cache, a few workers, pinned memory) with
       augmentation and normalisation on the device, epoch after epoch;
   (c) reference: the write-up's and LibAUC's data path feeding the same step: each sample's JPEG
       decoded with PIL and transformed with torchvision (resize, RandomAffine, normalise) in
@@ -49,13 +49,17 @@ from PIL import Image
 from torch.utils.data import DataLoader, Dataset, RandomSampler
 from torchvision.transforms import v2
 
+from deepauc.atomic import atomic_path
 from deepauc.cache import build_cache
 from deepauc.checkpoints import save_model
-from deepauc.data import IMAGENET_MEAN, IMAGENET_STD, AugmentSettings, CachedSplit
+from deepauc.data import IMAGENET_MEAN, IMAGENET_STD, CachedSplit
 from deepauc.models import create_model
 from deepauc.preprocess import PreprocessSettings, prepare_splits
+from deepauc.settings import AugmentSettings, FinetuneSettings
 from deepauc.synth import DATASET_DIR, SynthSpec, generate_dataset
-from deepauc.train import FinetuneSettings, Runtime, finetune_job, prepare_batch, train_step
+from deepauc.training.fit import prepare_batch, train_step
+from deepauc.training.runtime import Runtime
+from deepauc.training.stages import finetune_job
 
 log = logging.getLogger("throughput")
 # (c) draws batches without DualSampler, so some lack positives: AUCMLoss warns, harmlessly.
@@ -185,9 +189,9 @@ def measure_arch(arch: str, data: dict, runtime: Runtime, args) -> dict:
 
 def make_job(warm: Path, data: dict, runtime: Runtime, args, method: str = "dam"):
     splits = data["splits"]
-    settings = FinetuneSettings(epochs=1, batch_size=args.batch_size)
+    settings = FinetuneSettings(method=method, epochs=1, batch_size=args.batch_size)
     return finetune_job(
-        warm, DISEASE, method, splits["train"], splits["val"], settings, AugmentSettings(), runtime
+        warm, DISEASE, splits["train"], splits["val"], settings, AugmentSettings(), runtime
     )
 
 
@@ -233,7 +237,7 @@ def model_alone(job, runtime: Runtime, args) -> float:
 
 
 def pipeline(job, runtime: Runtime, args) -> float:
-    """(b): the job's loader, augmentation and step, as ``deepauc.train.fit`` runs them."""
+    """(b): the job's loader, augmentation and step, as ``deepauc.training.fit.fit`` runs them."""
     batches = endless(job.train_loader)
 
     def step():
@@ -361,10 +365,8 @@ def device_name(device: torch.device) -> str:
 
 
 def write(results: dict, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(results, indent=2) + "\n")
-    tmp.replace(path)
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(results, indent=2) + "\n")
 
 
 def print_table(results: dict) -> None:

@@ -7,7 +7,7 @@ from deepauc.errors import InputError
 from deepauc.summary import (
     COMPARISON_COLUMNS,
     SUMMARY_COLUMNS,
-    compare_dam_with_ce,
+    compare_with_control,
     summarize,
     summarize_by_seed,
 )
@@ -67,10 +67,13 @@ def test_summary_and_comparison_tables_have_the_promised_columns():
     summary = summarize(tables, n_resamples=100)
     assert list(summary.columns) == SUMMARY_COLUMNS
     assert len(summary) == 2 * 3 * 3  # (2 diseases + mean) per architecture and method
-    comparison = compare_dam_with_ce(tables, n_resamples=100)
+    comparison = compare_with_control(tables, "ce", n_resamples=100)
     assert list(comparison.columns) == COMPARISON_COLUMNS
     assert set(comparison["architecture"]) == {"resnet10t", "ensemble"}
-    np.testing.assert_allclose(comparison["delta"], comparison["auc_dam"] - comparison["auc_ce"])
+    # Every method but the control and the warm-up is compared with the control.
+    assert set(comparison["method"]) == {"dam"} and set(comparison["control"]) == {"ce"}
+    np.testing.assert_allclose(comparison["delta"], comparison["auc"] - comparison["auc_control"])
+    assert (comparison.loc[comparison["disease"] != "mean", "delta"] > 0).all()
 
 
 def test_seed_summary_keeps_each_seed_apart():

@@ -14,15 +14,15 @@ from pathlib import Path
 import pytest
 
 from deepauc.errors import InputError
-from deepauc.gpus import LOCK_DIR_VARIABLE, VISIBLE, claimed_gpus
-from deepauc.settings import job_parallelism
-from deepauc.train import Runtime
+from deepauc.jobs.gpus import LOCK_DIR_VARIABLE, VISIBLE, claimed_gpus
+from deepauc.jobs.parallelism import job_parallelism
+from deepauc.training.runtime import Runtime
 
 REPO = Path(__file__).resolve().parents[1]
 
 HOLDER = """
 import sys, time
-from deepauc.gpus import claimed_gpus
+from deepauc.jobs.gpus import claimed_gpus
 with claimed_gpus(int(sys.argv[1]), poll_seconds=0.05) as gpus:
     print("GOT", ",".join(gpus), time.time(), flush=True)
     time.sleep(float(sys.argv[2]))

@@ -9,7 +9,7 @@ import pytest
 
 from deepauc.atomic import write_csv
 from deepauc.errors import InputError
-from deepauc.logs import logged_to
+from deepauc.jobs.logs import logged_to
 
 
 def _fail_in_job(tmp_path, capsys, error):

@@ -2,26 +2,32 @@
 
 import logging
 
+import libauc.losses
+import libauc.optimizers
 import numpy as np
 import pandas as pd
 import pytest
 import torch
 from PIL import Image
 
-import deepauc.train as train_module
+import deepauc.training.fit as fit_module
+import deepauc.training.loaders as loaders_module
 from deepauc.cache import build_cache
 from deepauc.checkpoints import load_model
-from deepauc.data import AugmentSettings, CachedSplit
-from deepauc.launch import run_training
-from deepauc.logs import logged_to
-from deepauc.train import (
-    DamSettings,
+from deepauc.data import CachedSplit
+from deepauc.jobs.launch import run_training
+from deepauc.jobs.logs import logged_to
+from deepauc.methods import DamSettings
+from deepauc.settings import (
+    AugmentSettings,
     FinetuneSettings,
-    Runtime,
+    JobResources,
+    SplitFiles,
     WarmupSettings,
-    run_finetune,
-    run_warmup,
+    WarmupSpec,
 )
+from deepauc.training.runtime import Runtime
+from deepauc.training.stages import run_finetune, run_warmup
 
 DISEASES = ["Cardiomegaly", "Edema"]
 # The CUDA path (bf16 autocast, channels_last) is tested wherever a GPU is present.
@@ -86,10 +92,9 @@ def _finetune(easy, warm_path, method, out, epochs=2, device="cpu", **settings):
     return run_finetune(
         warm_path,
         "Edema",
-        method,
         train,
         val,
-        FinetuneSettings(epochs=epochs, batch_size=16, **settings),
+        FinetuneSettings(method=method, epochs=epochs, batch_size=16, **settings),
         AugmentSettings(),
         Runtime.create(device, seed=0, threads=2),
         out / f"{method}.pt",
@@ -121,12 +126,12 @@ def test_finetune_learns_for_both_methods(easy, warm, tmp_path, method):
 def test_dam_uses_libauc_loss_optimizer_and_sampler(easy, warm, tmp_path, monkeypatch):
     used = {"loss": 0, "step": 0, "regularizer": 0, "sampler": 0}
 
-    class SpyLoss(train_module.AUCMLoss):
+    class SpyLoss(libauc.losses.AUCMLoss):
         def forward(self, *args, **kwargs):
             used["loss"] += 1
             return super().forward(*args, **kwargs)
 
-    class SpyPESG(train_module.PESG):
+    class SpyPESG(libauc.optimizers.PESG):
         def step(self, *args, **kwargs):
             used["step"] += 1
             return super().step(*args, **kwargs)
@@ -135,14 +140,14 @@ def test_dam_uses_libauc_loss_optimizer_and_sampler(easy, warm, tmp_path, monkey
             used["regularizer"] += 1
             return super().update_regularizer(*args, **kwargs)
 
-    class SpySampler(train_module.DualSampler):
+    class SpySampler(loaders_module.DualSampler):
         def __iter__(self):
             used["sampler"] += 1
             return super().__iter__()
 
-    monkeypatch.setattr(train_module, "AUCMLoss", SpyLoss)
-    monkeypatch.setattr(train_module, "PESG", SpyPESG)
-    monkeypatch.setattr(train_module, "DualSampler", SpySampler)
+    monkeypatch.setattr(libauc.losses, "AUCMLoss", SpyLoss)
+    monkeypatch.setattr(libauc.optimizers, "PESG", SpyPESG)
+    monkeypatch.setattr(loaders_module, "DualSampler", SpySampler)
     history = _finetune(easy, warm[0], "dam", tmp_path, epochs=2, device=warm[2], sampling_rate=0.5)
     steps = int(history["step"].iloc[-1])
     assert used["step"] == steps > 0
@@ -154,14 +159,14 @@ def test_dam_uses_libauc_loss_optimizer_and_sampler(easy, warm, tmp_path, monkey
 
 def test_dam_batches_hold_the_sampling_rate_of_positives(easy, warm, tmp_path, monkeypatch):
     captured = {}
-    real_loss = train_module.AUCMLoss
+    real_loss = libauc.losses.AUCMLoss
 
     class CaptureLoss(real_loss):
         def forward(self, y_pred, y_true, **kwargs):
             captured.setdefault("positives", []).append(float(y_true.sum()))
             return super().forward(y_pred, y_true, **kwargs)
 
-    monkeypatch.setattr(train_module, "AUCMLoss", CaptureLoss)
+    monkeypatch.setattr(libauc.losses, "AUCMLoss", CaptureLoss)
     _finetune(easy, warm[0], "dam", tmp_path, epochs=1, sampling_rate=0.25)
     assert set(captured["positives"]) == {4.0}  # 25% of 16
 
@@ -189,10 +194,11 @@ def test_interrupted_run_resumes_at_epoch_two_with_identical_weights(
         return run_finetune(
             warm[0],
             "Edema",
-            "dam",
             train,
             val,
-            FinetuneSettings(epochs=2, batch_size=16, dam=DamSettings(lr=0.05)),
+            FinetuneSettings(
+                method="dam", method_settings=DamSettings(lr=0.05), epochs=2, batch_size=16
+            ),
             AugmentSettings(),
             Runtime.create("cpu", seed=3, threads=2),
             out / "model.pt",
@@ -201,21 +207,21 @@ def test_interrupted_run_resumes_at_epoch_two_with_identical_weights(
 
     straight = run(tmp_path / "straight")
 
-    save_resume = train_module._save_resume
+    save_resume = fit_module.save_resume
 
     def save_then_die(path, job, runtime, fingerprint, epoch, *rest):
         save_resume(path, job, runtime, fingerprint, epoch, *rest)
         if epoch == 1:
             raise KeyboardInterrupt("simulated kill after epoch 1")
 
-    monkeypatch.setattr(train_module, "_save_resume", save_then_die)
+    monkeypatch.setattr(fit_module, "save_resume", save_then_die)
     with pytest.raises(KeyboardInterrupt):
         run(tmp_path / "resumed")
     assert not (tmp_path / "resumed" / "model.pt").exists()
     assert (tmp_path / "resumed" / "model.pt.resume").exists()
-    monkeypatch.setattr(train_module, "_save_resume", save_resume)
+    monkeypatch.setattr(fit_module, "save_resume", save_resume)
 
-    with caplog.at_level(logging.INFO, logger="deepauc.train"):
+    with caplog.at_level(logging.INFO, logger="deepauc"):
         resumed = run(tmp_path / "resumed")
     assert "resuming after epoch 1 of 2" in caplog.text
     assert not (tmp_path / "resumed" / "model.pt.resume").exists()
@@ -233,34 +239,35 @@ def test_resume_file_from_other_settings_is_not_reused(easy, warm, tmp_path, cap
     out = tmp_path / "out"
     _finetune(easy, warm[0], "ce", out, epochs=1)
     (out / "ce.pt").rename(out / "ce.pt.resume")  # a stale file in the resume slot
-    with caplog.at_level(logging.WARNING, logger="deepauc.train"):
+    with caplog.at_level(logging.WARNING, logger="deepauc"):
         _finetune(easy, warm[0], "ce", out, epochs=1)
     assert "starting over" in caplog.text
 
 
-def _ddp_arguments(easy, out, batch_size):
+def _ddp_spec(easy, out, batch_size) -> WarmupSpec:
     train, val, root = easy
     splits = {}
     for name, split in (("train", train), ("val", val)):
         table = root / f"{name}.csv"
         split.table.to_csv(table, index=False)
-        splits[name] = {"table": str(table), "cache": str(split.cache)}
-    return {
-        "arch": ARCH,
+        splits[name] = SplitFiles(str(table), str(split.cache))
+    return WarmupSpec(
+        arch=ARCH,
+        seed=0,
         **splits,
-        "diseases": DISEASES,
-        "image_size": SIZE,
-        "settings": {"epochs": 2, "batch_size": batch_size, "lr": 2e-3},
-        "augment": {"rotation": 0, "translate": 0, "scale": [1, 1]},
-        "checkpoint": str(out / "warmup.pt"),
-        "history": str(out / "warmup.history.csv"),
-    }
+        diseases=tuple(DISEASES),
+        image_size=SIZE,
+        settings=WarmupSettings(epochs=2, batch_size=batch_size, lr=2e-3),
+        augment=AugmentSettings(rotation=0, translate=0, scale=(1, 1)),
+        checkpoint=str(out / "warmup.pt"),
+        history=str(out / "warmup.history.csv"),
+    )
 
 
 def test_two_ddp_processes_learn_and_a_rank_error_reaches_the_log(easy, tmp_path):
-    runtime = {"device": "cpu", "seed": 0, "threads": 2, "gpus": 0, "processes": 2}
+    resources = JobResources(device="cpu", threads=2, gpus=0, processes=2)
     with logged_to(tmp_path / "ok.log"):
-        run_training("warmup", _ddp_arguments(easy, tmp_path, 16), runtime)
+        run_training(_ddp_spec(easy, tmp_path, 16), resources)
     history = pd.read_csv(tmp_path / "warmup.history.csv")
     assert history["epoch"].tolist() == [1, 2] and history["val_auc"].max() > 0.6
     assert load_model(tmp_path / "warmup.pt")[1]["outputs"] == DISEASES
@@ -268,7 +275,7 @@ def test_two_ddp_processes_learn_and_a_rank_error_reaches_the_log(easy, tmp_path
     # 15 images a step cannot be split over two processes: each rank says so, and the job fails
     # with one message pointing at them, not a traceback.
     with pytest.raises(SystemExit), logged_to(tmp_path / "bad.log"):
-        run_training("warmup", _ddp_arguments(easy, tmp_path / "bad", 15), runtime)
+        run_training(_ddp_spec(easy, tmp_path / "bad", 15), resources)
     log = (tmp_path / "bad.log").read_text()
     assert "deepauc: error (rank 0): config key warmup.batch_size" in log
     assert "does not split evenly over 2 DDP processes" in log

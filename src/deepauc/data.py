@@ -17,34 +17,10 @@ import torch.nn.functional as F
 from torch.utils.data import Dataset
 
 from deepauc.cache import open_cache
+from deepauc.settings import AugmentSettings
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
-
-
-@dataclass(frozen=True)
-class AugmentSettings:
-    """Light affine augmentation, as in LibAUC's CheXpert recipe. No flip by default: the heart
-    sits on the left, so a mirrored chest is not a plausible radiograph."""
-
-    rotation: float = 15.0  # degrees, drawn uniformly from [-rotation, rotation]
-    translate: float = 0.05  # fraction of the image side, per axis
-    scale: tuple[float, float] = (0.95, 1.05)
-    hflip: bool = False
-
-    @classmethod
-    def from_config(cls, section: dict) -> "AugmentSettings":
-        """From the config's ``augment`` section."""
-        return cls(**{**section, "scale": tuple(section["scale"])})
-
-    @property
-    def is_identity(self) -> bool:
-        return (
-            self.rotation == 0
-            and self.translate == 0
-            and tuple(self.scale) == (1, 1)
-            and not self.hflip
-        )
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,6 @@ import os
 from pathlib import Path
 
 import timm
-import torch
 from torch import nn
 
 from deepauc.errors import InputError
@@ -137,8 +136,3 @@ def weights_file(arch: str, path: Path) -> Path:
         where="config key pretrained",
         fix="set pretrained to false, true, a weights file or a folder of <arch>.safetensors.",
     )
-
-
-def head_parameters(model: nn.Module) -> list[torch.nn.Parameter]:
-    """The parameters of the classification head (what ``replace_head`` resets)."""
-    return list(model.get_classifier().parameters())

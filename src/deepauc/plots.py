@@ -12,12 +12,7 @@ from PIL import Image  # noqa: E402
 from sklearn.metrics import roc_curve  # noqa: E402
 
 from deepauc.atomic import atomic_path  # noqa: E402
-
-METHOD_STYLE = {
-    "warmup": {"label": "Warm-up (multi-label CE)", "color": "#9e9e9e"},
-    "ce": {"label": "CE fine-tune", "color": "#6baed6"},
-    "dam": {"label": "DAM fine-tune", "color": "#08519c"},
-}
+from deepauc.methods import METHODS, style  # noqa: E402
 
 
 def save_figure(fig, paths: list[str | os.PathLike], dpi: int = 200) -> None:
@@ -86,9 +81,9 @@ def _short_labels(positives: list[str]) -> str:
 
 
 def plot_auc_by_architecture(summary: pd.DataFrame, paths: list, dpi: int = 200) -> None:
-    """Per disease (and the mean), test AUC of each architecture and ensemble, CE beside DAM,
-    with 95% bootstrap intervals as whiskers."""
-    methods = [m for m in ("ce", "dam") if m in set(summary["method"])]
+    """Per disease (and the mean), test AUC of each architecture and ensemble, the fine-tune
+    methods side by side (in the registry's order), with 95% bootstrap intervals as whiskers."""
+    methods = [m for m in METHODS if m in set(summary["method"])]
     diseases = list(dict.fromkeys(summary["disease"]))
     predictors = list(dict.fromkeys(summary["architecture"]))
     rows = summary.set_index(["architecture", "method", "disease"])
@@ -113,8 +108,8 @@ def plot_auc_by_architecture(summary: pd.DataFrame, paths: list, dpi: int = 200)
                 x,
                 values,
                 width,
-                color=METHOD_STYLE[method]["color"],
-                label=METHOD_STYLE[method]["label"],
+                color=style(method).color,
+                label=style(method).label,
             )
             ax.errorbar(
                 x, values, yerr=errors, fmt="none", ecolor="black", elinewidth=0.8, capsize=2
@@ -127,7 +122,8 @@ def plot_auc_by_architecture(summary: pd.DataFrame, paths: list, dpi: int = 200)
     axes[0].set_ylabel("Test ROC-AUC (95% CI)")
     axes[0].set_ylim(max(0.0, np.floor(low_edge * 20) / 20 - 0.05), 1.0)
     axes[-1].legend(loc="lower right", fontsize=8, frameon=False)
-    fig.suptitle("Per-disease test AUC by architecture: CE vs DAM at equal compute", fontsize=11)
+    names = " vs ".join(style(m).label.removesuffix(" fine-tune") for m in methods)
+    fig.suptitle(f"Per-disease test AUC by architecture: {names} at equal compute", fontsize=11)
     fig.tight_layout()
     save_figure(fig, paths, dpi)
 
@@ -149,15 +145,15 @@ def plot_roc(
             continue
         fpr, tpr, _ = roc_curve(rows["y_true"], rows["score"])
         strong = predictor == highlight
-        style = {
-            "color": METHOD_STYLE[method]["color"],
+        line = {
+            "color": style(method).color,
             "lw": 2.0 if strong else 0.9,
             "alpha": 1.0 if strong else 0.45,
-            "ls": "-" if method == "dam" else "--",
+            "ls": style(method).linestyle,
         }
         label = f"{predictor} {method}"
         for ax in (full, zoom):
-            ax.plot(fpr, tpr, label=label if ax is full else None, **style)
+            ax.plot(fpr, tpr, label=label if ax is full else None, **line)
     full.plot([0, 1], [0, 1], color="grey", lw=0.6, ls=":")
     full.axvspan(0, low_fpr, color="#fdd49e", alpha=0.25, lw=0)
     full.set(xlim=(0, 1), ylim=(0, 1.01), xlabel="False positive rate", ylabel="True positive rate")
@@ -213,8 +209,8 @@ def plot_training_curves(
     dpi: int = 200,
 ) -> None:
     """Validation AUC and training loss per epoch: the warm-up, then each disease's fine-tune
-    (solid DAM, dashed CE). ``warmup`` maps a seed to its history; ``finetune`` maps
-    (method, disease, seed) to one."""
+    (one line style per method, from the registry). ``warmup`` maps a seed to its history;
+    ``finetune`` maps (method, disease, seed) to one."""
     fig, axes = plt.subplots(1, 3, figsize=(14, 4))
     for seed, history in warmup.items():
         axes[0].plot(
@@ -231,7 +227,7 @@ def plot_training_curves(
     diseases = list(dict.fromkeys(d for _, d, _ in finetune))
     colors = dict(zip(diseases, plt.get_cmap("tab10").colors, strict=False))
     for (method, disease, seed), history in finetune.items():
-        ls = "-" if method == "dam" else "--"
+        ls = style(method).linestyle
         label = f"{disease} {method}" if seed == min(s for *_, s in finetune) else None
         axes[1].plot(
             history["epoch"],
@@ -245,7 +241,10 @@ def plot_training_curves(
             history["epoch"], history["train_loss"], ls=ls, marker=".", color=colors[disease]
         )
     axes[1].set(title="fine-tune: validation AUC", xlabel="epoch")
-    axes[2].set(title="fine-tune: training loss (AUCM for DAM, BCE for CE)", xlabel="epoch")
+    losses = ", ".join(
+        f"{METHODS[m].loss_name} for {m}" for m in dict.fromkeys(m for m, _, _ in finetune)
+    )
+    axes[2].set(title=f"fine-tune: training loss ({losses})", xlabel="epoch")
     for ax in axes:
         ax.grid(alpha=0.3)
     axes[0].legend(fontsize=7, frameon=False)

@@ -13,7 +13,9 @@ import torch
 from deepauc.atomic import write_csv
 from deepauc.checkpoints import load_model
 from deepauc.data import CachedSplit
-from deepauc.train import Runtime, eval_loader, predict_probabilities
+from deepauc.training.loaders import eval_loader, place_images
+from deepauc.training.runtime import Runtime
+from deepauc.training.scoring import predict_probabilities
 
 COLUMNS = ["image", "patient", "disease", "y_true", "score"]
 
@@ -26,7 +28,8 @@ def predict_table(
     if runtime.device.type == "cuda":
         model.to(memory_format=torch.channels_last)
     outputs, table = meta["outputs"], split.table
-    loader = eval_loader(split.images(outputs, meta["image_size"]), batch_size, runtime)
+    images = place_images(split.images(outputs, meta["image_size"]), runtime)
+    loader = eval_loader(images, batch_size, runtime)
     probabilities = predict_probabilities(model, loader, runtime)
     frames = []
     for j, disease in enumerate(outputs):

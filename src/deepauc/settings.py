@@ -1,12 +1,31 @@
-"""From the workflow's config dict to the data stage's typed settings.
+"""From the workflow's config to typed settings: the one boundary between config and library.
 
-Kept free of torch so that the workflow can import it while parsing; the training settings are
-built by ``from_config`` on their own classes in ``deepauc.train`` and ``deepauc.data``.
+Everything a job computes from is built here once, as frozen dataclasses: a rule script builds a
+:class:`WarmupSpec` or :class:`FinetuneSpec` from its params and hands it to the library, and
+how the job runs (device, threads, GPUs) travels apart from it as :class:`JobResources`, which
+changes speed but never what is computed. Kept free of torch so that the workflow can build and
+check every setting while it parses, before any job starts.
 """
 
+import difflib
+import typing
+from dataclasses import asdict, dataclass, fields
+
 from deepauc.errors import InputError
+from deepauc.methods import METHODS
 from deepauc.preprocess import PreprocessSettings
 from deepauc.synth import SynthSpec
+
+#: Config keys that change how fast a job runs, never what it computes. Rules must not take them
+#: as params (a params change reruns a job); config/README.md marks them "runtime only".
+RUNTIME_KEYS = (
+    "device",
+    "gpus_per_job",
+    "processes_per_job",
+    "train_threads",
+    "compile",
+    "images_on_gpu",
+)
 
 
 def preprocess_settings(config: dict, workers: int = 1) -> PreprocessSettings:
@@ -31,33 +50,252 @@ def synth_spec(config: dict) -> SynthSpec:
     return SynthSpec(**section)
 
 
-def job_parallelism(config: dict, gpu_here: bool, on_cluster: bool = False) -> tuple[int, int]:
-    """(GPUs, processes) of each training job, from the keys device, gpus_per_job and
-    processes_per_job.
+def typed_section(cls: type, section: dict, key: str):
+    """``cls(**section)`` for a frozen settings dataclass, lists made tuples where the field is a
+    tuple; a key ``cls`` does not have is refused, naming the closest one."""
+    known = {f.name: f for f in fields(cls)}
+    hints = typing.get_type_hints(cls)
+    values = {}
+    for name, value in section.items():
+        if name not in known:
+            close = difflib.get_close_matches(name, known, n=1)
+            hint = f"did you mean {close[0]}? " if close else ""
+            raise InputError(
+                f"unknown setting {name!r}",
+                where=f"config key {key}",
+                fix=f"{hint}known settings: {', '.join(known)}.",
+            )
+        is_tuple = typing.get_origin(hints[name]) is tuple
+        values[name] = tuple(value) if is_tuple and isinstance(value, list) else value
+    return cls(**values)
 
-    ``gpus_per_job: auto`` is 1 where training will use a GPU: ``device: cuda``, or ``auto`` on a
-    machine with an NVIDIA driver (``gpu_here``) or when jobs go to a cluster (``on_cluster``: the
-    login node that plans them may have no GPU). ``processes_per_job: auto`` is one per GPU (one
-    on a CPU). More than one process trains with DDP: one per GPU, or over gloo on the CPU.
-    """
-    device = config["device"]
-    gpus = config["gpus_per_job"]
-    if gpus == "auto":
-        gpus = int(device == "cuda" or (device == "auto" and (gpu_here or on_cluster)))
-    processes = config["processes_per_job"]
-    if processes == "auto":
-        processes = max(gpus, 1) if device != "cpu" else 1
-    if device == "cuda" and gpus == 0:
-        raise InputError(
-            "device is cuda but gpus_per_job is 0",
-            where="config keys device, gpus_per_job",
-            fix="set gpus_per_job to 1 or more (or auto), or device: cpu.",
+
+@dataclass(frozen=True)
+class AugmentSettings:
+    """Light affine augmentation, as in LibAUC's CheXpert recipe. No flip by default: the heart
+    sits on the left, so a mirrored chest is not a plausible radiograph."""
+
+    rotation: float = 15.0  # degrees, drawn uniformly from [-rotation, rotation]
+    translate: float = 0.05  # fraction of the image side, per axis
+    scale: tuple[float, float] = (0.95, 1.05)
+    hflip: bool = False
+
+    @classmethod
+    def from_config(cls, section: dict) -> "AugmentSettings":
+        """From the config's ``augment`` section."""
+        return typed_section(cls, section, "augment")
+
+    @property
+    def is_identity(self) -> bool:
+        return (
+            self.rotation == 0
+            and self.translate == 0
+            and tuple(self.scale) == (1, 1)
+            and not self.hflip
         )
-    if device != "cpu" and gpus > 0 and processes != gpus:
-        raise InputError(
-            f"processes_per_job is {processes} but gpus_per_job is {gpus}: DDP runs one "
-            "process per GPU",
-            where="config key processes_per_job",
-            fix=f"set processes_per_job: auto (or {gpus}), or device: cpu for CPU processes.",
+
+
+@dataclass(frozen=True)
+class WarmupSettings:
+    """Stage 1: multi-label BCE with Adam."""
+
+    epochs: int = 2
+    batch_size: int = 32
+    lr: float = 1e-4
+    weight_decay: float = 1e-5
+    eval_every_steps: int = 0  # 0: evaluate once per epoch
+
+    @classmethod
+    def from_config(cls, section: dict) -> "WarmupSettings":
+        """From the config's ``warmup`` section."""
+        return typed_section(cls, section, "warmup")
+
+
+#: The keys of ``finetune`` that every method shares, so that all run at equal compute.
+SHARED_FINETUNE_KEYS = ("epochs", "batch_size", "sampling_rate", "eval_every_steps")
+
+
+@dataclass(frozen=True)
+class FinetuneSettings:
+    """Stage 2 for one method: the settings all methods share, and the method's own section."""
+
+    method: str = "dam"
+    method_settings: typing.Any = None  # an instance of METHODS[method].settings
+    epochs: int = 2
+    batch_size: int = 32
+    sampling_rate: float | str = "auto"
+    eval_every_steps: int = 0
+
+    def __post_init__(self):
+        if self.method not in METHODS:
+            raise InputError(
+                f"unknown fine-tune method {self.method!r}",
+                where="config key finetune.methods",
+                fix=f"use registered methods: {', '.join(METHODS)} (deepauc.methods).",
+            )
+        if self.method_settings is None:
+            object.__setattr__(self, "method_settings", METHODS[self.method].settings())
+
+    @classmethod
+    def from_config(cls, section: dict, method: str) -> "FinetuneSettings":
+        """From the config's ``finetune`` section (or :func:`finetune_params`' slice of it):
+        the shared keys and the section named ``method``."""
+        if method not in METHODS:
+            cls(method=method)  # refused, with the registered names
+        own = section.get(method, {})
+        return cls(
+            method=method,
+            method_settings=typed_section(METHODS[method].settings, own, f"finetune.{method}"),
+            **{k: section[k] for k in SHARED_FINETUNE_KEYS if k in section},
         )
-    return gpus, processes
+
+    def to_config(self) -> dict:
+        """The config slice this was built from: ``from_config(s.to_config(), s.method)``."""
+        shared = {k: getattr(self, k) for k in SHARED_FINETUNE_KEYS}
+        return {**shared, self.method: asdict(self.method_settings)}
+
+
+def finetune_params(section: dict, method: str) -> dict:
+    """The part of the config's ``finetune`` section one method's jobs depend on: the shared
+    keys and that method's own section. Another method's settings, or the list of methods, do
+    not change this method's models, so they are left out of its rule's params."""
+    return {
+        **{k: section[k] for k in SHARED_FINETUNE_KEYS if k in section},
+        method: section.get(method, {}),
+    }
+
+
+def check_training_config(config: dict) -> None:
+    """Build every training setting of ``config`` once, so that a bad key fails at parse time
+    with its name, not in a job an hour later."""
+    WarmupSettings.from_config(config["warmup"])
+    AugmentSettings.from_config(config["augment"])
+    for method in config["finetune"]["methods"]:
+        FinetuneSettings.from_config(config["finetune"], method)
+    orphans = [
+        key
+        for key, value in config["finetune"].items()
+        if isinstance(value, dict) and key not in METHODS
+    ]
+    if orphans:
+        raise InputError(
+            f"section {orphans[0]!r} names no registered fine-tune method",
+            where=f"config key finetune.{orphans[0]}",
+            fix=f"registered methods: {', '.join(METHODS)}; register a new one in "
+            "deepauc.methods, or remove the section.",
+        )
+
+
+@dataclass(frozen=True)
+class SplitFiles:
+    """A split's table (results/data/{split}.csv) and its image cache."""
+
+    table: str
+    cache: str
+
+
+@dataclass(frozen=True)
+class WarmupSpec:
+    """Everything stage 1 computes from, for one architecture and seed."""
+
+    arch: str
+    seed: int
+    train: SplitFiles
+    val: SplitFiles
+    diseases: tuple[str, ...]
+    image_size: int
+    settings: WarmupSettings
+    augment: AugmentSettings
+    checkpoint: str
+    history: str
+    pretrained: bool | str = False
+    inputs: tuple[str, ...] = ()  # the files it was built from: a resume file must match them
+
+    stage = "warmup"
+
+    @classmethod
+    def from_dict(cls, values: dict) -> "WarmupSpec":
+        """Inverse of ``dataclasses.asdict`` (how a spec travels to DDP ranks as JSON)."""
+        return cls(
+            **{
+                **values,
+                "train": SplitFiles(**values["train"]),
+                "val": SplitFiles(**values["val"]),
+                "diseases": tuple(values["diseases"]),
+                "settings": WarmupSettings.from_config(values["settings"]),
+                "augment": AugmentSettings.from_config(values["augment"]),
+                "inputs": tuple(values["inputs"]),
+            }
+        )
+
+
+@dataclass(frozen=True)
+class FinetuneSpec:
+    """Everything stage 2 computes from, for one architecture, seed, method and disease."""
+
+    warmup_checkpoint: str
+    seed: int
+    disease: str
+    train: SplitFiles
+    val: SplitFiles
+    settings: FinetuneSettings
+    augment: AugmentSettings
+    checkpoint: str
+    history: str
+    inputs: tuple[str, ...] = ()
+
+    stage = "finetune"
+
+    @classmethod
+    def from_dict(cls, values: dict) -> "FinetuneSpec":
+        """Inverse of ``dataclasses.asdict``."""
+        settings = values["settings"]
+        shared = {k: settings[k] for k in SHARED_FINETUNE_KEYS}
+        return cls(
+            **{
+                **values,
+                "train": SplitFiles(**values["train"]),
+                "val": SplitFiles(**values["val"]),
+                "settings": FinetuneSettings.from_config(
+                    {**shared, settings["method"]: settings["method_settings"]},
+                    settings["method"],
+                ),
+                "augment": AugmentSettings.from_config(values["augment"]),
+                "inputs": tuple(values["inputs"]),
+            }
+        )
+
+
+SPECS = {spec.stage: spec for spec in (WarmupSpec, FinetuneSpec)}
+
+
+@dataclass(frozen=True)
+class JobResources:
+    """Where and how a training or scoring job runs. Nothing here changes what it computes, so
+    none of it is a rule's params: changing it reruns nothing."""
+
+    device: str = "auto"
+    threads: int = 1
+    compile: bool = False
+    images_on_gpu: str = "auto"
+    gpus: int = 0
+    processes: int = 1
+
+    @property
+    def threads_per_process(self) -> int:
+        """Each DDP process's share of the job's threads (all of them for one process)."""
+        return max(1, self.threads // self.processes)
+
+    @classmethod
+    def from_config(
+        cls, config: dict, threads: int, gpus: int = 0, processes: int = 1
+    ) -> "JobResources":
+        """From the config's runtime keys and the job's Snakemake threads and resources."""
+        return cls(
+            device=config["device"],
+            threads=int(threads),
+            compile=bool(config["compile"]),
+            images_on_gpu=config["images_on_gpu"],
+            gpus=int(gpus),
+            processes=int(processes),
+        )

@@ -1,8 +1,9 @@
 """The answer tables: ``summary.csv`` (every predictor and method scored) and ``comparison.csv``
-(DAM against CE on the same images)."""
+(every fine-tune method against the control, CE, on the same images)."""
 
 import pandas as pd
 
+from deepauc.methods import CONTROL, WARMUP
 from deepauc.stats import compare_methods, score_predictions
 
 SUMMARY_COLUMNS = [
@@ -16,7 +17,16 @@ SUMMARY_COLUMNS = [
     "n_pos",
     "n_neg",
 ]
-COMPARISON_COLUMNS = ["architecture", "disease", "auc_ce", "auc_dam", "delta", "p_value"]
+COMPARISON_COLUMNS = [
+    "architecture",
+    "disease",
+    "method",
+    "control",
+    "auc",
+    "auc_control",
+    "delta",
+    "p_value",
+]
 
 
 def summarize(
@@ -30,24 +40,25 @@ def summarize(
     return pd.concat(frames, ignore_index=True)[SUMMARY_COLUMNS]
 
 
-def compare_dam_with_ce(
-    tables: dict[tuple[str, str], pd.DataFrame], n_resamples: int = 1000, seed: int = 0
+def compare_with_control(
+    tables: dict[tuple[str, str], pd.DataFrame],
+    control: str = CONTROL,
+    n_resamples: int = 1000,
+    seed: int = 0,
 ) -> pd.DataFrame:
-    """For each architecture that has both, DAM against CE: DeLong per disease, bootstrap for the
-    mean. ``delta`` is AUC(DAM) - AUC(CE)."""
+    """Every fine-tune method against ``control`` on the same test images, for each
+    architecture that has both: DeLong per disease, a paired patient bootstrap for the mean.
+    Long form, one row per architecture, disease and method; ``delta`` is AUC(method) -
+    AUC(control). The warm-up is the starting point of both, not a contender."""
     frames = []
-    architectures = dict.fromkeys(architecture for architecture, _ in tables)
-    for architecture in architectures:
-        if (architecture, "dam") not in tables or (architecture, "ce") not in tables:
+    for (architecture, method), table in tables.items():
+        if method in (control, WARMUP) or (architecture, control) not in tables:
             continue
         compared = compare_methods(
-            tables[(architecture, "dam")],
-            tables[(architecture, "ce")],
-            n_resamples=n_resamples,
-            seed=seed,
+            table, tables[(architecture, control)], n_resamples=n_resamples, seed=seed
         )
-        compared = compared.rename(columns={"auc_a": "auc_dam", "auc_b": "auc_ce"})
-        frames.append(compared.assign(architecture=architecture))
+        compared = compared.rename(columns={"auc_a": "auc", "auc_b": "auc_control"})
+        frames.append(compared.assign(architecture=architecture, method=method, control=control))
     if not frames:
         return pd.DataFrame(columns=COMPARISON_COLUMNS)
     return pd.concat(frames, ignore_index=True)[COMPARISON_COLUMNS]

@@ -12,43 +12,76 @@ sys.path.insert(0, os.path.join(workflow.basedir, "src"))
 import shutil
 
 from deepauc.chexpert import slug
-from deepauc.settings import job_parallelism, preprocess_settings, synth_spec
+from deepauc.errors import InputError
+from deepauc.jobs.parallelism import job_parallelism
+from deepauc.methods import CONTROL, WARMUP
+from deepauc.settings import (
+    check_training_config,
+    finetune_params,
+    preprocess_settings,
+    synth_spec,
+)
 
 validate(config, schema="../schemas/config.schema.yaml")
 # Fail at parse time with the config key to fix, before any job starts.
-PREPROCESS_SETTINGS = preprocess_settings(config)
-SYNTHETIC = config["synthetic"]["enabled"]
-if SYNTHETIC:
-    synth_spec(config)
+try:
+    PREPROCESS_SETTINGS = preprocess_settings(config)
+    SYNTHETIC = config["synthetic"]["enabled"]
+    if SYNTHETIC:
+        synth_spec(config)
+    check_training_config(config)
+    # GPUs and DDP processes of each training job. Whether a GPU is here is asked of the NVIDIA
+    # driver's tool, not of torch: importing torch at parse time costs seconds. They reach jobs
+    # as resources, not params: where a job runs does not change what it computes.
+    GPUS_PER_JOB, PROCESSES_PER_JOB = job_parallelism(
+        config,
+        gpu_here=shutil.which("nvidia-smi") is not None,
+        on_cluster=workflow.non_local_exec,
+    )
+except InputError as err:
+    raise WorkflowError(str(err)) from None
 
 SPLITS = ["train", "val", "test"]
-# GPUs and DDP processes of each training job. Whether a GPU is here is asked of the NVIDIA
-# driver's tool, not of torch: importing torch at parse time costs seconds.
-GPUS_PER_JOB, PROCESSES_PER_JOB = job_parallelism(
-    config,
-    gpu_here=shutil.which("nvidia-smi") is not None,
-    on_cluster=workflow.non_local_exec,
-)
-# Where and how training and scoring jobs run (deepauc.launch.run_job's runtime argument).
-RUNTIME = {
-    **{key: config[key] for key in ("device", "compile", "images_on_gpu")},
-    "gpus": GPUS_PER_JOB,
-    "processes": PROCESSES_PER_JOB,
-}
 # Scoring the test split is one process on at most one GPU.
-PREDICT_RUNTIME = {**RUNTIME, "gpus": min(GPUS_PER_JOB, 1), "processes": 1}
+PREDICT_GPUS = min(GPUS_PER_JOB, 1)
 ARCHITECTURES = config["architectures"]
 SEEDS = config["seeds"]
+# The fine-tune methods to run (each a registry entry of deepauc.methods, checked above).
 METHODS = config["finetune"]["methods"]
-# The warm-up model is scored too: the baseline both fine-tunes start from.
-EVAL_METHODS = ["warmup"] + METHODS
+# The warm-up model is scored too: the baseline every fine-tune starts from.
+EVAL_METHODS = [WARMUP] + METHODS
 DISEASE_BY_SLUG = {slug(d): d for d in config["diseases"]}
 # "ensemble" averages every architecture; config may name further subsets.
 ENSEMBLES = {"ensemble": ARCHITECTURES, **config["ensemble"]["subsets"]}
 PREDICTORS = ARCHITECTURES + list(ENSEMBLES)
-# Plot rules take the plotting code as an input, so editing it reruns them and nothing else
-# (Snakemake compares content checksums too: touching the file is not a change).
-PLOTS_CODE = os.path.join(workflow.basedir, "src", "deepauc", "plots.py")
+# Plot rules take the plotting code and the method registry (labels, colours) as inputs, so
+# editing them reruns the plots and nothing else (Snakemake compares content checksums too:
+# touching a file is not a change).
+PLOTS_CODE = [
+    os.path.join(workflow.basedir, "src", "deepauc", name) for name in ("plots.py", "methods.py")
+]
+
+
+def check_showcase_method():
+    method = config["figures"]["showcase_method"]
+    if method not in EVAL_METHODS:
+        raise WorkflowError(
+            f"config key figures.showcase_method: {method!r} is not scored in this run.\n"
+            f"Fix: use one of {', '.join(EVAL_METHODS)}."
+        )
+
+
+check_showcase_method()
+
+
+CONDA_ENV = os.path.join(workflow.basedir, "envs", "deepauc.yaml")
+
+
+def use_one_conda_env(rules):
+    """Give every rule the workflow's one conda environment, named once here rather than in
+    each rule (the same value a rule's `conda:` directive sets)."""
+    for each in rules:
+        each.conda_env = CONDA_ENV
 
 
 def check_ensembles():
@@ -84,6 +117,12 @@ def image_cache(split):
 
 def disease_name(wildcards):
     return DISEASE_BY_SLUG[wildcards.disease]
+
+
+def finetune_settings(wildcards):
+    """The fine-tune settings one method's jobs depend on: the shared keys and that method's
+    section. Another method's settings are not in them, so changing those reruns nothing here."""
+    return finetune_params(config["finetune"], wildcards.method)
 
 
 def dataset_file(name):

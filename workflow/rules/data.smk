@@ -9,8 +9,6 @@ if SYNTHETIC:
             "results/logs/synthesize_dataset.log",
         benchmark:
             "results/benchmarks/synthesize_dataset.tsv"
-        conda:
-            "../../envs/deepauc.yaml"
         threads: 16
         params:
             synthetic=config["synthetic"],
@@ -32,8 +30,6 @@ rule preprocess:
         "results/logs/preprocess.log",
     benchmark:
         "results/benchmarks/preprocess.tsv"
-    conda:
-        "../../envs/deepauc.yaml"
     threads: 4
     params:
         data_root=data_root,
@@ -58,8 +54,6 @@ rule cache_images:
         "results/logs/cache_images/{split}_{size}px.log",
     benchmark:
         "results/benchmarks/cache_images/{split}_{size}px.tsv"
-    conda:
-        "../../envs/deepauc.yaml"
     threads: 8
     script:
         "../scripts/cache_images.py"
@@ -76,8 +70,6 @@ rule plot_synthetic_examples:
         ),
     log:
         "results/logs/plot_synthetic_examples.log",
-    conda:
-        "../../envs/deepauc.yaml"
     params:
         diseases=config["diseases"],
     script:

@@ -12,15 +12,11 @@ rule predict:
         "results/logs/predict/{arch}/seed{seed}/{method}.log",
     benchmark:
         "results/benchmarks/predict/{arch}/seed{seed}/{method}.tsv"
-    conda:
-        "../../envs/deepauc.yaml"
     threads: config["train_threads"]
     resources:
-        gpu=PREDICT_RUNTIME["gpus"],
+        gpu=PREDICT_GPUS,
     params:
         diseases=list(DISEASE_BY_SLUG.values()),
-        runtime=PREDICT_RUNTIME,
-        batch_size=config["evaluation"]["batch_size"],
     script:
         "../scripts/predict.py"
 
@@ -35,8 +31,6 @@ rule assemble_diseases:
         "results/predictions/{arch}/seed{seed}/{method}.csv",
     log:
         "results/logs/assemble_diseases/{arch}/seed{seed}/{method}.log",
-    conda:
-        "../../envs/deepauc.yaml"
     script:
         "../scripts/assemble_diseases.py"
 
@@ -48,8 +42,6 @@ rule ensemble_architectures:
         "results/predictions/{ensemble}/seed{seed}/{method}.csv",
     log:
         "results/logs/ensemble_architectures/{ensemble}/seed{seed}/{method}.log",
-    conda:
-        "../../envs/deepauc.yaml"
     params:
         combine=config["ensemble"]["combine"],
     script:
@@ -66,8 +58,6 @@ rule ensemble_seeds:
         "results/predictions/{predictor}/seeds/{method}.csv",
     log:
         "results/logs/ensemble_seeds/{predictor}/{method}.log",
-    conda:
-        "../../envs/deepauc.yaml"
     params:
         combine=config["ensemble"]["combine"],
     script:
@@ -84,10 +74,9 @@ rule summarize:
         "results/logs/summarize.log",
     benchmark:
         "results/benchmarks/summarize.tsv"
-    conda:
-        "../../envs/deepauc.yaml"
     params:
         table_keys=SUMMARY_KEYS,
+        control=CONTROL,
         resamples=config["evaluation"]["bootstrap_resamples"],
         seed=config["evaluation"]["bootstrap_seed"],
     script:
@@ -101,8 +90,6 @@ rule summarize_seeds:
         "results/seeds.csv",
     log:
         "results/logs/summarize_seeds.log",
-    conda:
-        "../../envs/deepauc.yaml"
     params:
         table_keys=SEED_KEYS,
         resamples=config["evaluation"]["bootstrap_resamples"],

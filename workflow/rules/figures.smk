@@ -11,8 +11,6 @@ rule plot_auc_by_architecture:
         svg="results/figures/auc_by_architecture.svg",
     log:
         "results/logs/plot_auc_by_architecture.log",
-    conda:
-        "../../envs/deepauc.yaml"
     params:
         dpi=config["figures"]["dpi"],
     script:
@@ -33,8 +31,6 @@ rule plot_roc:
         svg="results/figures/roc_{disease}.svg",
     log:
         "results/logs/plot_roc/{disease}.log",
-    conda:
-        "../../envs/deepauc.yaml"
     params:
         table_keys=ROC_KEYS,
         disease=disease_name,
@@ -59,8 +55,6 @@ rule plot_showcase:
         svg="results/figures/showcase_grid.svg",
     log:
         "results/logs/plot_showcase.log",
-    conda:
-        "../../envs/deepauc.yaml"
     params:
         n_images=config["figures"]["showcase_images"],
         dpi=config["figures"]["dpi"],
@@ -81,8 +75,6 @@ rule plot_training_curves:
         svg="results/figures/training_{arch}.svg",
     log:
         "results/logs/plot_training_curves/{arch}.log",
-    conda:
-        "../../envs/deepauc.yaml"
     params:
         seeds=SEEDS,
         finetune_keys=FINETUNE_HISTORY_KEYS,

@@ -1,3 +1,8 @@
+# Params hold only what shapes a model, so that changing anything else reruns nothing: how a
+# job runs (device, threads, GPUs, compile, ...) reaches the scripts through threads, resources
+# and the config (deepauc.settings.JobResources).
+
+
 rule warmup:
     input:
         train="results/data/train.csv",
@@ -11,22 +16,22 @@ rule warmup:
         "results/logs/warmup/{arch}/seed{seed}.log",
     benchmark:
         "results/benchmarks/warmup/{arch}/seed{seed}.tsv"
-    conda:
-        "../../envs/deepauc.yaml"
     threads: config["train_threads"]
     resources:
         gpu=GPUS_PER_JOB,
+        ddp_processes=PROCESSES_PER_JOB,
     params:
         diseases=config["diseases"],
         image_size=config["image_size"],
         pretrained=config["pretrained"],
-        runtime=RUNTIME,
         augment=config["augment"],
         warmup=config["warmup"],
     script:
         "../scripts/warmup.py"
 
 
+# One job per architecture, seed, method and disease. A job's params are the shared stage-2 keys
+# and its own method's section: tuning one method reruns that method's models only.
 rule finetune:
     input:
         train="results/data/train.csv",
@@ -41,15 +46,13 @@ rule finetune:
         "results/logs/finetune/{arch}/seed{seed}/{method}/{disease}.log",
     benchmark:
         "results/benchmarks/finetune/{arch}/seed{seed}/{method}/{disease}.tsv"
-    conda:
-        "../../envs/deepauc.yaml"
     threads: config["train_threads"]
     resources:
         gpu=GPUS_PER_JOB,
+        ddp_processes=PROCESSES_PER_JOB,
     params:
         disease=disease_name,
-        runtime=RUNTIME,
         augment=config["augment"],
-        finetune=config["finetune"],
+        finetune=finetune_settings,
     script:
         "../scripts/finetune.py"

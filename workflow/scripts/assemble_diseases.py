@@ -4,7 +4,7 @@ import pandas as pd
 
 from deepauc.atomic import write_csv
 from deepauc.ensemble import assemble_diseases
-from deepauc.logs import logged_to
+from deepauc.jobs.logs import logged_to
 
 with logged_to(snakemake.log[0]):
     tables = [pd.read_csv(path) for path in snakemake.input]

@@ -3,7 +3,7 @@
 import pandas as pd
 
 from deepauc.cache import build_cache
-from deepauc.logs import logged_to
+from deepauc.jobs.logs import logged_to
 
 with logged_to(snakemake.log[0]):
     build_cache(

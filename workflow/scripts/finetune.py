@@ -1,24 +1,33 @@
-"""Rule finetune: stage 2, one disease's binary model from the warm-up, with DAM or CE."""
+"""Rule finetune: stage 2, one disease's binary model from the warm-up, with one method."""
 
-from deepauc.launch import run_training
-from deepauc.logs import logged_to
+from deepauc.jobs.launch import run_training
+from deepauc.jobs.logs import logged_to
+from deepauc.settings import (
+    AugmentSettings,
+    FinetuneSettings,
+    FinetuneSpec,
+    JobResources,
+    SplitFiles,
+)
 
-params, inputs = snakemake.params, snakemake.input
+params, inputs, output = snakemake.params, snakemake.input, snakemake.output
 with logged_to(snakemake.log[0]):
+    spec = FinetuneSpec(
+        warmup_checkpoint=inputs.warmup,
+        seed=int(snakemake.wildcards.seed),
+        disease=params.disease,
+        train=SplitFiles(inputs.train, inputs.train_cache),
+        val=SplitFiles(inputs.val, inputs.val_cache),
+        settings=FinetuneSettings.from_config(params.finetune, snakemake.wildcards.method),
+        augment=AugmentSettings.from_config(params.augment),
+        checkpoint=output.model,
+        history=output.history,
+        inputs=tuple(inputs),
+    )
+    resources = snakemake.resources
     run_training(
-        "finetune",
-        {
-            "warmup_checkpoint": inputs.warmup,
-            "disease": params.disease,
-            "method": snakemake.wildcards.method,
-            "train": {"table": inputs.train, "cache": inputs.train_cache},
-            "val": {"table": inputs.val, "cache": inputs.val_cache},
-            "settings": dict(params.finetune),
-            "augment": dict(params.augment),
-            "checkpoint": snakemake.output.model,
-            "history": snakemake.output.history,
-            "inputs": list(inputs),
-        },
-        runtime={"seed": int(snakemake.wildcards.seed), "threads": snakemake.threads}
-        | params.runtime,
+        spec,
+        JobResources.from_config(
+            snakemake.config, snakemake.threads, resources.gpu, resources.ddp_processes
+        ),
     )

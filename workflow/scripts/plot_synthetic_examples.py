@@ -2,7 +2,7 @@
 
 import pandas as pd
 
-from deepauc.logs import logged_to
+from deepauc.jobs.logs import logged_to
 from deepauc.plots import plot_label_examples
 
 with logged_to(snakemake.log[0]):

@@ -3,19 +3,20 @@
 import pandas as pd
 
 from deepauc.data import CachedSplit
-from deepauc.launch import job_runtime
-from deepauc.logs import logged_to
+from deepauc.jobs.launch import job_runtime
+from deepauc.jobs.logs import logged_to
 from deepauc.predict import predict_models, write_by_disease
+from deepauc.settings import JobResources
 
-params = snakemake.params
-with (
-    logged_to(snakemake.log[0]),
-    job_runtime({"seed": 0, "threads": snakemake.threads} | params.runtime) as runtime,
-):
+config = snakemake.config
+resources = JobResources.from_config(config, snakemake.threads, snakemake.resources.gpu)
+with logged_to(snakemake.log[0]), job_runtime(resources) as runtime:
     predictions = predict_models(
         list(snakemake.input.models),
         CachedSplit(pd.read_csv(snakemake.input.test), snakemake.input.test_cache),
         runtime,
-        batch_size=params.batch_size,
+        # Runtime only: scores do not depend on the batch they are computed in.
+        batch_size=config["evaluation"]["batch_size"],
     )
-    write_by_disease(predictions, dict(zip(params.diseases, snakemake.output, strict=True)))
+    diseases = snakemake.params.diseases
+    write_by_disease(predictions, dict(zip(diseases, snakemake.output, strict=True)))

@@ -1,6 +1,6 @@
 """Rule preprocess: CheXpert CSVs to validated train/val/test split files and a label audit."""
 
-from deepauc.logs import logged_to
+from deepauc.jobs.logs import logged_to
 from deepauc.preprocess import prepare_splits, write_splits
 from deepauc.settings import preprocess_settings
 

@@ -3,8 +3,8 @@
 import pandas as pd
 
 from deepauc.atomic import write_csv
-from deepauc.logs import logged_to
-from deepauc.summary import compare_dam_with_ce, summarize
+from deepauc.jobs.logs import logged_to
+from deepauc.summary import compare_with_control, summarize
 
 params = snakemake.params
 with logged_to(snakemake.log[0]):
@@ -14,5 +14,6 @@ with logged_to(snakemake.log[0]):
     }
     write_csv(summarize(tables, params.resamples, params.seed), snakemake.output.summary)
     write_csv(
-        compare_dam_with_ce(tables, params.resamples, params.seed), snakemake.output.comparison
+        compare_with_control(tables, params.control, params.resamples, params.seed),
+        snakemake.output.comparison,
     )

@@ -3,7 +3,7 @@
 import pandas as pd
 
 from deepauc.atomic import write_csv
-from deepauc.logs import logged_to
+from deepauc.jobs.logs import logged_to
 from deepauc.summary import summarize_by_seed
 
 params = snakemake.params

@@ -2,7 +2,7 @@
 
 from pathlib import Path
 
-from deepauc.logs import logged_to
+from deepauc.jobs.logs import logged_to
 from deepauc.settings import synth_spec
 from deepauc.synth import generate_dataset
 

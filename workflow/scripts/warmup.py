@@ -1,25 +1,35 @@
 """Rule warmup: stage 1, multi-label BCE over all diseases for one architecture and seed."""
 
-from deepauc.launch import run_training
-from deepauc.logs import logged_to
+from deepauc.jobs.launch import run_training
+from deepauc.jobs.logs import logged_to
+from deepauc.settings import (
+    AugmentSettings,
+    JobResources,
+    SplitFiles,
+    WarmupSettings,
+    WarmupSpec,
+)
 
-params, inputs = snakemake.params, snakemake.input
+params, inputs, output = snakemake.params, snakemake.input, snakemake.output
 with logged_to(snakemake.log[0]):
+    spec = WarmupSpec(
+        arch=snakemake.wildcards.arch,
+        seed=int(snakemake.wildcards.seed),
+        train=SplitFiles(inputs.train, inputs.train_cache),
+        val=SplitFiles(inputs.val, inputs.val_cache),
+        diseases=tuple(params.diseases),
+        image_size=params.image_size,
+        settings=WarmupSettings.from_config(params.warmup),
+        augment=AugmentSettings.from_config(params.augment),
+        checkpoint=output.model,
+        history=output.history,
+        pretrained=params.pretrained,
+        inputs=tuple(inputs),
+    )
+    resources = snakemake.resources
     run_training(
-        "warmup",
-        {
-            "arch": snakemake.wildcards.arch,
-            "train": {"table": inputs.train, "cache": inputs.train_cache},
-            "val": {"table": inputs.val, "cache": inputs.val_cache},
-            "diseases": list(params.diseases),
-            "image_size": params.image_size,
-            "settings": dict(params.warmup),
-            "augment": dict(params.augment),
-            "checkpoint": snakemake.output.model,
-            "history": snakemake.output.history,
-            "pretrained": params.pretrained,
-            "inputs": list(inputs),
-        },
-        runtime={"seed": int(snakemake.wildcards.seed), "threads": snakemake.threads}
-        | params.runtime,
+        spec,
+        JobResources.from_config(
+            snakemake.config, snakemake.threads, resources.gpu, resources.ddp_processes
+        ),
     )

@@ -1,0 +1,137 @@
+"""How a training or scoring job starts: on GPUs of its own, as one process or as DDP ranks.
+
+Rule scripts call :func:`run_training` with a typed spec (``deepauc.settings.WarmupSpec`` or
+``FinetuneSpec``: what the job computes) and its :class:`~deepauc.settings.JobResources` (how it
+runs), or :func:`job_runtime` to score. One process trains in the script's own process. More
+than one (``processes_per_job``) are started with torchrun, each running this module's ``main``
+on the same spec; torch.distributed joins them (NCCL on GPUs, gloo on the CPU), each rank draws
+its share of every batch, and rank 0 alone writes checkpoints, histories and its log lines.
+"""
+
+import contextlib
+import dataclasses
+import json
+import logging
+import os
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import torch.distributed as dist
+
+from deepauc.errors import InputError
+from deepauc.jobs.gpus import claimed_gpus
+from deepauc.jobs.logs import FORMAT
+from deepauc.settings import SPECS, FinetuneSpec, JobResources, WarmupSpec
+from deepauc.training.runtime import Runtime
+from deepauc.training.stages import run_spec
+
+log = logging.getLogger(__name__)
+
+
+@contextlib.contextmanager
+def job_runtime(resources: JobResources, seed: int = 0) -> Iterator[Runtime]:
+    """A one-process :class:`Runtime` for ``resources``, on GPUs claimed for it."""
+    with _claimed(resources):
+        yield Runtime.for_job(resources, seed)
+
+
+def run_training(spec: WarmupSpec | FinetuneSpec, resources: JobResources) -> None:
+    """Train ``spec`` with ``resources``: in this process, or as ``resources.processes`` DDP
+    ranks started with torchrun."""
+    with _claimed(resources):
+        if resources.processes == 1:
+            run_spec(spec, Runtime.for_job(resources, spec.seed))
+        else:
+            _torchrun(spec, resources)
+
+
+@contextlib.contextmanager
+def _claimed(resources: JobResources) -> Iterator[None]:
+    """Hold the job's GPUs (none on the CPU)."""
+    with claimed_gpus(0 if resources.device == "cpu" else resources.gpus):
+        yield
+
+
+def _torchrun(spec: WarmupSpec | FinetuneSpec, resources: JobResources) -> None:
+    """Start ``resources.processes`` ranks with torchrun on this machine; their output goes to
+    this job's log (our stderr)."""
+    folder = Path(spec.checkpoint).parent
+    folder.mkdir(parents=True, exist_ok=True)
+    description = {
+        "stage": spec.stage,
+        "spec": dataclasses.asdict(spec),
+        "resources": dataclasses.asdict(resources),
+    }
+    with tempfile.NamedTemporaryFile(
+        "w", dir=folder, prefix=".ddp-", suffix=".json", delete=False
+    ) as handle:
+        json.dump(description, handle)
+    env = {
+        **os.environ,
+        # The ranks import deepauc from where this process did (a checkout's src/ included).
+        "PYTHONPATH": os.pathsep.join(
+            [str(Path(__file__).resolve().parents[2]), os.environ.get("PYTHONPATH", "")]
+        ).rstrip(os.pathsep),
+        "OMP_NUM_THREADS": str(resources.threads_per_process),
+    }
+    command = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",  # rendezvous on a free local port: jobs side by side do not collide
+        f"--nproc-per-node={resources.processes}",
+        "-m",
+        "deepauc.jobs.launch",
+        handle.name,
+    ]
+    log.info("starting %d DDP processes: %s", resources.processes, " ".join(command))
+    sys.stderr.flush()
+    try:
+        finished = subprocess.run(command, env=env, stdout=sys.stderr, stderr=sys.stderr)
+    finally:
+        Path(handle.name).unlink(missing_ok=True)
+    if finished.returncode != 0:
+        raise InputError(
+            f"DDP training failed: torchrun exited with status {finished.returncode}",
+            fix="read the ranks' messages above in this log (the first error is the cause).",
+        )
+
+
+def main(spec_path: str) -> int:
+    """One DDP rank, as torchrun starts it (RANK, LOCAL_RANK and WORLD_SIZE are set)."""
+    rank = int(os.environ["RANK"])
+    local_rank = int(os.environ["LOCAL_RANK"])
+    world_size = int(os.environ["WORLD_SIZE"])
+    logging.basicConfig(
+        stream=sys.stderr,
+        format=FORMAT.replace("%(levelname)s", f"rank {rank} %(levelname)s"),
+        # Rank 0 tells the story; the others speak up only for problems.
+        level=logging.INFO if rank == 0 else logging.WARNING,
+    )
+    description = json.loads(Path(spec_path).read_text())
+    spec = SPECS[description["stage"]].from_dict(description["spec"])
+    resources = JobResources(**description["resources"])
+    try:
+        runtime = Runtime.for_job(
+            resources, spec.seed, rank=rank, world_size=world_size, local_rank=local_rank
+        )
+        dist.init_process_group(
+            "nccl" if runtime.device.type == "cuda" else "gloo",
+            **({"device_id": runtime.device} if runtime.device.type == "cuda" else {}),
+        )
+        try:
+            run_spec(spec, runtime)
+        finally:
+            dist.destroy_process_group()
+    except InputError as err:
+        logging.getLogger("deepauc").error("%s", err)
+        print(f"deepauc: error (rank {rank}): {err}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1]))

@@ -1,0 +1,38 @@
+"""How many GPUs and processes each training job takes, from the config's runtime keys.
+
+Kept free of torch: the workflow resolves it while parsing, before any job starts.
+"""
+
+from deepauc.errors import InputError
+
+
+def job_parallelism(config: dict, gpu_here: bool, on_cluster: bool = False) -> tuple[int, int]:
+    """(GPUs, processes) of each training job, from the keys device, gpus_per_job and
+    processes_per_job.
+
+    ``gpus_per_job: auto`` is 1 where training will use a GPU: ``device: cuda``, or ``auto`` on a
+    machine with an NVIDIA driver (``gpu_here``) or when jobs go to a cluster (``on_cluster``: the
+    login node that plans them may have no GPU). ``processes_per_job: auto`` is one per GPU (one
+    on a CPU). More than one process trains with DDP: one per GPU, or over gloo on the CPU.
+    """
+    device = config["device"]
+    gpus = config["gpus_per_job"]
+    if gpus == "auto":
+        gpus = int(device == "cuda" or (device == "auto" and (gpu_here or on_cluster)))
+    processes = config["processes_per_job"]
+    if processes == "auto":
+        processes = max(gpus, 1) if device != "cpu" else 1
+    if device == "cuda" and gpus == 0:
+        raise InputError(
+            "device is cuda but gpus_per_job is 0",
+            where="config keys device, gpus_per_job",
+            fix="set gpus_per_job to 1 or more (or auto), or device: cpu.",
+        )
+    if device != "cpu" and gpus > 0 and processes != gpus:
+        raise InputError(
+            f"processes_per_job is {processes} but gpus_per_job is {gpus}: DDP runs one "
+            "process per GPU",
+            where="config key processes_per_job",
+            fix=f"set processes_per_job: auto (or {gpus}), or device: cpu for CPU processes.",
+        )
+    return gpus, processes

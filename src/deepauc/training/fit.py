@@ -1,0 +1,213 @@
+"""The one training loop both stages and every method run, readable top to bottom.
+
+``fit``: forward, loss, backward, step, evaluation on the val split at the configured cadence,
+best-on-val selection, and a resume file each epoch holding everything needed to continue.
+Rerunning an interrupted job resumes from its last finished epoch through the same code path
+as a fresh start.
+"""
+
+import copy
+import logging
+import math
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.distributed as dist
+from torch import nn
+from tqdm import tqdm
+
+from deepauc.atomic import write_csv
+from deepauc.checkpoints import save_model
+from deepauc.data import to_model_input
+from deepauc.stats import aucs_by_column
+from deepauc.training.job import Job
+from deepauc.training.resume import fingerprint, load_resume, restore, save_resume
+from deepauc.training.runtime import Runtime
+from deepauc.training.scoring import predict_probabilities
+
+log = logging.getLogger(__name__)
+
+
+def prepare_batch(job: Job, images: torch.Tensor, runtime: Runtime) -> torch.Tensor:
+    """A loader's uint8 batch as augmented model input on the job's device."""
+    return to_model_input(images, runtime.device, job.augment, job.augment_generator)
+
+
+def train_step(
+    job: Job, model_input: torch.Tensor, targets: torch.Tensor, runtime: Runtime
+) -> torch.Tensor:
+    """One forward, loss, backward and optimizer step; returns the loss without waiting for it."""
+    with runtime.autocast():
+        logits = job.train_model(model_input)
+    loss = job.loss_fn(logits.float(), targets)
+    job.optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    job.optimizer.step()
+    return loss.detach()
+
+
+def fit(
+    job: Job,
+    runtime: Runtime,
+    checkpoint: Path,
+    history_path: Path,
+    inputs: list[str] = (),
+) -> pd.DataFrame:
+    """Train ``job`` for its epochs, keep the best-on-val weights, resume if interrupted.
+
+    ``inputs`` are the files the job was built from: a resume file made from other versions of
+    them (or from other settings) is not reused.
+    """
+    model = job.model
+    key = fingerprint(job.meta, job.settings, runtime, inputs)
+    resume_path = checkpoint.with_name(checkpoint.name + ".resume")
+    start_epoch, step, best, history = 1, 0, {"score": -math.inf, "epoch": 0, "state": None}, []
+    resumed = load_resume(resume_path, key, runtime.device)
+    if resumed is not None:
+        restore(job, resumed, runtime)
+        start_epoch, step = resumed["epoch"] + 1, resumed["step"]
+        best, history = resumed["best"], resumed["history"]
+        log.info("%s: resuming after epoch %d of %d", job.name, resumed["epoch"], job.epochs)
+
+    for epoch in range(start_epoch, job.epochs + 1):
+        model.train()
+        if hasattr(job.train_loader.sampler, "set_epoch"):  # DDP samplers: a new order per epoch
+            job.train_loader.sampler.set_epoch(epoch)
+        started, seen, batch = time.perf_counter(), 0, 0
+        loss_sum = torch.zeros((), device=runtime.device)
+        steps = _batches_per_epoch(job)
+        bar = tqdm(
+            total=steps,
+            desc=f"{job.name} epoch {epoch}/{job.epochs}",
+            unit="batch",
+            file=sys.stderr,
+            mininterval=1.0 if sys.stderr.isatty() else 30.0,
+            disable=not runtime.is_main,
+        )
+        for batch, (images, targets) in enumerate(job.train_loader, 1):
+            model_input = prepare_batch(job, images, runtime)
+            targets = targets.to(runtime.device, non_blocking=True)
+            loss_sum += train_step(job, model_input, targets, runtime)
+            seen += len(images)
+            step += 1
+            bar.update()
+            if batch % 50 == 0:  # reading the loss waits for the GPU: not every step
+                rate = seen / (time.perf_counter() - started)
+                bar.set_postfix(loss=f"{loss_sum.item() / batch:.4f}", img_s=f"{rate:.0f}")
+            if job.eval_every_steps and step % job.eval_every_steps == 0:
+                score, per_output = evaluate(job, runtime)
+                best = _keep_best(best, score, epoch, model, runtime)
+                history.append(
+                    _history_row(
+                        job, runtime, epoch, step, loss_sum, batch, score, per_output, started, seen
+                    )
+                )
+                model.train()
+        bar.close()
+        score, per_output = evaluate(job, runtime)
+        best = _keep_best(best, score, epoch, model, runtime)
+        row = _history_row(
+            job, runtime, epoch, step, loss_sum, batch, score, per_output, started, seen
+        )
+        history.append(row)
+        job.after_epoch(epoch)
+        log.info(
+            "%s epoch %d/%d: train loss %.4f, val AUC %.4f, lr %.3g, %.1f s, %.0f images/s",
+            job.name,
+            epoch,
+            job.epochs,
+            row["train_loss"],
+            score,
+            row["lr"],
+            row["seconds"],
+            row["images_per_second"],
+        )
+        save_resume(resume_path, job, runtime, key, epoch, step, best, history)
+
+    table = pd.DataFrame(history)
+    if not runtime.is_main:  # rank 0 writes the job's files
+        return table
+    if best["state"] is None:  # every val AUC undefined: keep the last weights
+        best = {
+            "score": float("nan"),
+            "epoch": job.epochs,
+            "state": copy.deepcopy(model.state_dict()),
+        }
+    meta = {**job.meta, "epoch": best["epoch"], "val_auc": best["score"], "seed": runtime.seed}
+    save_model(checkpoint, best["state"], meta)
+    write_csv(table, history_path)
+    resume_path.unlink(missing_ok=True)
+    log.info(
+        "%s: best val AUC %.4f at epoch %d -> %s",
+        job.name,
+        best["score"],
+        best["epoch"],
+        checkpoint,
+    )
+    return table
+
+
+def evaluate(job: Job, runtime: Runtime) -> tuple[float, list[float]]:
+    """Mean val AUC over the job's outputs (ignoring undefined ones), and each output's AUC.
+
+    Under DDP each rank scores every world_size-th image and all ranks get all scores, so they
+    take the same best-on-val decisions.
+    """
+    scores = predict_probabilities(job.model, job.val_loader, runtime)
+    if runtime.distributed:
+        shares = [None] * runtime.world_size
+        dist.all_gather_object(shares, scores)
+        scores = np.empty((len(job.val_loader.dataset), scores.shape[1]), dtype=scores.dtype)
+        for rank, share in enumerate(shares):
+            scores[rank :: runtime.world_size] = share
+    per_output = aucs_by_column(job.val_loader.dataset.targets, scores)
+    defined = [a for a in per_output if not math.isnan(a)]
+    return (float(np.mean(defined)) if defined else float("nan")), per_output
+
+
+def _batches_per_epoch(job: Job) -> int:
+    if job.sampler is not None:
+        return job.sampler.num_batches
+    return len(job.train_loader)
+
+
+def _keep_best(best: dict, score: float, epoch: int, model: nn.Module, runtime: Runtime) -> dict:
+    if not math.isnan(score) and score > best["score"]:
+        # Only rank 0 saves the weights; the other ranks keep the score to decide alike.
+        state = (
+            {k: v.detach().clone() for k, v in model.state_dict().items()}
+            if runtime.is_main
+            else None
+        )
+        return {"score": score, "epoch": epoch, "state": state}
+    return best
+
+
+def _history_row(
+    job, runtime, epoch, step, loss_sum, batches, score, per_output, started, seen
+) -> dict:
+    seconds = time.perf_counter() - started
+    loss = loss_sum / max(batches, 1)
+    if runtime.distributed:  # the mean over ranks, and images of all ranks
+        loss = loss.clone()
+        dist.all_reduce(loss)
+        loss /= runtime.world_size
+        seen *= runtime.world_size
+    row = {
+        "epoch": epoch,
+        "step": step,
+        "train_loss": loss.item(),
+        "val_auc": score,
+        "lr": job.optimizer.param_groups[0]["lr"],
+        "seconds": seconds,
+        "images_per_second": seen / seconds if seconds else float("nan"),
+    }
+    if len(job.outputs) > 1:
+        row.update(
+            {f"val_auc:{name}": auc for name, auc in zip(job.outputs, per_output, strict=True)}
+        )
+    return row

@@ -1,0 +1,280 @@
+"""The two training stages, each built into a :class:`Job` for ``fit``.
+
+Stage 1 (``run_warmup``): a timm backbone learns all diseases at once with masked multi-label
+binary cross-entropy and Adam. Stage 2 (``run_finetune``): per disease, the warm-up backbone gets
+a fresh one-logit head and is fine-tuned with one registered method (``deepauc.methods``: DAM,
+the CE control, ...); every method draws batches with LibAUC's DualSampler, for the same epochs
+and batches, so that they run at equal compute.
+
+``run_spec`` runs a :class:`~deepauc.settings.WarmupSpec` or
+:class:`~deepauc.settings.FinetuneSpec` as built by a rule script.
+"""
+
+import logging
+import os
+from dataclasses import asdict
+from pathlib import Path
+
+import pandas as pd
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DistributedSampler
+
+from deepauc.checkpoints import load_model
+from deepauc.data import CachedSplit, augment_generator
+from deepauc.methods import METHODS
+from deepauc.models import create_model, replace_head
+from deepauc.settings import (
+    AugmentSettings,
+    FinetuneSettings,
+    FinetuneSpec,
+    SplitFiles,
+    WarmupSettings,
+    WarmupSpec,
+)
+from deepauc.training.fit import fit
+from deepauc.training.job import Job
+from deepauc.training.loaders import (
+    dual_sampler,
+    eval_loader,
+    make_loader,
+    place_images,
+    sampling_rate_for,
+)
+from deepauc.training.runtime import Runtime, seed_everything
+
+log = logging.getLogger(__name__)
+
+
+def warmup_job(
+    arch: str,
+    train: CachedSplit,
+    val: CachedSplit,
+    diseases: list[str],
+    image_size: int,
+    settings: WarmupSettings,
+    augment: AugmentSettings,
+    runtime: Runtime,
+    pretrained: bool | str = False,
+) -> Job:
+    """Stage 1's model, loss, optimizer and loaders, ready for ``fit``."""
+    seed_everything(runtime.seed)
+    model = _on_device(create_model(arch, len(diseases), image_size, pretrained), runtime)
+    train_images = place_images(train.images(diseases, image_size), runtime)
+    batch_size = runtime.share_of(settings.batch_size, "warmup.batch_size")
+    if runtime.distributed:  # each rank a disjoint share of every epoch's shuffle
+        order = {
+            "sampler": DistributedSampler(
+                train_images,
+                num_replicas=runtime.world_size,
+                rank=runtime.rank,
+                shuffle=True,
+                seed=runtime.seed,
+                drop_last=True,
+            )
+        }
+    else:
+        order = {"shuffle": True}
+    train_loader = make_loader(
+        train_images,
+        runtime,
+        batch_size=batch_size,
+        drop_last=len(train_images) > settings.batch_size,
+        generator=torch.Generator().manual_seed(runtime.seed),
+        **order,
+    )
+    val_images = place_images(val.images(diseases, image_size), runtime)
+    return Job(
+        name=f"warmup {arch}",
+        model=model,
+        loss_fn=masked_bce,
+        optimizer=torch.optim.Adam(
+            model.parameters(), lr=settings.lr, weight_decay=settings.weight_decay
+        ),
+        train_loader=train_loader,
+        val_loader=eval_loader(val_images, batch_size, runtime),
+        augment=augment,
+        augment_generator=augment_generator(runtime.device, runtime.seed + runtime.rank),
+        epochs=settings.epochs,
+        eval_every_steps=settings.eval_every_steps,
+        outputs=list(diseases),
+        meta={"arch": arch, "image_size": image_size, "outputs": list(diseases), "stage": "warmup"},
+        settings={"stage": asdict(settings), "augment": asdict(augment)},
+        train_model=_training_module(model, runtime),
+    )
+
+
+def run_warmup(
+    arch: str,
+    train: CachedSplit,
+    val: CachedSplit,
+    diseases: list[str],
+    image_size: int,
+    settings: WarmupSettings,
+    augment: AugmentSettings,
+    runtime: Runtime,
+    checkpoint: str | os.PathLike,
+    history: str | os.PathLike,
+    pretrained: bool | str = False,
+    inputs: list[str] = (),
+) -> pd.DataFrame:
+    """Stage 1. Writes the best-on-val model to ``checkpoint`` and per-epoch rows to ``history``."""
+    job = warmup_job(arch, train, val, diseases, image_size, settings, augment, runtime, pretrained)
+    return fit(job, runtime, Path(checkpoint), Path(history), inputs)
+
+
+def finetune_job(
+    warmup_checkpoint: str | os.PathLike,
+    disease: str,
+    train: CachedSplit,
+    val: CachedSplit,
+    settings: FinetuneSettings,
+    augment: AugmentSettings,
+    runtime: Runtime,
+) -> Job:
+    """Stage 2's model, loss, optimizer, sampler and loaders for one disease and the method of
+    ``settings``, ready for ``fit``."""
+    method = METHODS[settings.method]
+    seed_everything(runtime.seed)
+    model, warm = load_model(warmup_checkpoint, runtime.device)
+    model = _on_device(replace_head(model, 1), runtime)
+    image_size = warm["image_size"]
+    train_images = train.images([disease], image_size, keep=train.table[disease].notna())
+    train_images = place_images(train_images, runtime)
+    labels = train_images.targets[:, 0]
+    rate = sampling_rate_for(labels, settings.sampling_rate)
+    batch_size = runtime.share_of(settings.batch_size, "finetune.batch_size")
+    sampler = dual_sampler(train_images, labels, rate, batch_size, runtime)
+    train_loader = make_loader(
+        train_images,
+        runtime,
+        batch_size=batch_size,
+        sampler=sampler,
+        generator=torch.Generator().manual_seed(runtime.seed),
+    )
+    recipe = method.build(model, settings.method_settings, runtime.device, log)
+    log.info(
+        "%s %s: %d train images (%d positive), sampling rate %.2f, %d batches an epoch",
+        method.name,
+        disease,
+        len(train_images),
+        int(labels.sum()),
+        rate,
+        sampler.num_batches,
+    )
+    val_images = place_images(val.images([disease], image_size), runtime)
+    return Job(
+        name=f"{method.name} {warm['arch']} {disease}",
+        model=model,
+        loss_fn=recipe.loss_fn,
+        optimizer=recipe.optimizer,
+        train_loader=train_loader,
+        val_loader=eval_loader(val_images, batch_size, runtime),
+        augment=augment,
+        augment_generator=augment_generator(runtime.device, runtime.seed + runtime.rank),
+        epochs=settings.epochs,
+        eval_every_steps=settings.eval_every_steps,
+        outputs=[disease],
+        meta={
+            "arch": warm["arch"],
+            "image_size": image_size,
+            "outputs": [disease],
+            "stage": method.name,
+            "warmup_val_auc": warm.get("val_auc"),
+            "sampling_rate": rate,
+        },
+        settings={"stage": asdict(settings), "augment": asdict(augment)},
+        after_epoch=recipe.after_epoch,
+        extra_state=recipe.extra_state,
+        sampler=sampler,
+        train_model=_training_module(model, runtime),
+    )
+
+
+def run_finetune(
+    warmup_checkpoint: str | os.PathLike,
+    disease: str,
+    train: CachedSplit,
+    val: CachedSplit,
+    settings: FinetuneSettings,
+    augment: AugmentSettings,
+    runtime: Runtime,
+    checkpoint: str | os.PathLike,
+    history: str | os.PathLike,
+    inputs: list[str] = (),
+) -> pd.DataFrame:
+    """Stage 2 for one disease with the method of ``settings``; outputs as ``run_warmup``."""
+    job = finetune_job(warmup_checkpoint, disease, train, val, settings, augment, runtime)
+    return fit(job, runtime, Path(checkpoint), Path(history), inputs)
+
+
+def run_spec(spec: WarmupSpec | FinetuneSpec, runtime: Runtime) -> pd.DataFrame:
+    """Read the spec's split files and run its stage."""
+    train, val = _read_split(spec.train), _read_split(spec.val)
+    if isinstance(spec, WarmupSpec):
+        return run_warmup(
+            spec.arch,
+            train,
+            val,
+            list(spec.diseases),
+            spec.image_size,
+            spec.settings,
+            spec.augment,
+            runtime,
+            spec.checkpoint,
+            spec.history,
+            pretrained=spec.pretrained,
+            inputs=list(spec.inputs),
+        )
+    return run_finetune(
+        spec.warmup_checkpoint,
+        spec.disease,
+        train,
+        val,
+        spec.settings,
+        spec.augment,
+        runtime,
+        spec.checkpoint,
+        spec.history,
+        inputs=list(spec.inputs),
+    )
+
+
+def _read_split(files: SplitFiles) -> CachedSplit:
+    return CachedSplit(pd.read_csv(files.table), files.cache)
+
+
+def masked_bce(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """BCE over the labels that are not ignored (NaN), averaged over those."""
+    known = ~torch.isnan(targets)
+    losses = F.binary_cross_entropy_with_logits(logits, torch.nan_to_num(targets), reduction="none")
+    return (losses * known).sum() / known.sum().clamp(min=1)
+
+
+def _on_device(model: nn.Module, runtime: Runtime) -> nn.Module:
+    model = model.to(runtime.device)
+    if runtime.device.type == "cuda":
+        # Tensor cores want NHWC; cuDNN picks the fastest kernels for our fixed batch shape.
+        model = model.to(memory_format=torch.channels_last)
+        torch.backends.cudnn.benchmark = True
+    return model
+
+
+def _training_module(model: nn.Module, runtime: Runtime) -> nn.Module:
+    """The module that trains: ``model`` itself, wrapped in DDP under several processes (which
+    averages gradients over the ranks in backward), compiled with ``torch.compile`` if asked.
+
+    Evaluation and checkpoints use ``model``: it shares the weights, and its state dict has no
+    wrapper prefixes. BatchNorm statistics stay per rank (as in torchvision's reference DDP
+    recipes); rank 0's running statistics are what DDP broadcasts and what is saved.
+    """
+    module = model
+    if runtime.distributed:
+        device_ids = [runtime.device.index] if runtime.device.type == "cuda" else None
+        module = DistributedDataParallel(model, device_ids=device_ids)
+    if not runtime.compile:
+        return module
+    log.info("compiling the model with torch.compile (the first steps take longer)")
+    return torch.compile(module)
