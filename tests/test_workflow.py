@@ -60,12 +60,65 @@ def snakemake(work: Path, *args: str) -> subprocess.CompletedProcess:
     )
 
 
-def test_whole_dag_on_a_tiny_config(tmp_path):
-    work = checkout(tmp_path, "quick")
-    (work / "tiny.yaml").write_text(yaml.safe_dump(TINY))
+# A method that exists only in the copy of the workflow that the whole-DAG run uses: one
+# registry entry appended to deepauc/methods.py, and its section in the config. Nothing else is
+# edited, and the DAG, the summary, the comparison and the figures must all take it in.
+TOY_METHOD = """
+
+@dataclass(frozen=True)
+class SgdCeSettings:
+    lr: float = 0.01
+    momentum: float = 0.9
+
+
+def build_sgd_ce(model, settings, device, log):
+    import torch
+    import torch.nn.functional as F
+
+    optimizer = torch.optim.SGD(model.parameters(), lr=settings.lr, momentum=settings.momentum)
+    return Recipe(loss_fn=F.binary_cross_entropy_with_logits, optimizer=optimizer)
+
+
+register(
+    Method(
+        name="sgd_ce",
+        label="CE with SGD",
+        color="#31a354",
+        linestyle="-.",
+        loss_name="BCE",
+        settings=SgdCeSettings,
+        build=build_sgd_ce,
+    )
+)
+"""
+TOY_COLOR = "#31a354"
+WITH_TOY = {**TINY, "finetune": {**TINY["finetune"], "methods": ["dam", "ce", "sgd_ce"]}}
+WITH_TOY["finetune"]["sgd_ce"] = {"lr": 0.01}
+DISEASE_SLUGS = ["cardiomegaly", "edema", "consolidation", "atelectasis", "pleural_effusion"]
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory) -> Path:
+    """The tiny DAG (default targets, so figures too), run once, with the toy method."""
+    work = checkout(tmp_path_factory.mktemp("dag"), "quick")
+    methods = work / "src" / "deepauc" / "methods.py"
+    methods.write_text(methods.read_text() + TOY_METHOD)
+    (work / "tiny.yaml").write_text(yaml.safe_dump(WITH_TOY))
     run = snakemake(work, "--configfile", "tiny.yaml")
     assert run.returncode == 0, run.stderr[-3000:]
-    data = work / "results" / "data"
+    return work
+
+
+def copy_of(finished: Path, tmp_path: Path) -> Path:
+    """A copy of the finished run (results and Snakemake's records, times kept) for a test
+    that changes or reruns something."""
+    work = tmp_path / "copy"
+    shutil.copytree(finished, work, symlinks=True)
+    return work
+
+
+def test_whole_dag_writes_splits_models_and_logs(finished):
+    data = finished / "results" / "data"
     splits = {s: pd.read_csv(data / f"{s}.csv") for s in ("train", "val", "test")}
     assert list(splits["train"].columns) == ["image", "patient", "study", "view", *DISEASES]
     assert not set(splits["train"]["patient"]) & set(splits["val"]["patient"])
@@ -76,26 +129,98 @@ def test_whole_dag_on_a_tiny_config(tmp_path):
         counts = audit[audit["split"] == split].set_index("disease")
         assert (counts["images"] == len(table)).all()
         assert (counts["positive"] == table[DISEASES].sum()).all()
-    models = work / "results" / "models" / "resnet10t" / "seed0"
+    models = finished / "results" / "models" / "resnet10t" / "seed0"
     assert (models / "warmup.pt").exists()
-    for method in ("dam", "ce"):
-        for disease in (
-            "cardiomegaly",
-            "edema",
-            "consolidation",
-            "atelectasis",
-            "pleural_effusion",
-        ):
+    for method in ("dam", "ce", "sgd_ce"):
+        for disease in DISEASE_SLUGS:
             assert (models / method / f"{disease}.pt").exists(), (method, disease)
             history = pd.read_csv(models / method / f"{disease}.history.csv")
             assert history["val_auc"].between(0, 1).all()
     assert not list(models.rglob("*.resume"))
-    log = (work / "results/logs/finetune/resnet10t/seed0/dam/edema.log").read_text()
+    log = (finished / "results/logs/finetune/resnet10t/seed0/dam/edema.log").read_text()
     assert "epoch 1/1: train loss" in log
-    check_summary(work)
-    assert "Nothing to be done" in snakemake(work, "--configfile", "tiny.yaml").stderr
+    assert "Nothing to be done" in snakemake(finished, "--configfile", "tiny.yaml").stderr
 
-    # A change to the plotting code or a plot setting reruns the plot rule and nothing upstream.
+
+def test_summary_and_comparison_hold_every_registered_method(finished):
+    check_summary(finished)
+
+
+def test_every_figure_draws_the_toy_method(finished):
+    figures = finished / "results" / "figures"
+    for name in ("auc_by_architecture", "roc_edema", "training_resnet10t"):
+        assert TOY_COLOR in (figures / f"{name}.svg").read_text(), name
+
+
+def test_report_is_written(finished, tmp_path):
+    work = copy_of(finished, tmp_path)
+    report = snakemake(work, "--configfile", "tiny.yaml", "--report", "results/report.html")
+    assert report.returncode == 0, report.stderr[-3000:]
+    assert (work / "results" / "report.html").stat().st_size > 10_000
+
+
+SUMMARY = "results/summary.csv"
+TRAINING_RULES = {"warmup", "finetune", "predict"}
+RUNTIME_CHANGES = {
+    "compile": {"compile": True},
+    "images_on_gpu": {"images_on_gpu": "never"},
+    "train_threads": {"train_threads": 1},
+    "gpus_per_job 0 -> 1": {"gpus_per_job": 1},
+    "processes_per_job": {"processes_per_job": 1},
+    "device": {"device": "cpu"},
+    "evaluation batch size": {"evaluation": {"batch_size": 16}},
+}
+
+
+@pytest.mark.parametrize("case", list(RUNTIME_CHANGES))
+def test_a_runtime_key_change_reruns_no_training(finished, tmp_path, case):
+    (tmp_path / "change.yaml").write_text(yaml.safe_dump(RUNTIME_CHANGES[case]))
+    planned = jobs_to_run(
+        finished, "--configfile", "tiny.yaml", str(tmp_path / "change.yaml"), "--", SUMMARY
+    )
+    assert not planned & TRAINING_RULES, planned
+
+
+def _planned_finetunes(finished, tmp_path, change: dict) -> dict[str, set[str]]:
+    """The rules a dry run plans after ``change`` to the tiny config, and the methods of the
+    fine-tunes among them."""
+    config = yaml.safe_load(yaml.safe_dump(WITH_TOY))
+    for section, values in change.items():
+        for key, value in values.items():
+            if isinstance(value, dict):
+                config[section][key] = {**config[section].get(key, {}), **value}
+            else:
+                config[section][key] = value
+    (tmp_path / "changed.yaml").write_text(yaml.safe_dump(config))
+    jobs = planned_jobs(finished, "--configfile", str(tmp_path / "changed.yaml"), "--", SUMMARY)
+    return {
+        "rules": {rule for rule, _ in jobs},
+        "finetune": {w["method"] for rule, w in jobs if rule == "finetune"},
+        "finetune_jobs": sum(rule == "finetune" for rule, _ in jobs),
+        "warmup_jobs": sum(rule == "warmup" for rule, _ in jobs),
+    }
+
+
+def test_a_method_setting_reruns_that_method_only(finished, tmp_path):
+    ce = _planned_finetunes(finished, tmp_path, {"finetune": {"ce": {"lr": 3e-4}}})
+    assert ce["finetune"] == {"ce"} and ce["finetune_jobs"] == 2 * len(DISEASE_SLUGS)
+    assert {"predict", "summarize"} <= ce["rules"] and "warmup" not in ce["rules"]
+    dam = _planned_finetunes(finished, tmp_path, {"finetune": {"dam": {"lr": 0.05}}})
+    assert dam["finetune"] == {"dam"}
+    toy = _planned_finetunes(finished, tmp_path, {"finetune": {"sgd_ce": {"momentum": 0.5}}})
+    assert toy["finetune"] == {"sgd_ce"}
+
+
+def test_a_shared_setting_reruns_all_training(finished, tmp_path):
+    warmup = _planned_finetunes(finished, tmp_path, {"warmup": {"lr": 3e-3}})
+    assert warmup["warmup_jobs"] == 2
+    assert warmup["finetune_jobs"] == 2 * 3 * len(DISEASE_SLUGS)
+    shared = _planned_finetunes(finished, tmp_path, {"finetune": {"epochs": 2}})
+    assert shared["warmup_jobs"] == 0 and shared["finetune_jobs"] == 2 * 3 * len(DISEASE_SLUGS)
+
+
+def test_a_plot_change_reruns_the_plot_and_nothing_upstream(finished, tmp_path):
+    work = copy_of(finished, tmp_path)
     plots = work / "src" / "deepauc" / "plots.py"
     plots.write_text(plots.read_text() + "\n# a change to the plotting code\n")
     figure = "results/figures/auc_by_architecture.png"
@@ -106,34 +231,30 @@ def test_whole_dag_on_a_tiny_config(tmp_path):
     run = snakemake(work, "--configfile", "tiny.yaml", "dpi.yaml", "--", figure)
     assert run.returncode == 0, run.stderr[-3000:]
     assert "localrule plot_auc_by_architecture" in run.stderr
-    assert "localrule summarize" not in run.stderr and "localrule predict" not in run.stderr
+    assert "localrule summarize" not in run.stderr and "rule predict" not in run.stderr
 
-    report = snakemake(work, "--configfile", "tiny.yaml", "--report", "results/report.html")
-    assert report.returncode == 0, report.stderr[-3000:]
-    assert (work / "results" / "report.html").stat().st_size > 10_000
 
-    # Same config and seed on CPU: every job again from the data up, byte-identical answers.
-    first = {
-        name: (work / "results" / name).read_bytes() for name in ("summary.csv", "comparison.csv")
-    }
+def test_same_config_and_seed_give_byte_identical_answers(finished, tmp_path):
+    """Every job again from the data up, on a CPU: the same summary and comparison, byte for
+    byte."""
+    work = copy_of(finished, tmp_path)
+    first = {name: (work / "results" / name).read_bytes() for name in ("summary.csv",)}
+    first["comparison.csv"] = (work / "results" / "comparison.csv").read_bytes()
     again = snakemake(
-        work,
-        "--configfile",
-        "tiny.yaml",
-        "--forcerun",
-        "synthesize_dataset",
-        "--",
-        "results/summary.csv",
+        work, "--configfile", "tiny.yaml", "--forcerun", "synthesize_dataset", "--", SUMMARY
     )
     assert again.returncode == 0, again.stderr[-3000:]
-    assert "localrule warmup" in again.stderr
+    assert "rule warmup" in again.stderr
     for name, content in first.items():
         assert (work / "results" / name).read_bytes() == content, name
 
-    # The same download through config/chexpert.yaml, as a user with real CheXpert would run it.
+
+def test_chexpert_config_reads_the_same_download_into_the_same_splits(finished, tmp_path):
+    """The synthetic download through config/chexpert.yaml, as a user with real CheXpert would
+    run it."""
     real = checkout(tmp_path, "real")
     (real / "split.yaml").write_text(yaml.safe_dump({"split": TINY["split"]}))
-    downloaded = work / "results" / "synthetic"
+    downloaded = finished / "results" / "synthetic"
     run = snakemake(
         real,
         "--configfile",
@@ -147,7 +268,8 @@ def test_whole_dag_on_a_tiny_config(tmp_path):
     assert run.returncode == 0, run.stderr[-3000:]
     for split in ("train", "val", "test"):
         again = pd.read_csv(real / "results" / "data" / f"{split}.csv")
-        assert again.drop(columns="image").equals(splits[split].drop(columns="image")), split
+        expected = pd.read_csv(finished / "results" / "data" / f"{split}.csv")
+        assert again.drop(columns="image").equals(expected.drop(columns="image")), split
 
 
 def jobs_to_run(work: Path, *args: str) -> set[str]:
@@ -177,7 +299,7 @@ def check_summary(work: Path) -> None:
         "n_neg",
     ]
     assert set(summary["architecture"]) == {"resnet10t", "efficientvit_b0", "ensemble"}
-    assert set(summary["method"]) == {"warmup", "ce", "dam"}
+    assert set(summary["method"]) == {"warmup", "ce", "dam", "sgd_ce"}
     assert set(summary["disease"]) == {*DISEASES, "mean"}
     for column in ("auc", "auc_low", "auc_high", "auprc"):
         assert summary[column].between(0, 1).all(), column
@@ -198,15 +320,41 @@ def check_summary(work: Path) -> None:
     assert list(comparison.columns) == [
         "architecture",
         "disease",
-        "auc_ce",
-        "auc_dam",
+        "method",
+        "control",
+        "auc",
+        "auc_control",
         "delta",
         "p_value",
     ]
     assert comparison["p_value"].between(0, 1).all()
+    assert set(comparison["method"]) == {"dam", "sgd_ce"} and set(comparison["control"]) == {"ce"}
+    assert len(comparison) == 3 * 2 * (len(DISEASES) + 1)  # predictors x methods x (diseases+mean)
+    ours = summary.set_index(["architecture", "method", "disease"])["auc"]
+    for row in comparison.itertuples():
+        assert row.auc == pytest.approx(ours[(row.architecture, row.method, row.disease)])
+        assert row.auc_control == pytest.approx(ours[(row.architecture, "ce", row.disease)])
     for name in ("auc_by_architecture", "showcase_grid", "roc_edema", "training_resnet10t"):
         assert (results / "figures" / f"{name}.png").stat().st_size > 5_000, name
     assert (results / "figures" / "auc_by_architecture.svg").exists()
+
+
+def planned_jobs(work: Path, *args: str) -> list[tuple[str, dict[str, str]]]:
+    """The jobs a dry run would execute: (rule, wildcards) each."""
+    run = snakemake(work, "--dry-run", *args)
+    assert run.returncode == 0, run.stderr[-3000:]
+    jobs, rule = [], None
+    for line in (run.stdout + run.stderr).splitlines():
+        words = line.split()
+        if len(words) == 2 and words[0] in ("rule", "localrule") and words[1].endswith(":"):
+            rule = words[1].rstrip(":")
+            jobs.append((rule, {}))
+        elif rule and line.strip().startswith("wildcards:"):
+            pairs = line.split(":", 1)[1].split(",")
+            jobs[-1][1].update(pair.strip().split("=", 1) for pair in pairs)
+        elif not line.strip():
+            rule = None
+    return jobs
 
 
 def test_missing_download_says_which_key_to_set(tmp_path):
@@ -375,6 +523,14 @@ BAD_CONFIGS = {
     "empty data root": (
         {"synthetic": {"enabled": False}, "data_root": "{tmp}/empty"},
         ["train.csv not found", "data_root"],
+    ),
+    "unknown fine-tune method": (
+        {"finetune": {"methods": ["dam", "focal"]}},
+        ["unknown fine-tune method 'focal'", "finetune.methods", "registered methods: ce, dam"],
+    ),
+    "section of no method": (
+        {"finetune": {"methods": ["dam"], "damm": {"lr": 0.1}}},
+        ["finetune.damm", "names no registered fine-tune method"],
     ),
     "test CSV missing": (
         {"synthetic": {"enabled": False}, "data_root": "{tmp}/no_valid"},

@@ -58,7 +58,8 @@ PREDICTORS = ARCHITECTURES + list(ENSEMBLES)
 # editing them reruns the plots and nothing else (Snakemake compares content checksums too:
 # touching a file is not a change).
 PLOTS_CODE = [
-    os.path.join(workflow.basedir, "src", "deepauc", name) for name in ("plots.py", "methods.py")
+    os.path.join(workflow.basedir, "src", "deepauc", name)
+    for name in ("plots.py", "methods.py")
 ]
 
 
@@ -78,8 +79,9 @@ CONDA_ENV = os.path.join(workflow.basedir, "envs", "deepauc.yaml")
 
 
 def use_one_conda_env(rules):
-    """Give every rule the workflow's one conda environment, named once here rather than in
-    each rule (the same value a rule's `conda:` directive sets)."""
+    """Give each of `rules` the workflow's one conda environment: named once here, instead of
+    a conda directive repeated in each (this sets the same attribute as that directive).
+    """
     for each in rules:
         each.conda_env = CONDA_ENV
 
@@ -121,7 +123,8 @@ def disease_name(wildcards):
 
 def finetune_settings(wildcards):
     """The fine-tune settings one method's jobs depend on: the shared keys and that method's
-    section. Another method's settings are not in them, so changing those reruns nothing here."""
+    section. Another method's settings are not in them, so changing those reruns nothing here.
+    """
     return finetune_params(config["finetune"], wildcards.method)
 
 
