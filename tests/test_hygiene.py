@@ -1,5 +1,6 @@
 """The checks README asks for before a commit, run by CI so they cannot be forgotten."""
 
+import ast
 import subprocess
 import sys
 from pathlib import Path
@@ -31,3 +32,67 @@ def test_library_never_imports_snakemake():
         if "import snakemake" in path.read_text() or "from snakemake" in path.read_text()
     ]
     assert not offenders
+
+
+LIBRARY = REPO / "src" / "deepauc"
+
+
+def _module_name(path: Path) -> str:
+    parts = path.relative_to(LIBRARY.parent).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def _library_imports() -> dict[str, set[str]]:
+    """Each library module and the library modules it imports (at any level of the file)."""
+    modules = {_module_name(p): p for p in LIBRARY.rglob("*.py")}
+    graph = {}
+    for name, path in modules.items():
+        found = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                candidates = [node.module] + [f"{node.module}.{a.name}" for a in node.names]
+            elif isinstance(node, ast.Import):
+                candidates = [a.name for a in node.names]
+            else:
+                continue
+            found |= {c for c in candidates if c in modules and c != name}
+        graph[name] = found
+    return graph
+
+
+def test_library_has_no_import_cycles():
+    graph = _library_imports()
+    state = {}
+
+    def visit(module, trail):
+        if state.get(module) == "done":
+            return
+        assert state.get(module) != "open", " -> ".join([*trail, module])
+        state[module] = "open"
+        for imported in graph[module]:
+            visit(imported, [*trail, module])
+        state[module] = "done"
+
+    for module in graph:
+        visit(module, [])
+
+
+def test_no_library_module_is_long():
+    lengths = {
+        str(p.relative_to(REPO)): len(p.read_text().splitlines()) for p in LIBRARY.rglob("*.py")
+    }
+    assert max(lengths.values()) <= 400, sorted(lengths.items(), key=lambda kv: -kv[1])[:3]
+
+
+def test_what_the_workflow_imports_while_parsing_needs_no_torch():
+    """The Snakefile imports these on every invocation, dry runs included: torch and libauc
+    would add seconds to each."""
+    code = (
+        "import sys; import deepauc.settings, deepauc.methods, deepauc.jobs.parallelism; "
+        "print(sorted(m for m in ('torch', 'libauc', 'timm') if m in sys.modules))"
+    )
+    run = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=120
+    )
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.strip() == "[]"

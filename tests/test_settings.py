@@ -1,0 +1,116 @@
+"""The config's one typed boundary, and the method registry that the workflow reads."""
+
+import dataclasses
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from deepauc.errors import InputError
+from deepauc.methods import CONTROL, METHODS, WARMUP, CeSettings, DamSettings, Method, register
+from deepauc.methods import style as method_style
+from deepauc.settings import (
+    AugmentSettings,
+    FinetuneSettings,
+    FinetuneSpec,
+    JobResources,
+    SplitFiles,
+    WarmupSettings,
+    WarmupSpec,
+    check_training_config,
+    finetune_params,
+)
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def quick_start() -> dict:
+    return yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+
+
+def test_the_quick_start_config_builds_every_setting():
+    config = quick_start()
+    check_training_config(config)
+    dam = FinetuneSettings.from_config(config["finetune"], "dam")
+    assert dam.method_settings == DamSettings(regularizer_epochs=(1,))
+    assert dam.epochs == config["finetune"]["epochs"]
+    ce = FinetuneSettings.from_config(config["finetune"], "ce")
+    assert ce.method_settings == CeSettings(lr=1e-4, weight_decay=1e-5)
+    assert AugmentSettings.from_config(config["augment"]).scale == (0.95, 1.05)
+
+
+def test_a_method_job_depends_on_the_shared_keys_and_its_own_section_only():
+    section = quick_start()["finetune"]
+    params = finetune_params(section, "ce")
+    assert set(params) == {"epochs", "batch_size", "sampling_rate", "eval_every_steps", "ce"}
+    assert FinetuneSettings.from_config(params, "ce") == FinetuneSettings.from_config(section, "ce")
+    changed = {**section, "dam": {**section["dam"], "lr": 0.01}, "methods": ["ce"]}
+    assert finetune_params(changed, "ce") == params
+
+
+def test_a_misspelt_method_setting_names_the_key_and_the_closest_name():
+    with pytest.raises(InputError) as caught:
+        FinetuneSettings.from_config({"epochs": 1, "dam": {"lrr": 0.1}}, "dam")
+    assert "config key finetune.dam: unknown setting 'lrr'" in str(caught.value)
+    assert "did you mean lr?" in str(caught.value)
+
+
+def test_an_unregistered_method_is_refused_with_the_registered_names():
+    with pytest.raises(InputError, match="unknown fine-tune method 'focal'") as caught:
+        FinetuneSettings.from_config({"epochs": 1}, "focal")
+    assert "ce, dam" in str(caught.value)
+    config = quick_start()
+    config["finetune"]["focal"] = {"lr": 1.0}
+    with pytest.raises(InputError, match="section 'focal' names no registered"):
+        check_training_config(config)
+
+
+def test_specs_survive_the_json_trip_to_ddp_ranks():
+    split = SplitFiles("train.csv", "train.npy")
+    finetune = FinetuneSpec(
+        warmup_checkpoint="warmup.pt",
+        seed=2,
+        disease="Edema",
+        train=split,
+        val=SplitFiles("val.csv", "val.npy"),
+        settings=FinetuneSettings(
+            method="dam", method_settings=DamSettings(lr=0.03, regularizer_epochs=(1, 2))
+        ),
+        augment=AugmentSettings(rotation=5),
+        checkpoint="m.pt",
+        history="m.csv",
+        inputs=("a", "b"),
+    )
+    warmup = WarmupSpec(
+        arch="resnet10t",
+        seed=1,
+        train=split,
+        val=split,
+        diseases=("Edema", "Cardiomegaly"),
+        image_size=32,
+        settings=WarmupSettings(lr=3e-3),
+        augment=AugmentSettings(),
+        checkpoint="w.pt",
+        history="w.csv",
+        pretrained="weights/",
+    )
+    for spec in (finetune, warmup):
+        travelled = json.loads(json.dumps(dataclasses.asdict(spec)))
+        assert type(spec).from_dict(travelled) == spec
+
+
+def test_threads_are_shared_between_ddp_processes():
+    assert JobResources(threads=8, processes=1).threads_per_process == 8
+    assert JobResources(threads=8, processes=3).threads_per_process == 2
+    assert JobResources(threads=1, processes=2).threads_per_process == 1
+
+
+def test_the_registry_holds_the_control_and_refuses_a_second_entry_of_a_name():
+    assert CONTROL in METHODS and "dam" in METHODS
+    assert method_style(WARMUP).label.startswith("Warm-up")
+    assert method_style("dam").color != method_style("ce").color
+    with pytest.raises(ValueError, match="registered already"):
+        register(dataclasses.replace(METHODS["dam"]))
+    with pytest.raises(ValueError, match="registered already"):
+        register(Method(WARMUP, "x", "#000000", "-", "x", CeSettings, METHODS["ce"].build))
