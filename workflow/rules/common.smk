@@ -4,10 +4,15 @@ import sys
 from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
-# The scripts import the deepauc library. Snakemake hands its own sys.path on to every script,
-# so this also serves a plain checkout and `--sdm conda` environments, where this checkout is
-# not pip-installed.
-sys.path.insert(0, os.path.join(workflow.basedir, "src"))
+# The workflow and its jobs use this checkout's library, also where another deepauc is
+# installed (an editable install of another checkout, an older release) or none is (a plain
+# checkout, `--sdm conda` environments). Jobs run in Python processes of their own, which put
+# the PYTHONPATH ahead of installed packages; Snakemake only appends its own path to theirs.
+LIBRARY = os.path.join(workflow.basedir, "src")
+sys.path.insert(0, LIBRARY)
+os.environ["PYTHONPATH"] = os.pathsep.join(
+    [LIBRARY, *filter(None, [os.environ.get("PYTHONPATH")])]
+)
 
 import shutil
 
