@@ -20,12 +20,13 @@ include: "workflow/rules/figures.smk"
 # in less time than a job would wait in the queue.
 localrules:
     all,
+    select_lr,
+    diagnose,
     summarize,
     summarize_seeds,
     assemble_diseases,
     ensemble_architectures,
     ensemble_seeds,
-    summarize_seeds,
     plot_auc_by_architecture,
     plot_roc,
     plot_showcase,

@@ -11,6 +11,7 @@ from deepauc.errors import InputError
 from deepauc.methods import CONTROL, METHODS, WARMUP, CeSettings, DamSettings, Method, register
 from deepauc.methods import style as method_style
 from deepauc.settings import (
+    SHARED_FINETUNE_KEYS,
     AugmentSettings,
     FinetuneSettings,
     FinetuneSpec,
@@ -20,6 +21,8 @@ from deepauc.settings import (
     WarmupSpec,
     check_training_config,
     finetune_params,
+    lr_grid,
+    lr_label,
 )
 
 REPO = Path(__file__).resolve().parents[1]
@@ -33,7 +36,8 @@ def test_the_quick_start_config_builds_every_setting():
     config = quick_start()
     check_training_config(config)
     dam = FinetuneSettings.from_config(config["finetune"], "dam")
-    assert dam.method_settings == DamSettings(regularizer_epochs=(1,))
+    assert dam.method_settings == DamSettings(lr=config["finetune"]["dam"]["lr"])
+    assert dam.lr_decay_epochs == (1,) and dam.head_init == "warmup"
     assert dam.epochs == config["finetune"]["epochs"]
     ce = FinetuneSettings.from_config(config["finetune"], "ce")
     assert ce.method_settings == CeSettings(lr=1e-4, weight_decay=1e-5)
@@ -43,7 +47,8 @@ def test_the_quick_start_config_builds_every_setting():
 def test_a_method_job_depends_on_the_shared_keys_and_its_own_section_only():
     section = quick_start()["finetune"]
     params = finetune_params(section, "ce")
-    assert set(params) == {"epochs", "batch_size", "sampling_rate", "eval_every_steps", "ce"}
+    assert set(params) == {*SHARED_FINETUNE_KEYS, "ce"}
+    assert "eval_every_steps" in SHARED_FINETUNE_KEYS and "lr_decay_epochs" in SHARED_FINETUNE_KEYS
     assert FinetuneSettings.from_config(params, "ce") == FinetuneSettings.from_config(section, "ce")
     changed = {**section, "dam": {**section["dam"], "lr": 0.01}, "methods": ["ce"]}
     assert finetune_params(changed, "ce") == params
@@ -59,7 +64,7 @@ def test_a_misspelt_method_setting_names_the_key_and_the_closest_name():
 def test_an_unregistered_method_is_refused_with_the_registered_names():
     with pytest.raises(InputError, match="unknown fine-tune method 'focal'") as caught:
         FinetuneSettings.from_config({"epochs": 1}, "focal")
-    assert "ce, dam" in str(caught.value)
+    assert "ce, compositional, dam" in str(caught.value)
     config = quick_start()
     config["finetune"]["focal"] = {"lr": 1.0}
     with pytest.raises(InputError, match="section 'focal' names no registered"):
@@ -114,3 +119,30 @@ def test_the_registry_holds_the_control_and_refuses_a_second_entry_of_a_name():
         register(dataclasses.replace(METHODS["dam"]))
     with pytest.raises(ValueError, match="registered already"):
         register(Method(WARMUP, "x", "#000000", "-", "x", CeSettings, METHODS["ce"].build))
+
+
+def test_each_rate_of_a_grid_is_one_job_with_the_architecture_overrides():
+    section = {
+        "epochs": 2,
+        "dam": {"lr": [0.01, 0.03, 0.1], "mode": "sgd"},
+        "ce": {"lr": [3e-5, 1e-4, 3e-4]},
+        "overrides": {"convnext_atto": {"dam": {"mode": "adam", "lr": [1e-4, 3e-4, 1e-3]}}},
+    }
+    assert lr_grid(section, "dam", "resnet10t") == [0.01, 0.03, 0.1]
+    assert lr_grid(section, "dam", "convnext_atto") == [1e-4, 3e-4, 1e-3]
+    assert [lr_label(r) for r in lr_grid(section, "ce")] == ["3e-05", "0.0001", "0.0003"]
+    params = finetune_params(section, "dam", "convnext_atto", 3e-4)
+    settings = FinetuneSettings.from_config(params, "dam")
+    assert settings.method_settings.mode == "adam" and settings.method_settings.lr == 3e-4
+    assert finetune_params(section, "dam", "resnet10t", 0.03)["dam"] == {"lr": 0.03, "mode": "sgd"}
+
+
+def test_grids_of_unequal_size_are_refused():
+    config = quick_start()
+    config["finetune"]["dam"]["lr"] = [0.01, 0.1]
+    with pytest.raises(InputError, match="grids differ in size"):
+        check_training_config(config)
+    config["finetune"]["ce"]["lr"] = [1e-4, 3e-4]
+    config["finetune"]["compositional"]["lr"] = [0.01, 0.1]
+    config["finetune"]["overrides"] = {}
+    check_training_config(config)

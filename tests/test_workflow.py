@@ -13,6 +13,8 @@ import pytest
 import yaml
 from sklearn.metrics import roc_auc_score
 
+from deepauc.diagnostics import DIAGNOSTICS_COLUMNS
+from deepauc.methods import DamSettings
 from tests.conftest import DISEASES, TRAIN_ROWS, VALID_ROWS, write_chexpert_csv
 
 REPO = Path(__file__).resolve().parents[1]
@@ -71,7 +73,7 @@ class SgdCeSettings:
     momentum: float = 0.9
 
 
-def build_sgd_ce(model, settings, device, log):
+def build_sgd_ce(model, settings, context):
     import torch
     import torch.nn.functional as F
 
@@ -136,9 +138,17 @@ def test_whole_dag_writes_splits_models_and_logs(finished):
             assert (models / method / f"{disease}.pt").exists(), (method, disease)
             history = pd.read_csv(models / method / f"{disease}.history.csv")
             assert history["val_auc"].between(0, 1).all()
+            assert history["step"].iloc[0] == 0  # the starting model is scored too
     assert not list(models.rglob("*.resume"))
-    log = (finished / "results/logs/finetune/resnet10t/seed0/dam/edema.log").read_text()
+    rate = DamSettings().lr
+    log = (finished / f"results/logs/finetune/resnet10t/seed0/dam/lr{rate:g}/edema.log").read_text()
     assert "epoch 1/1: train loss" in log
+    assert "dual variables from class means" in log
+    diagnostics = pd.read_csv(finished / "results" / "diagnostics.csv")
+    assert list(diagnostics.columns) == DIAGNOSTICS_COLUMNS
+    assert len(diagnostics) == 2 * 3 * len(DISEASES)  # architectures x methods x diseases
+    assert set(diagnostics["collapsed"]) <= {"yes", "no"}
+    assert diagnostics.loc[diagnostics["method"] == "ce", "a"].isna().all()
     assert "Nothing to be done" in snakemake(finished, "--configfile", "tiny.yaml").stderr
 
 
@@ -526,7 +536,11 @@ BAD_CONFIGS = {
     ),
     "unknown fine-tune method": (
         {"finetune": {"methods": ["dam", "focal"]}},
-        ["unknown fine-tune method 'focal'", "finetune.methods", "registered methods: ce, dam"],
+        [
+            "unknown fine-tune method 'focal'",
+            "finetune.methods",
+            "registered methods: ce, compositional, dam",
+        ],
     ),
     "section of no method": (
         {"finetune": {"methods": ["dam"], "damm": {"lr": 0.1}}},

@@ -23,9 +23,9 @@ def assemble_diseases(tables: list[pd.DataFrame]) -> pd.DataFrame:
 def average_members(tables: list[pd.DataFrame], combine: str = "mean") -> pd.DataFrame:
     """Average the members' scores per image and disease.
 
-    ``mean`` averages probabilities. ``rank`` first turns each member's scores into percentile
-    ranks within each disease, so a member with compressed or shifted probabilities (as AUC
-    losses produce: AUCMLoss does not calibrate) weighs as much as the others.
+    ``mean`` averages scores (logits: the mean of log-odds). ``rank`` first turns each member's
+    scores into percentile ranks within each disease, so a member with compressed or shifted
+    scores (as AUC losses produce: AUCMLoss does not calibrate) weighs as much as the others.
     """
     if combine not in COMBINES:
         raise InputError(

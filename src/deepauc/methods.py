@@ -2,17 +2,20 @@
 
 A method is a :class:`Method`: its name (the config section ``finetune.<name>`` and the
 ``{method}`` wildcard), a frozen settings dataclass for that section, a ``build`` function that
-turns a model into a :class:`Recipe` (loss, optimizer, per-epoch hook, extra state to
-checkpoint), and how figures and tables show it. The workflow's allowed methods and fan-out, the
-summary, the comparison against the control and every figure list methods from :data:`METHODS`.
-Adding a method is one :func:`register` call plus its section in the config.
+turns a model into a :class:`Recipe` (loss, optimizer, learning-rate decay, extra state to
+checkpoint, dual variables to report), and how figures and tables show it. The workflow's
+allowed methods and fan-out, the summary, the comparison against the control and every figure
+list methods from :data:`METHODS`. Adding a method is one :func:`register` call plus its section
+in the config. Every method's section has an ``lr``: the config may give a list of rates, one
+fine-tune job each, and the best on val is kept (equal tuning effort: the same grid size each).
 
 This module is imported by the workflow while it parses the Snakefile, so it keeps torch and
 libauc (seconds to import) inside the ``build`` functions, which only training jobs call.
 """
 
+import logging
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 #: The method every other fine-tune method is compared against (``results/comparison.csv``).
@@ -22,24 +25,48 @@ WARMUP = "warmup"
 
 
 @dataclass
+class BuildContext:
+    """What a method's ``build`` may use besides the model and its settings.
+
+    ``start_scores()`` returns the starting model's sigmoid scores and labels on a sample of the
+    training images of the job's disease (computed on first call).
+    """
+
+    device: Any
+    log: logging.Logger
+    start_scores: Callable[[], tuple[Any, Any]]
+
+
+@dataclass
 class Recipe:
     """What a method adds to a fine-tune job: ``fit`` does the rest.
 
-    ``loss_fn(logits, targets)`` gets fp32 logits of shape (batch, 1). ``after_epoch(epoch)``
-    runs after each epoch's evaluation. ``extra_state`` (a module, e.g. a loss with learnable
-    parts) is saved in resume files and restored with them.
+    ``loss_fn(logits, targets)`` gets fp32 logits of shape (batch, 1). ``decay(factor)`` divides
+    the learning rate at the schedule's epochs (shared by all methods) and returns what it did,
+    for the log. ``extra_state`` (a module, e.g. a loss with learnable parts) is saved in resume
+    files and restored with them. ``duals()`` reports the method's dual variables, if any.
     """
 
     loss_fn: Callable[[Any, Any], Any]
     optimizer: Any
-    after_epoch: Callable[[int], None] = field(default=lambda epoch: None)
+    decay: Callable[[float], str] | None = None
     extra_state: Any = None
+    duals: Callable[[], dict[str, float]] | None = None
+
+    def __post_init__(self):
+        if self.decay is None:
+            self.decay = self._divide_lr
+
+    def _divide_lr(self, factor: float) -> str:
+        for group in self.optimizer.param_groups:
+            group["lr"] /= factor
+        return f"lr now {self.optimizer.param_groups[0]['lr']:g}"
 
 
 @dataclass(frozen=True)
 class Method:
-    """One fine-tune method. ``build(model, settings, device, log)`` returns its :class:`Recipe`
-    for ``model`` (already on ``device``); ``settings`` is an instance of ``settings``."""
+    """One fine-tune method. ``build(model, settings, context)`` returns its :class:`Recipe`
+    for ``model`` (already on the device); ``settings`` is an instance of ``settings``."""
 
     name: str
     label: str  # legends and tables
@@ -88,7 +115,7 @@ class CeSettings:
     weight_decay: float = 1e-5
 
 
-def build_ce(model, settings: CeSettings, device, log) -> Recipe:
+def build_ce(model, settings: CeSettings, context: BuildContext) -> Recipe:
     import torch
     import torch.nn.functional as F
 
@@ -116,7 +143,9 @@ register(
 
 @dataclass(frozen=True)
 class DamSettings:
-    """LibAUC's AUCMLoss + PESG, at the defaults of its CheXpert recipe."""
+    """LibAUC's AUCMLoss + PESG. ``init_duals``, ``anchor`` choose where a fine-tune starts its
+    dual variables and PESG's reference weights: ``class_means`` and ``start`` (ours), or
+    ``zero`` and ``noise`` (libauc's own; see ``deepauc.dam``)."""
 
     lr: float = 0.1
     margin: float = 1.0
@@ -124,17 +153,48 @@ class DamSettings:
     weight_decay: float = 1e-5
     loss_version: str = "v1"
     mode: str = "sgd"  # PESG's own update rule: "sgd" (momentum) or "adam"
-    decay_factor: float = 10.0
-    regularizer_epochs: tuple[int, ...] = (1,)  # update_regularizer after these epochs
+    init_duals: str = "class_means"  # or "zero"
+    anchor: str = "start"  # or "noise"
 
 
-def build_dam(model, settings: DamSettings, device, log) -> Recipe:
+def _aucm_duals(loss) -> Callable[[], dict[str, float]]:
+    return lambda: {name: float(getattr(loss, name).detach()) for name in ("a", "b", "alpha")}
+
+
+def _start_duals(loss, settings, context: BuildContext) -> None:
+    if settings.init_duals != "class_means":
+        return
+    from deepauc.dam import init_duals_from_scores
+
+    scores, labels = context.start_scores()
+    a, b, alpha = init_duals_from_scores(loss, scores, labels)
+    context.log.info("dual variables from class means: a %.4f, b %.4f, alpha %.4f", a, b, alpha)
+
+
+def _regularizer_decay(optimizer, epoch_decay: float) -> Callable[[float], str]:
+    def decay(factor: float) -> str:
+        if epoch_decay > 0:
+            optimizer.update_regularizer(decay_factor=factor)
+            done = ", reference weights moved to the epoch's average"
+        else:  # no reference weights kept then, and update_regularizer would fail
+            optimizer.update_lr(decay_factor=factor)
+            done = ""
+        return f"lr now {optimizer.param_groups[0]['lr']:g}{done}"
+
+    return decay
+
+
+def build_dam(model, settings: DamSettings, context: BuildContext) -> Recipe:
     import torch
     from libauc.losses import AUCMLoss
     from libauc.optimizers import PESG
 
-    aucm = AUCMLoss(margin=settings.margin, version=settings.loss_version, device=device)
-    optimizer = PESG(
+    from deepauc.dam import AnchoredPESG
+
+    aucm = AUCMLoss(margin=settings.margin, version=settings.loss_version, device=context.device)
+    _start_duals(aucm, settings, context)
+    optimizer_class = AnchoredPESG if settings.anchor == "start" else PESG
+    optimizer = optimizer_class(
         model.parameters(),
         loss_fn=aucm,
         lr=settings.lr,
@@ -143,27 +203,19 @@ def build_dam(model, settings: DamSettings, device, log) -> Recipe:
         epoch_decay=settings.epoch_decay,
         weight_decay=settings.weight_decay,
         verbose=False,
-        device=device,
+        device=context.device,
     )
 
     def loss_fn(logits, targets):
         return aucm(torch.sigmoid(logits), targets).squeeze()
 
-    def after_epoch(epoch: int) -> None:
-        if epoch not in settings.regularizer_epochs:
-            return
-        if settings.epoch_decay > 0:
-            optimizer.update_regularizer(decay_factor=settings.decay_factor)
-        else:  # PESG keeps no reference weights then, and update_regularizer would fail
-            optimizer.update_lr(decay_factor=settings.decay_factor)
-        log.info(
-            "after epoch %d: lr now %g%s",
-            epoch,
-            optimizer.param_groups[0]["lr"],
-            ", reference weights updated" if settings.epoch_decay > 0 else "",
-        )
-
-    return Recipe(loss_fn=loss_fn, optimizer=optimizer, after_epoch=after_epoch, extra_state=aucm)
+    return Recipe(
+        loss_fn=loss_fn,
+        optimizer=optimizer,
+        decay=_regularizer_decay(optimizer, settings.epoch_decay),
+        extra_state=aucm,
+        duals=_aucm_duals(aucm),
+    )
 
 
 register(
@@ -175,5 +227,83 @@ register(
         loss_name="AUCM",
         settings=DamSettings,
         build=build_dam,
+    )
+)
+
+
+# ---- Compositional AUC: LibAUC's CompositionalAUCLoss + PDSCA ---------------------------------
+
+
+@dataclass(frozen=True)
+class CompositionalSettings:
+    """LibAUC's CompositionalAUCLoss + PDSCA (Yuan et al., ICLR 2022): steps on BCE and on the
+    AUC-margin loss alternate, ``k`` each. ``lr`` is the AUC steps' rate; the BCE steps use the
+    same (PDSCA's ``lr0``)."""
+
+    lr: float = 0.1
+    margin: float = 1.0
+    epoch_decay: float = 2e-3
+    weight_decay: float = 1e-5
+    loss_version: str = "v1"
+    k: int = 1
+    beta1: float = 0.99
+    beta2: float = 0.999
+    init_duals: str = "class_means"  # or "zero"
+    anchor: str = "start"  # or "noise"
+
+
+def build_compositional(model, settings: CompositionalSettings, context: BuildContext) -> Recipe:
+    import torch
+    from libauc.optimizers import PDSCA
+
+    from deepauc.dam import AnchoredPDSCA, ResumableCompositionalAUCLoss
+
+    loss = ResumableCompositionalAUCLoss(
+        margin=settings.margin, k=settings.k, version=settings.loss_version, device=context.device
+    )
+    _start_duals(loss, settings, context)
+    optimizer_class = AnchoredPDSCA if settings.anchor == "start" else PDSCA
+    optimizer = optimizer_class(
+        model.parameters(),
+        loss_fn=loss,
+        lr=settings.lr,
+        beta1=settings.beta1,
+        beta2=settings.beta2,
+        margin=settings.margin,
+        epoch_decay=settings.epoch_decay,
+        weight_decay=settings.weight_decay,
+        verbose=False,
+        device=context.device,
+    )
+
+    def loss_fn(logits, targets):
+        return loss(torch.sigmoid(logits), targets).squeeze()
+
+    def decay(factor: float) -> str:
+        # Both of PDSCA's rates (AUC steps and BCE steps) follow the shared schedule.
+        if settings.epoch_decay > 0:
+            optimizer.update_regularizer(decay_factor=factor, decay_factor0=factor)
+        else:
+            optimizer.update_lr(decay_factor=factor, decay_factor0=factor)
+        return f"lr now {optimizer.param_groups[0]['lr']:g}"
+
+    return Recipe(
+        loss_fn=loss_fn,
+        optimizer=optimizer,
+        decay=decay,
+        extra_state=loss,
+        duals=_aucm_duals(loss),
+    )
+
+
+register(
+    Method(
+        name="compositional",
+        label="Compositional AUC fine-tune",
+        color="#756bb1",
+        linestyle="-.",
+        loss_name="BCE/AUCM",
+        settings=CompositionalSettings,
+        build=build_compositional,
     )
 )

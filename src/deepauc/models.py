@@ -11,6 +11,7 @@ import os
 from pathlib import Path
 
 import timm
+import torch
 from torch import nn
 
 from deepauc.errors import InputError
@@ -136,3 +137,30 @@ def weights_file(arch: str, path: Path) -> Path:
         where="config key pretrained",
         fix="set pretrained to false, true, a weights file or a folder of <arch>.safetensors.",
     )
+
+
+class HeadInFp32(nn.Module):
+    """``model`` with its classifier head computed in fp32 while the backbone runs under the
+    caller's autocast (bf16 on a GPU). A bf16 logit has 8 bits of mantissa: logits of a
+    confident model tie, and so would the AUC that ranks them. Shares ``model``'s weights."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        features = self.model.forward_features(images)
+        with torch.autocast(images.device.type, enabled=False):
+            return self.model.forward_head(features.float())
+
+
+def init_head_from_row(model: nn.Module, warm: nn.Module, row: int) -> nn.Module:
+    """Give ``model``'s one-logit head the weights of row ``row`` of the head ``warm`` (the
+    warm-up's logit of one disease), so that the fine-tune starts where the warm-up's model of
+    that disease stands."""
+    head = model.get_classifier()
+    with torch.no_grad():
+        head.weight.copy_(warm.weight[row : row + 1])
+        if head.bias is not None:
+            head.bias.copy_(warm.bias[row : row + 1])
+    return model

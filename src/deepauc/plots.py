@@ -208,43 +208,40 @@ def plot_training_curves(
     paths: list,
     dpi: int = 200,
 ) -> None:
-    """Validation AUC and training loss per epoch: the warm-up, then each disease's fine-tune
-    (one line style per method, from the registry). ``warmup`` maps a seed to its history;
-    ``finetune`` maps (method, disease, seed) to one."""
-    fig, axes = plt.subplots(1, 3, figsize=(14, 4))
+    """Per step: the warm-up's validation AUC and loss, then each disease's fine-tune (one line
+    style per method, from the registry): validation AUC, training loss, and the spread of the
+    val scores, where a collapse shows (evaluations flagged collapsed are crossed). ``warmup``
+    maps a seed to its history; ``finetune`` maps (method, disease, seed) to the history of the
+    chosen learning rate."""
+    fig, axes = plt.subplots(1, 4, figsize=(18, 4))
     for seed, history in warmup.items():
+        axes[0].plot(history["step"], history["val_auc"], marker="o", label=f"val AUC, seed {seed}")
         axes[0].plot(
-            history["epoch"], history["val_auc"], marker="o", label=f"val AUC, seed {seed}"
-        )
-        axes[0].plot(
-            history["epoch"],
+            history["step"],
             history["train_loss"],
             marker=".",
             ls=":",
             label=f"train loss, seed {seed}",
         )
-    axes[0].set(title=f"{architecture}: warm-up (all diseases)", xlabel="epoch")
+    axes[0].set(title=f"{architecture}: warm-up (all diseases)", xlabel="step")
     diseases = list(dict.fromkeys(d for _, d, _ in finetune))
     colors = dict(zip(diseases, plt.get_cmap("tab10").colors, strict=False))
+    first_seed = min(s for *_, s in finetune)
     for (method, disease, seed), history in finetune.items():
-        ls = style(method).linestyle
-        label = f"{disease} {method}" if seed == min(s for *_, s in finetune) else None
-        axes[1].plot(
-            history["epoch"],
-            history["val_auc"],
-            ls=ls,
-            marker="o",
-            color=colors[disease],
-            label=label,
-        )
-        axes[2].plot(
-            history["epoch"], history["train_loss"], ls=ls, marker=".", color=colors[disease]
-        )
-    axes[1].set(title="fine-tune: validation AUC", xlabel="epoch")
+        line = {"ls": style(method).linestyle, "color": colors[disease]}
+        label = f"{disease} {method}" if seed == first_seed else None
+        axes[1].plot(history["step"], history["val_auc"], marker="o", label=label, **line)
+        axes[2].plot(history["step"], history["train_loss"], marker=".", **line)
+        if "score_std" in history:
+            axes[3].plot(history["step"], history["score_std"], marker=".", **line)
+            fell = history[history["collapsed"].astype(bool)]
+            axes[3].scatter(fell["step"], fell["score_std"], marker="x", s=60, color="red")
+    axes[1].set(title="fine-tune: validation AUC (step 0: the warm-up)", xlabel="step")
     losses = ", ".join(
         f"{METHODS[m].loss_name} for {m}" for m in dict.fromkeys(m for m, _, _ in finetune)
     )
-    axes[2].set(title=f"fine-tune: training loss ({losses})", xlabel="epoch")
+    axes[2].set(title=f"fine-tune: training loss ({losses})", xlabel="step")
+    axes[3].set(title="fine-tune: spread of val scores (x: collapsed)", xlabel="step", yscale="log")
     for ax in axes:
         ax.grid(alpha=0.3)
     axes[0].legend(fontsize=7, frameon=False)

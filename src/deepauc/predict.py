@@ -1,7 +1,9 @@
 """Scoring the test split: each model once, into long prediction tables.
 
-A prediction table has one row per image and disease: ``image, patient, disease, y_true, score``
-(``score`` a probability). Rows whose label is ignored for that disease are left out.
+A prediction table has one row per image and disease: ``image, patient, disease, y_true, score``.
+``score`` is the model's fp32 logit (log-odds): it ranks images exactly as the probability does,
+without the ties a sigmoid makes of confident scores. Rows whose label is ignored for that
+disease are left out.
 """
 
 import os
@@ -15,7 +17,7 @@ from deepauc.checkpoints import load_model
 from deepauc.data import CachedSplit
 from deepauc.training.loaders import eval_loader, place_images
 from deepauc.training.runtime import Runtime
-from deepauc.training.scoring import predict_probabilities
+from deepauc.training.scoring import predict_logits
 
 COLUMNS = ["image", "patient", "disease", "y_true", "score"]
 
@@ -30,7 +32,7 @@ def predict_table(
     outputs, table = meta["outputs"], split.table
     images = place_images(split.images(outputs, meta["image_size"]), runtime)
     loader = eval_loader(images, batch_size, runtime)
-    probabilities = predict_probabilities(model, loader, runtime)
+    logits = predict_logits(model, loader, runtime)
     frames = []
     for j, disease in enumerate(outputs):
         frame = pd.DataFrame(
@@ -39,7 +41,7 @@ def predict_table(
                 "patient": table["patient"].to_numpy(),
                 "disease": disease,
                 "y_true": table[disease].to_numpy(dtype=float, na_value=np.nan),
-                "score": probabilities[:, j],
+                "score": logits[:, j],
             }
         )
         frames.append(frame[frame["y_true"].notna()])

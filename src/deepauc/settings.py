@@ -7,6 +7,7 @@ changes speed but never what is computed. Kept free of torch so that the workflo
 check every setting while it parses, before any job starts.
 """
 
+import dataclasses
 import difflib
 import typing
 from dataclasses import asdict, dataclass, fields
@@ -111,13 +112,23 @@ class WarmupSettings:
         return typed_section(cls, section, "warmup")
 
 
-#: The keys of ``finetune`` that every method shares, so that all run at equal compute.
-SHARED_FINETUNE_KEYS = ("epochs", "batch_size", "sampling_rate", "eval_every_steps")
+#: The keys of ``finetune`` that every method shares, so that all run at equal compute: the
+#: same epochs, batches, sampler, schedule shape, starting head and evaluation cadence.
+SHARED_FINETUNE_KEYS = (
+    "epochs",
+    "batch_size",
+    "sampling_rate",
+    "eval_every_steps",
+    "head_init",
+    "lr_decay_epochs",
+    "lr_decay_factor",
+)
 
 
 @dataclass(frozen=True)
 class FinetuneSettings:
-    """Stage 2 for one method: the settings all methods share, and the method's own section."""
+    """Stage 2 for one method at one learning rate: the settings all methods share, and the
+    method's own section."""
 
     method: str = "dam"
     method_settings: typing.Any = None  # an instance of METHODS[method].settings
@@ -125,29 +136,31 @@ class FinetuneSettings:
     batch_size: int = 32
     sampling_rate: float | str = "auto"
     eval_every_steps: int = 0
+    head_init: str = "warmup"  # the new head starts from the warm-up's row ("random": afresh)
+    lr_decay_epochs: tuple[int, ...] = (1,)  # the learning rate is divided after these epochs
+    lr_decay_factor: float = 10.0
 
     def __post_init__(self):
         if self.method not in METHODS:
             raise InputError(
                 f"unknown fine-tune method {self.method!r}",
                 where="config key finetune.methods",
-                fix=f"use registered methods: {', '.join(METHODS)} (deepauc.methods).",
+                fix=f"use registered methods: {', '.join(sorted(METHODS))} (deepauc.methods).",
             )
         if self.method_settings is None:
             object.__setattr__(self, "method_settings", METHODS[self.method].settings())
 
     @classmethod
     def from_config(cls, section: dict, method: str) -> "FinetuneSettings":
-        """From the config's ``finetune`` section (or :func:`finetune_params`' slice of it):
-        the shared keys and the section named ``method``."""
+        """From :func:`finetune_params`' slice of the config's ``finetune`` section: the shared
+        keys and the section named ``method``, with one learning rate."""
         if method not in METHODS:
             cls(method=method)  # refused, with the registered names
-        own = section.get(method, {})
-        return cls(
-            method=method,
-            method_settings=typed_section(METHODS[method].settings, own, f"finetune.{method}"),
-            **{k: section[k] for k in SHARED_FINETUNE_KEYS if k in section},
+        shared = typed_section(
+            cls, {k: section[k] for k in SHARED_FINETUNE_KEYS if k in section}, "finetune"
         )
+        own = typed_section(METHODS[method].settings, section.get(method, {}), f"finetune.{method}")
+        return dataclasses.replace(shared, method=method, method_settings=own)
 
     def to_config(self) -> dict:
         """The config slice this was built from: ``from_config(s.to_config(), s.method)``."""
@@ -155,14 +168,38 @@ class FinetuneSettings:
         return {**shared, self.method: asdict(self.method_settings)}
 
 
-def finetune_params(section: dict, method: str) -> dict:
-    """The part of the config's ``finetune`` section one method's jobs depend on: the shared
-    keys and that method's own section. Another method's settings, or the list of methods, do
-    not change this method's models, so they are left out of its rule's params."""
-    return {
-        **{k: section[k] for k in SHARED_FINETUNE_KEYS if k in section},
-        method: section.get(method, {}),
-    }
+def method_section(section: dict, method: str, arch: str | None = None) -> dict:
+    """A method's config section, with the architecture's overrides
+    (``finetune.overrides.<arch>.<method>``) applied."""
+    own = dict(section.get(method, {}))
+    if arch is not None:
+        own.update(section.get("overrides", {}).get(arch, {}).get(method, {}))
+    return own
+
+
+def lr_grid(section: dict, method: str, arch: str | None = None) -> list[float]:
+    """The learning rates tried for ``method`` on ``arch``: its section's ``lr``, one rate or a
+    list; the registry's default when the section has none."""
+    rates = method_section(section, method, arch).get("lr", METHODS[method].settings().lr)
+    return [float(r) for r in (rates if isinstance(rates, list) else [rates])]
+
+
+def lr_label(rate: float) -> str:
+    """A rate as it appears in paths (``lr0.0003``): short and exact."""
+    return f"{rate:g}"
+
+
+def finetune_params(
+    section: dict, method: str, arch: str | None = None, lr: float | None = None
+) -> dict:
+    """The part of the config's ``finetune`` section one method's job depends on: the shared
+    keys and that method's own section (with ``arch``'s overrides, and ``lr`` as its one rate).
+    Another method's settings, or the list of methods, do not change this method's models, so
+    they are left out of its rule's params."""
+    own = method_section(section, method, arch)
+    if lr is not None:
+        own["lr"] = lr
+    return {**{k: section[k] for k in SHARED_FINETUNE_KEYS if k in section}, method: own}
 
 
 def check_training_config(config: dict) -> None:
@@ -170,19 +207,44 @@ def check_training_config(config: dict) -> None:
     with its name, not in a job an hour later."""
     WarmupSettings.from_config(config["warmup"])
     AugmentSettings.from_config(config["augment"])
-    for method in config["finetune"]["methods"]:
-        FinetuneSettings.from_config(config["finetune"], method)
+    section = config["finetune"]
+    for method in section["methods"]:
+        for arch in [None, *config["architectures"]]:
+            for rate in lr_grid(section, method, arch) if method in METHODS else [None]:
+                FinetuneSettings.from_config(finetune_params(section, method, arch, rate), method)
+    if (
+        len(
+            {
+                len(lr_grid(section, m, a))
+                for m in section["methods"]
+                for a in config["architectures"]
+            }
+        )
+        > 1
+    ):
+        raise InputError(
+            "the learning-rate grids differ in size between methods",
+            where="config keys finetune.<method>.lr",
+            fix="give every method as many rates to try (equal tuning effort), e.g. three each.",
+        )
     orphans = [
         key
-        for key, value in config["finetune"].items()
-        if isinstance(value, dict) and key not in METHODS
+        for key, value in section.items()
+        if isinstance(value, dict) and key not in METHODS and key != "overrides"
     ]
     if orphans:
         raise InputError(
             f"section {orphans[0]!r} names no registered fine-tune method",
             where=f"config key finetune.{orphans[0]}",
-            fix=f"registered methods: {', '.join(METHODS)}; register a new one in "
+            fix=f"registered methods: {', '.join(sorted(METHODS))}; register a new one in "
             "deepauc.methods, or remove the section.",
+        )
+    unknown = [a for a in section.get("overrides", {}) if a not in config["architectures"]]
+    if unknown:
+        raise InputError(
+            f"overrides for {unknown[0]!r}, which is not in architectures",
+            where=f"config key finetune.overrides.{unknown[0]}",
+            fix=f"name one of {', '.join(config['architectures'])}.",
         )
 
 

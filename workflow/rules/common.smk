@@ -14,6 +14,7 @@ os.environ["PYTHONPATH"] = os.pathsep.join(
     [LIBRARY, *filter(None, [os.environ.get("PYTHONPATH")])]
 )
 
+import re
 import shutil
 
 from deepauc.chexpert import slug
@@ -23,6 +24,8 @@ from deepauc.methods import CONTROL, WARMUP
 from deepauc.settings import (
     check_training_config,
     finetune_params,
+    lr_grid,
+    lr_label,
     preprocess_settings,
     synth_spec,
 )
@@ -53,6 +56,13 @@ ARCHITECTURES = config["architectures"]
 SEEDS = config["seeds"]
 # The fine-tune methods to run (each a registry entry of deepauc.methods, checked above).
 METHODS = config["finetune"]["methods"]
+# Every learning rate of every grid, by the label that names it in paths (lr0.0003).
+RATE_BY_LABEL = {
+    lr_label(rate): rate
+    for method in METHODS
+    for arch in ARCHITECTURES
+    for rate in lr_grid(config["finetune"], method, arch)
+}
 # The warm-up model is scored too: the baseline every fine-tune starts from.
 EVAL_METHODS = [WARMUP] + METHODS
 DISEASE_BY_SLUG = {slug(d): d for d in config["diseases"]}
@@ -115,6 +125,7 @@ wildcard_constraints:
     arch="|".join(ARCHITECTURES),
     ensemble="|".join(ENSEMBLES),
     predictor="|".join(PREDICTORS),
+    lr="|".join(re.escape(label) for label in RATE_BY_LABEL),
 
 
 def image_cache(split):
@@ -127,10 +138,28 @@ def disease_name(wildcards):
 
 
 def finetune_settings(wildcards):
-    """The fine-tune settings one method's jobs depend on: the shared keys and that method's
-    section. Another method's settings are not in them, so changing those reruns nothing here.
-    """
-    return finetune_params(config["finetune"], wildcards.method)
+    """The fine-tune settings one job depends on: the shared keys and its method's section (with
+    its architecture's overrides) at the job's rate. Another method's settings are not in them,
+    so changing those reruns nothing here."""
+    return finetune_params(
+        config["finetune"], wildcards.method, wildcards.arch, RATE_BY_LABEL[wildcards.lr]
+    )
+
+
+def rates_of(wildcards):
+    """The learning rates tried for a method on an architecture (its grid)."""
+    return lr_grid(config["finetune"], wildcards.method, wildcards.arch)
+
+
+def rate_candidates(wildcards):
+    folder = f"results/models/{wildcards.arch}/seed{wildcards.seed}/{wildcards.method}"
+    labels = [lr_label(rate) for rate in rates_of(wildcards)]
+    return {
+        "models": [f"{folder}/lr{label}/{wildcards.disease}.pt" for label in labels],
+        "histories": [
+            f"{folder}/lr{label}/{wildcards.disease}.history.csv" for label in labels
+        ],
+    }
 
 
 def dataset_file(name):
@@ -228,6 +257,19 @@ def training_histories(wildcards):
     }
 
 
+# Every fine-tune job's history, and its (architecture, seed, method, disease, rate).
+FINETUNE_RUN_KEYS = [
+    (arch, seed, method, disease, rate)
+    for arch in ARCHITECTURES
+    for seed in SEEDS
+    for method in METHODS
+    for disease in DISEASE_BY_SLUG.values()
+    for rate in lr_grid(config["finetune"], method, arch)
+]
+FINETUNE_RUN_HISTORIES = [
+    f"results/models/{arch}/seed{seed}/{method}/lr{lr_label(rate)}/{slug(disease)}.history.csv"
+    for arch, seed, method, disease, rate in FINETUNE_RUN_KEYS
+]
 FINETUNE_HISTORY_KEYS = [
     (m, DISEASE_BY_SLUG[d], s) for s in SEEDS for m in METHODS for d in DISEASE_BY_SLUG
 ]
@@ -238,7 +280,7 @@ def figure(name):
 
 
 def default_targets():
-    targets = ["results/summary.csv", "results/comparison.csv"]
+    targets = ["results/summary.csv", "results/comparison.csv", "results/diagnostics.csv"]
     targets.append("results/data/label_audit.csv")
     if SYNTHETIC:
         targets.append("results/data/synthetic_examples.png")

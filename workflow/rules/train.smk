@@ -30,8 +30,9 @@ rule warmup:
         "../scripts/warmup.py"
 
 
-# One job per architecture, seed, method and disease. A job's params are the shared stage-2 keys
-# and its own method's section: tuning one method reruns that method's models only.
+# One job per architecture, seed, method, learning rate of the method's grid and disease. A
+# job's params are the shared stage-2 keys and its own method's section at its one rate: tuning
+# one method reruns that method's models only, and a rate added to a grid adds its jobs only.
 rule finetune:
     input:
         train="results/data/train.csv",
@@ -40,12 +41,12 @@ rule finetune:
         val_cache=image_cache("val"),
         warmup="results/models/{arch}/seed{seed}/warmup.pt",
     output:
-        model="results/models/{arch}/seed{seed}/{method}/{disease}.pt",
-        history="results/models/{arch}/seed{seed}/{method}/{disease}.history.csv",
+        model="results/models/{arch}/seed{seed}/{method}/lr{lr}/{disease}.pt",
+        history="results/models/{arch}/seed{seed}/{method}/lr{lr}/{disease}.history.csv",
     log:
-        "results/logs/finetune/{arch}/seed{seed}/{method}/{disease}.log",
+        "results/logs/finetune/{arch}/seed{seed}/{method}/lr{lr}/{disease}.log",
     benchmark:
-        "results/benchmarks/finetune/{arch}/seed{seed}/{method}/{disease}.tsv"
+        "results/benchmarks/finetune/{arch}/seed{seed}/{method}/lr{lr}/{disease}.tsv"
     threads: config["train_threads"]
     resources:
         gpu=GPUS_PER_JOB,
@@ -56,3 +57,34 @@ rule finetune:
         finetune=finetune_settings,
     script:
         "../scripts/finetune.py"
+
+
+# Per architecture, seed, method and disease: the rate whose model scored best on val. Its model
+# and history become the method's model of the disease; every rate's result is kept beside it.
+rule select_lr:
+    input:
+        unpack(rate_candidates),
+    output:
+        model="results/models/{arch}/seed{seed}/{method}/{disease}.pt",
+        history="results/models/{arch}/seed{seed}/{method}/{disease}.history.csv",
+        selection="results/models/{arch}/seed{seed}/{method}/{disease}.rates.csv",
+    log:
+        "results/logs/select_lr/{arch}/seed{seed}/{method}/{disease}.log",
+    params:
+        rates=rates_of,
+    script:
+        "../scripts/select_lr.py"
+
+
+# One row per fine-tune: the chosen rate and step, val AUC at step 0 and at best, collapse.
+rule diagnose:
+    input:
+        FINETUNE_RUN_HISTORIES,
+    output:
+        "results/diagnostics.csv",
+    log:
+        "results/logs/diagnose.log",
+    params:
+        runs=FINETUNE_RUN_KEYS,
+    script:
+        "../scripts/diagnose.py"

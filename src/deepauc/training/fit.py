@@ -23,11 +23,12 @@ from tqdm import tqdm
 from deepauc.atomic import write_csv
 from deepauc.checkpoints import save_model
 from deepauc.data import to_model_input
+from deepauc.diagnostics import is_collapsed, tied_scores
 from deepauc.stats import aucs_by_column
 from deepauc.training.job import Job
 from deepauc.training.resume import fingerprint, load_resume, restore, save_resume
 from deepauc.training.runtime import Runtime
-from deepauc.training.scoring import predict_probabilities
+from deepauc.training.scoring import predict_logits
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +73,9 @@ def fit(
         start_epoch, step = resumed["epoch"] + 1, resumed["step"]
         best, history = resumed["best"], resumed["history"]
         log.info("%s: resuming after epoch %d of %d", job.name, resumed["epoch"], job.epochs)
+    else:  # the starting model is a candidate too, scored like every later evaluation
+        history.append(_evaluation_row(job, runtime, history, epoch=0, step=0))
+        best = _keep_best(best, history[-1]["val_auc"], 0, model, runtime)
 
     for epoch in range(start_epoch, job.epochs + 1):
         model.train()
@@ -99,21 +103,15 @@ def fit(
                 rate = seen / (time.perf_counter() - started)
                 bar.set_postfix(loss=f"{loss_sum.item() / batch:.4f}", img_s=f"{rate:.0f}")
             if job.eval_every_steps and step % job.eval_every_steps == 0:
-                score, per_output = evaluate(job, runtime)
-                best = _keep_best(best, score, epoch, model, runtime)
-                history.append(
-                    _history_row(
-                        job, runtime, epoch, step, loss_sum, batch, score, per_output, started, seen
-                    )
-                )
+                training = _training_row(runtime, loss_sum, batch, started, seen)
+                history.append(_evaluation_row(job, runtime, history, epoch, step, training))
+                best = _keep_best(best, history[-1]["val_auc"], epoch, model, runtime)
                 model.train()
         bar.close()
-        score, per_output = evaluate(job, runtime)
-        best = _keep_best(best, score, epoch, model, runtime)
-        row = _history_row(
-            job, runtime, epoch, step, loss_sum, batch, score, per_output, started, seen
-        )
+        training = _training_row(runtime, loss_sum, batch, started, seen)
+        row = _evaluation_row(job, runtime, history, epoch, step, training)
         history.append(row)
+        best = _keep_best(best, row["val_auc"], epoch, model, runtime)
         job.after_epoch(epoch)
         log.info(
             "%s epoch %d/%d: train loss %.4f, val AUC %.4f, lr %.3g, %.1f s, %.0f images/s",
@@ -121,7 +119,7 @@ def fit(
             epoch,
             job.epochs,
             row["train_loss"],
-            score,
+            row["val_auc"],
             row["lr"],
             row["seconds"],
             row["images_per_second"],
@@ -151,13 +149,14 @@ def fit(
     return table
 
 
-def evaluate(job: Job, runtime: Runtime) -> tuple[float, list[float]]:
-    """Mean val AUC over the job's outputs (ignoring undefined ones), and each output's AUC.
+def evaluate(job: Job, runtime: Runtime) -> tuple[float, list[float], np.ndarray]:
+    """Mean val AUC over the job's outputs (ignoring undefined ones), each output's AUC, and the
+    val scores (fp32 logits) they rank.
 
     Under DDP each rank scores every world_size-th image and all ranks get all scores, so they
     take the same best-on-val decisions.
     """
-    scores = predict_probabilities(job.model, job.val_loader, runtime)
+    scores = predict_logits(job.model, job.val_loader, runtime)
     if runtime.distributed:
         shares = [None] * runtime.world_size
         dist.all_gather_object(shares, scores)
@@ -166,7 +165,7 @@ def evaluate(job: Job, runtime: Runtime) -> tuple[float, list[float]]:
             scores[rank :: runtime.world_size] = share
     per_output = aucs_by_column(job.val_loader.dataset.targets, scores)
     defined = [a for a in per_output if not math.isnan(a)]
-    return (float(np.mean(defined)) if defined else float("nan")), per_output
+    return (float(np.mean(defined)) if defined else float("nan")), per_output, scores
 
 
 def _batches_per_epoch(job: Job) -> int:
@@ -187,9 +186,8 @@ def _keep_best(best: dict, score: float, epoch: int, model: nn.Module, runtime: 
     return best
 
 
-def _history_row(
-    job, runtime, epoch, step, loss_sum, batches, score, per_output, started, seen
-) -> dict:
+def _training_row(runtime: Runtime, loss_sum, batches: int, started: float, seen: int) -> dict:
+    """The training side of a history row: mean loss since the epoch began, time, images/s."""
     seconds = time.perf_counter() - started
     loss = loss_sum / max(batches, 1)
     if runtime.distributed:  # the mean over ranks, and images of all ranks
@@ -197,17 +195,50 @@ def _history_row(
         dist.all_reduce(loss)
         loss /= runtime.world_size
         seen *= runtime.world_size
-    row = {
-        "epoch": epoch,
-        "step": step,
+    return {
         "train_loss": loss.item(),
-        "val_auc": score,
-        "lr": job.optimizer.param_groups[0]["lr"],
         "seconds": seconds,
         "images_per_second": seen / seconds if seconds else float("nan"),
     }
+
+
+def _evaluation_row(
+    job: Job, runtime: Runtime, history: list[dict], epoch: int, step: int, training=None
+) -> dict:
+    """One history row: evaluate on val, add the job's diagnostics, and say so in the log when
+    the scores tie or collapse."""
+    score, per_output, scores = evaluate(job, runtime)
+    ties = tied_scores(scores)
+    row = {
+        "epoch": epoch,
+        "step": step,
+        **(training or {"train_loss": float("nan"), "seconds": 0.0}),
+        "val_auc": score,
+        "lr": job.optimizer.param_groups[0]["lr"],
+        "tied_scores": ties,
+    }
+    row.setdefault("images_per_second", float("nan"))
     if len(job.outputs) > 1:
         row.update(
             {f"val_auc:{name}": auc for name, auc in zip(job.outputs, per_output, strict=True)}
         )
+    if job.diagnose is not None:
+        row.update(job.diagnose(scores[:, 0], job.val_loader.dataset.targets[:, 0]))
+        row["collapsed"] = is_collapsed(row, history[0] if history else row)
+        if row["collapsed"] and runtime.is_main:
+            log.warning(
+                "%s: COLLAPSE at step %d: val scores bunched up (%d distinct of %d, spread "
+                "%.3g, at step 0 %.3g); val AUC %.4f",
+                job.name,
+                step,
+                row["distinct_scores"],
+                len(scores),
+                row["score_std"],
+                (history[0] if history else row)["score_std"],
+                score,
+            )
+    if step == 0 and runtime.is_main:
+        log.info("%s at step 0: val AUC %.4f, %d tied val scores", job.name, score, ties)
+    elif ties and runtime.is_main:
+        log.info("%s step %d: %d tied val scores", job.name, step, ties)
     return row

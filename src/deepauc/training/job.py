@@ -3,6 +3,7 @@
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 from libauc.sampler import DualSampler
 from torch import nn
@@ -32,6 +33,8 @@ class Job:
     extra_state: nn.Module | None = None  # e.g. AUCMLoss's a, b, alpha
     sampler: DualSampler | None = None
     train_model: nn.Module | None = None  # ``model``, compiled when asked; shares its weights
+    # (val scores, targets) of one output -> diagnostic columns of a history row (fine-tunes)
+    diagnose: Callable[[np.ndarray, np.ndarray], dict] | None = None
 
     def __post_init__(self):
         if self.train_model is None:

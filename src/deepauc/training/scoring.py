@@ -6,13 +6,19 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from deepauc.data import to_model_input
+from deepauc.models import HeadInFp32
 from deepauc.training.runtime import Runtime
 
 
 @torch.no_grad()
-def predict_probabilities(model: nn.Module, loader: DataLoader, runtime: Runtime) -> np.ndarray:
-    """Sigmoid scores of ``model`` for every image of ``loader``, in order: (images, outputs)."""
+def predict_logits(model: nn.Module, loader: DataLoader, runtime: Runtime) -> np.ndarray:
+    """fp32 logits of ``model`` for every image of ``loader``, in order: (images, outputs).
+
+    Logits, not probabilities: a monotone map of them, so every AUC is the same, but a sigmoid
+    rounds confident scores to one value (in fp32 from a logit of about 17) and ties them.
+    """
     model.eval()
+    scoring = HeadInFp32(model)
     scores = []
     for images, _ in loader:
         count = len(images)
@@ -22,6 +28,6 @@ def predict_probabilities(model: nn.Module, loader: DataLoader, runtime: Runtime
             padding = images[-1:].expand(loader.batch_size - count, *images.shape[1:])
             images = torch.cat([images, padding])
         with runtime.autocast():
-            logits = model(to_model_input(images, runtime.device))
-        scores.append(torch.sigmoid(logits.float())[:count])
+            logits = scoring(to_model_input(images, runtime.device))
+        scores.append(logits[:count])
     return torch.cat(scores).cpu().numpy()  # one wait for the GPU, not one per batch

@@ -15,6 +15,7 @@ import os
 from dataclasses import asdict
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import torch
 import torch.nn.functional as F
@@ -24,8 +25,10 @@ from torch.utils.data import DistributedSampler
 
 from deepauc.checkpoints import load_model
 from deepauc.data import CachedSplit, augment_generator
-from deepauc.methods import METHODS
-from deepauc.models import create_model, replace_head
+from deepauc.diagnostics import backbone_drift, score_diagnostics
+from deepauc.errors import InputError
+from deepauc.methods import METHODS, BuildContext
+from deepauc.models import create_model, init_head_from_row, replace_head
 from deepauc.settings import (
     AugmentSettings,
     FinetuneSettings,
@@ -44,6 +47,7 @@ from deepauc.training.loaders import (
     sampling_rate_for,
 )
 from deepauc.training.runtime import Runtime, seed_everything
+from deepauc.training.scoring import predict_logits
 
 log = logging.getLogger(__name__)
 
@@ -139,7 +143,11 @@ def finetune_job(
     method = METHODS[settings.method]
     seed_everything(runtime.seed)
     model, warm = load_model(warmup_checkpoint, runtime.device)
-    model = _on_device(replace_head(model, 1), runtime)
+    warm_head = model.get_classifier()
+    model = replace_head(model, 1)
+    if settings.head_init == "warmup":
+        init_head_from_row(model, warm_head, _output_row(warm, disease, warmup_checkpoint))
+    model = _on_device(model, runtime)
     image_size = warm["image_size"]
     train_images = train.images([disease], image_size, keep=train.table[disease].notna())
     train_images = place_images(train_images, runtime)
@@ -154,17 +162,29 @@ def finetune_job(
         sampler=sampler,
         generator=torch.Generator().manual_seed(runtime.seed),
     )
-    recipe = method.build(model, settings.method_settings, runtime.device, log)
+    context = BuildContext(
+        device=runtime.device,
+        log=log,
+        start_scores=lambda: _start_scores(model, train_images, batch_size, runtime),
+    )
+    recipe = method.build(model, settings.method_settings, context)
     log.info(
-        "%s %s: %d train images (%d positive), sampling rate %.2f, %d batches an epoch",
+        "%s %s: %d train images (%d positive), sampling rate %.2f, %d batches an epoch, "
+        "head from %s",
         method.name,
         disease,
         len(train_images),
         int(labels.sum()),
         rate,
         sampler.num_batches,
+        "the warm-up" if settings.head_init == "warmup" else "random weights",
     )
     val_images = place_images(val.images([disease], image_size), runtime)
+
+    def after_epoch(epoch: int) -> None:
+        if epoch in settings.lr_decay_epochs:
+            log.info("after epoch %d: %s", epoch, recipe.decay(settings.lr_decay_factor))
+
     return Job(
         name=f"{method.name} {warm['arch']} {disease}",
         model=model,
@@ -182,14 +202,16 @@ def finetune_job(
             "image_size": image_size,
             "outputs": [disease],
             "stage": method.name,
+            "lr": settings.method_settings.lr,
             "warmup_val_auc": warm.get("val_auc"),
             "sampling_rate": rate,
         },
         settings={"stage": asdict(settings), "augment": asdict(augment)},
-        after_epoch=recipe.after_epoch,
+        after_epoch=after_epoch,
         extra_state=recipe.extra_state,
         sampler=sampler,
         train_model=_training_module(model, runtime),
+        diagnose=_diagnose(model, recipe),
     )
 
 
@@ -240,6 +262,54 @@ def run_spec(spec: WarmupSpec | FinetuneSpec, runtime: Runtime) -> pd.DataFrame:
         spec.history,
         inputs=list(spec.inputs),
     )
+
+
+def _output_row(warm: dict, disease: str, checkpoint) -> int:
+    if disease not in warm["outputs"]:
+        raise InputError(
+            f"the warm-up model has no output for {disease!r} (it has {warm['outputs']})",
+            where=str(checkpoint),
+            fix="rerun the warm-up with this disease in diseases, or set finetune.head_init: "
+            "random.",
+        )
+    return warm["outputs"].index(disease)
+
+
+#: Training images whose starting scores set the dual variables' first values.
+START_SAMPLE = 2048
+
+
+def _start_scores(model, images, batch_size: int, runtime: Runtime):
+    """The starting model's sigmoid scores and labels on up to ``START_SAMPLE`` training images,
+    drawn with a generator of their own (the training random streams do not move)."""
+    picked = np.random.default_rng(runtime.seed).permutation(len(images))[:START_SAMPLE]
+    loader = make_loader(
+        images, runtime, batch_size=batch_size, sampler=sorted(picked.tolist()), shuffle=False
+    )
+    scores = torch.sigmoid(torch.from_numpy(predict_logits(model, loader, runtime)[:, 0]))
+    return scores.to(runtime.device), torch.from_numpy(images.targets[np.sort(picked), 0]).to(
+        runtime.device
+    )
+
+
+def _diagnose(model: nn.Module, recipe):
+    """A fine-tune's diagnostics for each evaluation: the val scores' spread, the method's
+    dual variables and how far the backbone has moved from where it started."""
+    head = {id(p) for p in model.get_classifier().parameters()}
+    backbone = [p for p in model.parameters() if id(p) not in head]
+    start = [p.detach().clone() for p in backbone]
+
+    def diagnose(scores: np.ndarray, targets: np.ndarray) -> dict:
+        duals = recipe.duals() if recipe.duals else {}
+        with torch.no_grad():
+            drift = backbone_drift([p.detach() for p in backbone], start)
+        return {
+            **score_diagnostics(scores, targets),
+            **{name: duals.get(name, float("nan")) for name in ("a", "b", "alpha")},
+            "drift": drift,
+        }
+
+    return diagnose
 
 
 def _read_split(files: SplitFiles) -> CachedSplit:

@@ -1,0 +1,80 @@
+"""LibAUC's Deep AUC Maximization pieces, and where we start them differently.
+
+LibAUC's optimizers (PESG, PDSCA) start their reference weights ``model_ref`` as N(0, 0.01)
+noise, so in the first epoch ``epoch_decay`` pulls every weight toward zero, and its losses start
+the dual variables ``a``, ``b`` (and ``alpha``) at 0, so a warm-started model's scores are first
+pulled toward one value. Both are fine from scratch and harmful for a fine-tune. The variants
+here change exactly those starting points and nothing else: every update is libauc's own.
+
+- :class:`AnchoredPESG`, :class:`AnchoredPDSCA`: ``model_ref`` starts at the starting weights.
+- :class:`ResumableCompositionalAUCLoss`: its BCE/AUC alternation survives a resume.
+- :func:`init_duals_from_scores`: ``a``, ``b`` at the class means of the starting model's scores,
+  ``alpha`` at its closed form ``max(0, margin + b - a)`` (where PESG's ascent step rests).
+"""
+
+import logging
+
+import torch
+from libauc.losses import CompositionalAUCLoss
+from libauc.optimizers import PDSCA, PESG
+
+log = logging.getLogger(__name__)
+
+
+def _start_copies(self, params) -> list[torch.Tensor]:
+    """``model_ref`` as libauc lays it out (every parameter, then ``a`` and ``b``), holding
+    copies of their values now instead of noise."""
+    variables = [v for v in [*list(params), self.a, self.b] if v is not None]
+    return [v.detach().clone().float().to(self.device) for v in variables]
+
+
+class AnchoredPESG(PESG):
+    """libauc's PESG with ``model_ref`` anchored at the starting weights (``anchor: start``)."""
+
+    __init_model_ref__ = _start_copies
+
+
+class AnchoredPDSCA(PDSCA):
+    """libauc's PDSCA with ``model_ref`` anchored at the starting weights (``anchor: start``)."""
+
+    __init_model_ref__ = _start_copies
+
+
+class ResumableCompositionalAUCLoss(CompositionalAUCLoss):
+    """libauc's CompositionalAUCLoss whose state dict also holds its step counter, which decides
+    whether the next step is a BCE or an AUC step: a resumed run alternates as an uninterrupted
+    one does."""
+
+    def get_extra_state(self):
+        return {"step": self.step}
+
+    def set_extra_state(self, state):
+        self.step = state["step"]
+
+    @torch.no_grad()
+    def load_state_dict(self, state_dict, strict=True):
+        for name in ("a", "b", "alpha"):
+            getattr(self, name).copy_(state_dict[name])
+        if "_extra_state" in state_dict:
+            self.set_extra_state(state_dict["_extra_state"])
+
+
+@torch.no_grad()
+def init_duals_from_scores(
+    loss: torch.nn.Module, scores: torch.Tensor, labels: torch.Tensor
+) -> tuple[float, float, float]:
+    """Set ``loss.a`` and ``loss.b`` (libauc's AUCM-type losses) to the mean score of the
+    positives and of the negatives, and ``loss.alpha`` to ``max(0, margin + b - a)``: the
+    fixed point of PESG's ascent step for alpha. ``scores`` are what the loss sees (sigmoid
+    outputs). Returns (a, b, alpha)."""
+    positive = labels == 1
+    if positive.all() or not positive.any():
+        log.warning("dual variables left at 0: the sample has only one class")
+        return 0.0, 0.0, 0.0
+    a = scores[positive].float().mean()
+    b = scores[~positive].float().mean()
+    alpha = torch.clamp(loss.margin + b - a, min=0)
+    loss.a.fill_(a)
+    loss.b.fill_(b)
+    loss.alpha.fill_(alpha)
+    return float(a), float(b), float(alpha)

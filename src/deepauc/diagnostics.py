@@ -1,0 +1,139 @@
+"""How a fine-tune is going, and whether it collapsed: measured on val at every evaluation.
+
+A collapsing AUC method pulls every score toward one value; its val AUC then drifts toward 0.5
+and a mean over diseases can hide it. Every evaluation row of a fine-tune history records the
+spread of the positive and negative val scores, how many scores are distinct, the dual variables
+and how far the backbone moved, and a row is flagged ``collapsed`` when the scores bunch up.
+``results/diagnostics.csv`` has one row per fine-tune (:func:`diagnostics_row`).
+"""
+
+import math
+
+import numpy as np
+import pandas as pd
+
+#: Collapsed: fewer than this share of the val scores are distinct ...
+MIN_DISTINCT_SHARE = 0.5
+#: ... or their spread fell below this share of the spread at step 0.
+MIN_SPREAD_SHARE = 0.05
+
+DIAGNOSTICS_COLUMNS = [
+    "architecture",
+    "seed",
+    "method",
+    "disease",
+    "chosen_lr",
+    "chosen_step",
+    "val_auc_step0",
+    "best_val_auc",
+    "collapsed",
+    "collapsed_rates",
+    "rates_tried",
+    "a",
+    "b",
+    "alpha",
+]
+
+
+def tied_scores(scores: np.ndarray) -> int:
+    """Scores (images, outputs) that equal another image's score of the same output."""
+    return int(sum(len(column) - len(np.unique(column)) for column in scores.T))
+
+
+def score_diagnostics(scores: np.ndarray, targets: np.ndarray) -> dict[str, float]:
+    """Mean and spread of the positive and negative val scores (one output), their spread and
+    distinct count overall; images whose label is ignored are left out."""
+    known = ~np.isnan(targets)
+    values, labels = scores[known].astype(np.float64), targets[known]
+    positive, negative = values[labels == 1], values[labels == 0]
+    distinct = len(np.unique(values))
+    return {
+        "pos_mean": _mean(positive),
+        "pos_std": _std(positive),
+        "neg_mean": _mean(negative),
+        "neg_std": _std(negative),
+        "score_std": _std(values),
+        "distinct_scores": distinct,
+        "distinct_share": distinct / max(len(values), 1),
+    }
+
+
+def is_collapsed(row: dict, start: dict) -> bool:
+    """Whether the val scores of ``row`` have bunched up, against those at step 0."""
+    if row["distinct_share"] < MIN_DISTINCT_SHARE:
+        return True
+    return bool(start["score_std"] > 0 and row["score_std"] < MIN_SPREAD_SHARE * start["score_std"])
+
+
+def backbone_drift(weights: list, start: list) -> float:
+    """||w - w0|| / ||w0|| over the backbone's parameters (lists of arrays or tensors)."""
+    moved = sum(float(((w - w0) ** 2).sum()) for w, w0 in zip(weights, start, strict=True))
+    size = sum(float((w0**2).sum()) for w0 in start)
+    return math.sqrt(moved / size) if size else float("nan")
+
+
+def best_row(history: pd.DataFrame) -> pd.Series:
+    """The evaluation the job kept: the first with the highest val AUC."""
+    return history.loc[history["val_auc"].idxmax()]
+
+
+def choose_rate(histories: dict[float, pd.DataFrame]) -> float:
+    """The learning rate whose best val AUC is highest (the smaller rate on a tie)."""
+    return max(sorted(histories), key=lambda rate: (histories[rate]["val_auc"].max(), -rate))
+
+
+def diagnostics_row(key: dict, histories: dict[float, pd.DataFrame]) -> dict:
+    """One fine-tune (``key``: architecture, seed, method, disease) from the histories of its
+    learning rates: the chosen rate and evaluation, val AUC at step 0 and at best, whether the
+    chosen run collapsed (at its last evaluation) and how many rates did, and the final duals."""
+    rate = choose_rate(histories)
+    chosen = histories[rate]
+    last = chosen.iloc[-1]
+    flags = {
+        r: bool(h["collapsed"].iloc[-1]) if "collapsed" in h else False
+        for r, h in histories.items()
+    }
+    return {
+        **key,
+        "chosen_lr": rate,
+        "chosen_step": int(best_row(chosen)["step"]),
+        "val_auc_step0": float(chosen["val_auc"].iloc[0]),
+        "best_val_auc": float(chosen["val_auc"].max()),
+        "collapsed": "yes" if flags[rate] else "no",
+        "collapsed_rates": sum(flags.values()),
+        "rates_tried": len(histories),
+        **{
+            name: float(last[name]) if name in last else float("nan")
+            for name in ("a", "b", "alpha")
+        },
+    }
+
+
+def _mean(values: np.ndarray) -> float:
+    return float(values.mean()) if len(values) else float("nan")
+
+
+def _std(values: np.ndarray) -> float:
+    return float(values.std()) if len(values) else float("nan")
+
+
+def rate_table(histories: dict[float, pd.DataFrame]) -> pd.DataFrame:
+    """Per learning rate tried: its best val AUC and step, val AUC at step 0, whether it ended
+    collapsed, and which rate was chosen."""
+    chosen = choose_rate(histories)
+    rows = []
+    for rate, history in histories.items():
+        best = best_row(history)
+        rows.append(
+            {
+                "lr": rate,
+                "best_val_auc": float(best["val_auc"]),
+                "best_step": int(best["step"]),
+                "val_auc_step0": float(history["val_auc"].iloc[0]),
+                "collapsed": bool(history["collapsed"].iloc[-1])
+                if "collapsed" in history
+                else False,
+                "chosen": rate == chosen,
+            }
+        )
+    return pd.DataFrame(rows)

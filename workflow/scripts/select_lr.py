@@ -1,0 +1,17 @@
+"""Rule select_lr: keep the learning rate whose fine-tune scored best on val."""
+
+import pandas as pd
+
+from deepauc.atomic import copy_file, write_csv
+from deepauc.diagnostics import choose_rate, rate_table
+from deepauc.jobs.logs import logged_to
+
+rates, inputs, output = snakemake.params.rates, snakemake.input, snakemake.output
+with logged_to(snakemake.log[0]):
+    histories = {
+        rate: pd.read_csv(path) for rate, path in zip(rates, inputs.histories, strict=True)
+    }
+    chosen = rates.index(choose_rate(histories))
+    copy_file(inputs.models[chosen], output.model)
+    write_csv(histories[rates[chosen]], output.history)
+    write_csv(rate_table(histories), output.selection)
