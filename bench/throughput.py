@@ -49,6 +49,7 @@ from PIL import Image
 from torch.utils.data import DataLoader, Dataset, RandomSampler
 from torchvision.transforms import v2
 
+from deepauc import DEFAULT_DISEASES
 from deepauc.atomic import atomic_path
 from deepauc.cache import build_cache
 from deepauc.checkpoints import save_model
@@ -149,7 +150,7 @@ def make_data(root: Path, args) -> dict:
 def measure_arch(arch: str, data: dict, runtime: Runtime, args) -> dict:
     warm = data["root"] / f"{arch}.warmup.pt"
     model = create_model(arch, 5, args.size)
-    meta = {"arch": arch, "image_size": args.size, "outputs": ["a", "b", "c", "d", "e"]}
+    meta = {"arch": arch, "image_size": args.size, "outputs": list(DEFAULT_DISEASES)}
     save_model(warm, model.state_dict(), {**meta, "stage": "warmup"})
     job = make_job(warm, data, runtime, args)
 

@@ -16,9 +16,8 @@ import pandas as pd
 import pytest
 import yaml
 
-from tests.conftest import DISEASES
 from tests.slurm_cluster import PARTITION, LocalSlurm, install_packages
-from tests.test_workflow import TINY, checkout, snakemake
+from tests.test_workflow import DISEASES, TINY, checkout, snakemake
 
 pytestmark = pytest.mark.e2e
 
@@ -26,6 +25,9 @@ pytestmark = pytest.mark.e2e
 SMALL = {**TINY, "architectures": ["resnet10t"], "train_threads": 1}
 LOCAL_RULES = {
     "all",
+    "select_lr",
+    "diagnose",
+    "summarize",
     "assemble_diseases",
     "ensemble_architectures",
     "ensemble_seeds",
@@ -165,7 +167,8 @@ def test_two_gloo_processes_train_like_one(tmp_path):
     assert len(histories) == len(logs)
     for path in histories:
         epochs = DDP["warmup" if path.parent == models else "finetune"]["epochs"]
-        assert pd.read_csv(path)["epoch"].tolist() == list(range(1, epochs + 1)), path
+        # step 0, then each epoch
+        assert pd.read_csv(path)["epoch"].tolist() == list(range(epochs + 1)), path
     for pattern in (".ddp-*.json", "*.resume", ".*.tmp*"):  # launcher specs, resume, temp files
         assert not list(results.rglob(pattern)), pattern
 

@@ -189,7 +189,8 @@ def test_a_layernorm_network_holds_its_warm_start_under_dam_and_collapses_under_
     assert not ours["collapsed"].any()
 
     theirs = _dam_history(easy, warm, tmp_path / "theirs", head_init="random", **LIBAUC_STARTS)
-    fell = theirs.iloc[-1]
-    assert fell["collapsed"] or fell["distinct_share"] < 0.9, theirs.to_string()
-    assert fell["val_auc"] < ours["val_auc"].iloc[0] - 0.03
+    # libauc's starts: a random head at step 0, and the loss first pulls every probability
+    # toward a = b = 0, which the alarm sees; the run ends below where ours started.
+    assert theirs["collapsed"].any(), theirs.to_string()
+    assert theirs["val_auc"].iloc[-1] < ours["val_auc"].iloc[0] - 0.03, theirs.to_string()
     assert np.isnan(theirs["train_loss"].iloc[0])  # step 0 is scored before any training

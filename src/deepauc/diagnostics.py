@@ -14,8 +14,9 @@ import pandas as pd
 
 #: Collapsed: fewer than this share of the val scores are distinct ...
 MIN_DISTINCT_SHARE = 0.5
-#: ... or their spread fell below this share of the spread at step 0.
-MIN_SPREAD_SHARE = 0.05
+#: ... or their spread (standard deviation of the probabilities) fell below this share of the
+#: spread at step 0.
+MIN_SPREAD_SHARE = 0.25
 
 DIAGNOSTICS_COLUMNS = [
     "architecture",
@@ -40,13 +41,20 @@ def tied_scores(scores: np.ndarray) -> int:
     return int(sum(len(column) - len(np.unique(column)) for column in scores.T))
 
 
-def score_diagnostics(scores: np.ndarray, targets: np.ndarray) -> dict[str, float]:
-    """Mean and spread of the positive and negative val scores (one output), their spread and
-    distinct count overall; images whose label is ignored are left out."""
+def score_diagnostics(logits: np.ndarray, targets: np.ndarray) -> dict[str, float]:
+    """Mean and spread of the positive and negative val scores of one output, their spread and
+    distinct share overall; images whose label is ignored are left out.
+
+    On the scale the AUC losses work on, the sigmoid probability (so ``pos_mean`` and
+    ``neg_mean`` compare with AUCMLoss's ``a`` and ``b``): a loss that pulls every probability to
+    one value shows here even while the logits still rank. ``distinct_share`` counts distinct
+    fp32 probabilities, what an AUC computed on sigmoid outputs would see.
+    """
     known = ~np.isnan(targets)
-    values, labels = scores[known].astype(np.float64), targets[known]
+    values = 1.0 / (1.0 + np.exp(-logits[known].astype(np.float64)))
+    labels = targets[known]
     positive, negative = values[labels == 1], values[labels == 0]
-    distinct = len(np.unique(values))
+    distinct = len(np.unique(values.astype(np.float32)))
     return {
         "pos_mean": _mean(positive),
         "pos_std": _std(positive),

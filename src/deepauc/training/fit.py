@@ -102,7 +102,8 @@ def fit(
             if batch % 50 == 0:  # reading the loss waits for the GPU: not every step
                 rate = seen / (time.perf_counter() - started)
                 bar.set_postfix(loss=f"{loss_sum.item() / batch:.4f}", img_s=f"{rate:.0f}")
-            if job.eval_every_steps and step % job.eval_every_steps == 0:
+            # (the epoch's last step is evaluated just below, once)
+            if job.eval_every_steps and step % job.eval_every_steps == 0 and batch < steps:
                 training = _training_row(runtime, loss_sum, batch, started, seen)
                 history.append(_evaluation_row(job, runtime, history, epoch, step, training))
                 best = _keep_best(best, history[-1]["val_auc"], epoch, model, runtime)
