@@ -17,7 +17,7 @@ from deepauc.checkpoints import load_model
 from deepauc.data import CachedSplit
 from deepauc.jobs.launch import run_training
 from deepauc.jobs.logs import logged_to
-from deepauc.methods import DamSettings
+from deepauc.methods import METHODS
 from deepauc.settings import (
     AugmentSettings,
     FinetuneSettings,
@@ -114,8 +114,8 @@ def test_warmup_lowers_the_loss_and_learns_both_signals(warm):
     )
 
 
-@pytest.mark.parametrize("method", ["dam", "ce"])
-def test_finetune_learns_for_both_methods(easy, warm, tmp_path, method):
+@pytest.mark.parametrize("method", ["dam", "ce", "compositional"])
+def test_finetune_learns_for_every_method(easy, warm, tmp_path, method):
     history = _finetune(easy, warm[0], method, tmp_path, epochs=3, device=warm[2])
     loss = history["train_loss"].dropna()
     assert loss.iloc[-1] < loss.iloc[0]
@@ -174,7 +174,8 @@ def test_dam_batches_hold_the_sampling_rate_of_positives(easy, warm, tmp_path, m
     assert set(captured["positives"]) == {4.0}  # 25% of 16
 
 
-@pytest.mark.parametrize("stage", ["warmup", "dam"])
+# compositional: its loss alternates BCE and AUC steps by a counter, which must resume too
+@pytest.mark.parametrize("stage", ["warmup", "dam", "compositional"])
 def test_interrupted_run_resumes_at_epoch_two_with_identical_weights(
     easy, warm, tmp_path, monkeypatch, caplog, stage
 ):
@@ -200,7 +201,10 @@ def test_interrupted_run_resumes_at_epoch_two_with_identical_weights(
             train,
             val,
             FinetuneSettings(
-                method="dam", method_settings=DamSettings(lr=0.05), epochs=2, batch_size=16
+                method=stage,
+                method_settings=METHODS[stage].settings(lr=0.05),
+                epochs=2,
+                batch_size=16,
             ),
             AugmentSettings(),
             Runtime.create("cpu", seed=3, threads=2),

@@ -171,13 +171,16 @@ def _start_duals(loss, settings, context: BuildContext) -> None:
     context.log.info("dual variables from class means: a %.4f, b %.4f, alpha %.4f", a, b, alpha)
 
 
-def _regularizer_decay(optimizer, epoch_decay: float) -> Callable[[float], str]:
+def _regularizer_decay(optimizer, epoch_decay: float, inner: bool = False) -> Callable:
+    """The shared schedule's step for PESG and PDSCA (``inner``: PDSCA's BCE-step rate too)."""
+
     def decay(factor: float) -> str:
+        factors = {"decay_factor": factor, **({"decay_factor0": factor} if inner else {})}
         if epoch_decay > 0:
-            optimizer.update_regularizer(decay_factor=factor)
+            optimizer.update_regularizer(**factors)
             done = ", reference weights moved to the epoch's average"
         else:  # no reference weights kept then, and update_regularizer would fail
-            optimizer.update_lr(decay_factor=factor)
+            optimizer.update_lr(**factors)
             done = ""
         return f"lr now {optimizer.param_groups[0]['lr']:g}{done}"
 
@@ -279,18 +282,11 @@ def build_compositional(model, settings: CompositionalSettings, context: BuildCo
     def loss_fn(logits, targets):
         return loss(torch.sigmoid(logits), targets).squeeze()
 
-    def decay(factor: float) -> str:
-        # Both of PDSCA's rates (AUC steps and BCE steps) follow the shared schedule.
-        if settings.epoch_decay > 0:
-            optimizer.update_regularizer(decay_factor=factor, decay_factor0=factor)
-        else:
-            optimizer.update_lr(decay_factor=factor, decay_factor0=factor)
-        return f"lr now {optimizer.param_groups[0]['lr']:g}"
-
     return Recipe(
         loss_fn=loss_fn,
         optimizer=optimizer,
-        decay=decay,
+        # Both of PDSCA's rates (AUC steps and BCE steps) follow the shared schedule.
+        decay=_regularizer_decay(optimizer, settings.epoch_decay, inner=True),
         extra_state=loss,
         duals=_aucm_duals(loss),
     )
