@@ -10,8 +10,8 @@ from snakemake.utils import validate
 # the PYTHONPATH ahead of installed packages; Snakemake only appends its own path to theirs.
 LIBRARY = os.path.join(workflow.basedir, "src")
 sys.path.insert(0, LIBRARY)
-os.environ["PYTHONPATH"] = os.pathsep.join(
-    [LIBRARY, *filter(None, [os.environ.get("PYTHONPATH")])]
+os.environ.update(
+    PYTHONPATH=os.pathsep.join([LIBRARY, *filter(None, [os.environ.get("PYTHONPATH")])])
 )
 
 import re
@@ -142,7 +142,10 @@ def finetune_settings(wildcards):
     its architecture's overrides) at the job's rate. Another method's settings are not in them,
     so changing those reruns nothing here."""
     return finetune_params(
-        config["finetune"], wildcards.method, wildcards.arch, RATE_BY_LABEL[wildcards.lr]
+        config["finetune"],
+        wildcards.method,
+        wildcards.arch,
+        RATE_BY_LABEL[wildcards.lr],
     )
 
 
@@ -280,7 +283,11 @@ def figure(name):
 
 
 def default_targets():
-    targets = ["results/summary.csv", "results/comparison.csv", "results/diagnostics.csv"]
+    targets = [
+        "results/summary.csv",
+        "results/comparison.csv",
+        "results/diagnostics.csv",
+    ]
     targets.append("results/data/label_audit.csv")
     if SYNTHETIC:
         targets.append("results/data/synthetic_examples.png")
