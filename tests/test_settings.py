@@ -80,7 +80,7 @@ def test_specs_survive_the_json_trip_to_ddp_ranks():
         train=split,
         val=SplitFiles("val.csv", "val.npy"),
         settings=FinetuneSettings(
-            method="dam", method_settings=DamSettings(lr=0.03, regularizer_epochs=(1, 2))
+            method="dam", method_settings=DamSettings(lr=0.03, mode="adam"), lr_decay_epochs=(1, 2)
         ),
         augment=AugmentSettings(rotation=5),
         checkpoint="m.pt",

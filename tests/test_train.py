@@ -117,8 +117,9 @@ def test_warmup_lowers_the_loss_and_learns_both_signals(warm):
 @pytest.mark.parametrize("method", ["dam", "ce", "compositional"])
 def test_finetune_learns_for_every_method(easy, warm, tmp_path, method):
     history = _finetune(easy, warm[0], method, tmp_path, epochs=3, device=warm[2])
-    loss = history["train_loss"].dropna()
-    assert loss.iloc[-1] < loss.iloc[0]
+    if method == "ce":  # AUCM is a min-max objective: its value need not fall as it learns
+        loss = history["train_loss"].dropna()
+        assert loss.iloc[-1] < loss.iloc[0]
     assert history["val_auc"].max() > 0.6
     model, meta = load_model(tmp_path / f"{method}.pt")
     assert meta["outputs"] == ["Edema"] and meta["stage"] == method
