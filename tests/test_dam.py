@@ -13,6 +13,7 @@ from libauc.optimizers import PDSCA, PESG
 
 from deepauc.checkpoints import load_model
 from deepauc.dam import AnchoredPDSCA, AnchoredPESG, init_duals_from_scores
+from deepauc.diagnostics import diagnostics_table
 from deepauc.methods import DamSettings
 from deepauc.settings import AugmentSettings, FinetuneSettings, WarmupSettings
 from deepauc.training.fit import prepare_batch, train_step
@@ -194,3 +195,19 @@ def test_a_layernorm_network_holds_its_warm_start_under_dam_and_collapses_under_
     assert theirs["collapsed"].any(), theirs.to_string()
     assert theirs["val_auc"].iloc[-1] < ours["val_auc"].iloc[0] - 0.03, theirs.to_string()
     assert np.isnan(theirs["train_loss"].iloc[0])  # step 0 is scored before any training
+
+
+def test_diagnostics_keep_the_best_rate_on_val_and_count_collapsed_rates():
+    def history(aucs, collapsed):
+        return pd.DataFrame(
+            {"step": [0, 4, 8], "val_auc": aucs, "collapsed": collapsed, "a": 0.3, "b": 0.1}
+        )
+
+    runs = {
+        ("resnet10t", 0, "dam", "Edema", 0.1): history([0.7, 0.8, 0.75], [False, False, True]),
+        ("resnet10t", 0, "dam", "Edema", 0.01): history([0.7, 0.72, 0.71], [False] * 3),
+    }
+    row = diagnostics_table(runs).iloc[0]
+    assert (row["chosen_lr"], row["chosen_step"], row["best_val_auc"]) == (0.1, 4, 0.8)
+    assert (row["collapsed"], row["collapsed_rates"], row["rates_tried"]) == ("yes", 1, 2)
+    assert (row["a"], row["b"]) == (0.3, 0.1) and np.isnan(row["alpha"])

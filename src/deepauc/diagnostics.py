@@ -94,27 +94,33 @@ def diagnostics_row(key: dict, histories: dict[float, pd.DataFrame]) -> dict:
     """One fine-tune (``key``: architecture, seed, method, disease) from the histories of its
     learning rates: the chosen rate and evaluation, val AUC at step 0 and at best, whether the
     chosen run collapsed (at its last evaluation) and how many rates did, and the final duals."""
-    rate = choose_rate(histories)
-    chosen = histories[rate]
-    last = chosen.iloc[-1]
-    flags = {
-        r: bool(h["collapsed"].iloc[-1]) if "collapsed" in h else False
-        for r, h in histories.items()
-    }
+    rates = rate_table(histories)
+    chosen = rates[rates["chosen"]].iloc[0]
+    last = histories[chosen["lr"]].iloc[-1]
     return {
         **key,
-        "chosen_lr": rate,
-        "chosen_step": int(best_row(chosen)["step"]),
-        "val_auc_step0": float(chosen["val_auc"].iloc[0]),
-        "best_val_auc": float(chosen["val_auc"].max()),
-        "collapsed": "yes" if flags[rate] else "no",
-        "collapsed_rates": sum(flags.values()),
-        "rates_tried": len(histories),
-        **{
-            name: float(last[name]) if name in last else float("nan")
-            for name in ("a", "b", "alpha")
-        },
+        "chosen_lr": chosen["lr"],
+        "chosen_step": int(chosen["best_step"]),
+        "val_auc_step0": chosen["val_auc_step0"],
+        "best_val_auc": chosen["best_val_auc"],
+        "collapsed": "yes" if chosen["collapsed"] else "no",
+        "collapsed_rates": int(rates["collapsed"].sum()),
+        "rates_tried": len(rates),
+        **{name: float(last.get(name, float("nan"))) for name in ("a", "b", "alpha")},
     }
+
+
+def diagnostics_table(runs: dict[tuple, pd.DataFrame]) -> pd.DataFrame:
+    """``results/diagnostics.csv`` from every fine-tune run's history, keyed by (architecture,
+    seed, method, disease, learning rate): one row per fine-tune, its rates taken together."""
+    grouped: dict[tuple, dict[float, pd.DataFrame]] = {}
+    for (*key, rate), history in runs.items():
+        grouped.setdefault(tuple(key), {})[rate] = history
+    rows = [
+        diagnostics_row(dict(zip(DIAGNOSTICS_COLUMNS[:4], key, strict=True)), histories)
+        for key, histories in grouped.items()
+    ]
+    return pd.DataFrame(rows, columns=DIAGNOSTICS_COLUMNS)
 
 
 def _mean(values: np.ndarray) -> float:

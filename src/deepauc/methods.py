@@ -157,8 +157,24 @@ class DamSettings:
     anchor: str = "start"  # or "noise"
 
 
-def _aucm_duals(loss) -> Callable[[], dict[str, float]]:
-    return lambda: {name: float(getattr(loss, name).detach()) for name in ("a", "b", "alpha")}
+def _auc_recipe(loss, optimizer, epoch_decay: float, inner: bool = False) -> Recipe:
+    """The recipe of a libauc AUC-margin loss (on sigmoid scores) and its optimizer: decay on
+    the shared schedule, the loss's a, b, alpha checkpointed and reported."""
+    import torch
+
+    def loss_fn(logits, targets):
+        return loss(torch.sigmoid(logits), targets).squeeze()
+
+    def duals() -> dict[str, float]:
+        return {name: float(getattr(loss, name).detach()) for name in ("a", "b", "alpha")}
+
+    return Recipe(
+        loss_fn=loss_fn,
+        optimizer=optimizer,
+        decay=_regularizer_decay(optimizer, epoch_decay, inner),
+        extra_state=loss,
+        duals=duals,
+    )
 
 
 def _start_duals(loss, settings, context: BuildContext) -> None:
@@ -188,7 +204,6 @@ def _regularizer_decay(optimizer, epoch_decay: float, inner: bool = False) -> Ca
 
 
 def build_dam(model, settings: DamSettings, context: BuildContext) -> Recipe:
-    import torch
     from libauc.losses import AUCMLoss
     from libauc.optimizers import PESG
 
@@ -209,16 +224,7 @@ def build_dam(model, settings: DamSettings, context: BuildContext) -> Recipe:
         device=context.device,
     )
 
-    def loss_fn(logits, targets):
-        return aucm(torch.sigmoid(logits), targets).squeeze()
-
-    return Recipe(
-        loss_fn=loss_fn,
-        optimizer=optimizer,
-        decay=_regularizer_decay(optimizer, settings.epoch_decay),
-        extra_state=aucm,
-        duals=_aucm_duals(aucm),
-    )
+    return _auc_recipe(aucm, optimizer, settings.epoch_decay)
 
 
 register(
@@ -256,7 +262,6 @@ class CompositionalSettings:
 
 
 def build_compositional(model, settings: CompositionalSettings, context: BuildContext) -> Recipe:
-    import torch
     from libauc.optimizers import PDSCA
 
     from deepauc.dam import AnchoredPDSCA, ResumableCompositionalAUCLoss
@@ -279,17 +284,8 @@ def build_compositional(model, settings: CompositionalSettings, context: BuildCo
         device=context.device,
     )
 
-    def loss_fn(logits, targets):
-        return loss(torch.sigmoid(logits), targets).squeeze()
-
-    return Recipe(
-        loss_fn=loss_fn,
-        optimizer=optimizer,
-        # Both of PDSCA's rates (AUC steps and BCE steps) follow the shared schedule.
-        decay=_regularizer_decay(optimizer, settings.epoch_decay, inner=True),
-        extra_state=loss,
-        duals=_aucm_duals(loss),
-    )
+    # Both of PDSCA's rates (AUC steps and BCE steps) follow the shared schedule.
+    return _auc_recipe(loss, optimizer, settings.epoch_decay, inner=True)
 
 
 register(
