@@ -15,9 +15,12 @@ and channels_last on CUDA), this measures images per second of:
       decoded with PIL and transformed with torchvision (resize, RandomAffine, normalise) in
       ``--reference-workers`` DataLoader workers.
 
-It then measures (b) and (c) again with the CE control's step (BCE + Adam): the data paths
-compared where LibAUC's loss and optimizer do not set the pace. With ``--compile-archs`` it also
-measures (b) with ``torch.compile`` for those architectures.
+(a) and (b) are measured for each of ``--implementations``: ``fast`` (the pipeline's default,
+``deepauc.dam_fast``: multi-tensor PESG, AUCM loss without host sync) and ``libauc`` (libauc's own
+classes), keys prefixed ``libauc_``, with the PESG step alone in ``optimizer_step_ms``; (c) feeds
+the fast step, so b/c compares the data paths alone. It then measures (b) and (c) with the CE
+control's step (BCE + Adam) unless ``--skip-ce``. With ``--compile-archs`` it also measures (a)
+and (b) with ``compile: true`` (the network and the fast step's arithmetic compiled).
 The data are the pipeline's own synthetic CheXpert at CheXpert-small's 390 x 320 pixels,
 preprocessed and cached by the pipeline's code. Results are printed and written as JSON.
 
@@ -54,6 +57,7 @@ from deepauc.atomic import atomic_path
 from deepauc.cache import build_cache
 from deepauc.checkpoints import save_model
 from deepauc.data import IMAGENET_MEAN, IMAGENET_STD, CachedSplit
+from deepauc.methods import DamSettings
 from deepauc.models import create_model
 from deepauc.preprocess import PreprocessSettings, prepare_splits
 from deepauc.settings import AugmentSettings, FinetuneSettings
@@ -106,6 +110,7 @@ def parse_args(argv):
     parser.add_argument("--workers", type=int, default=16, help="threads; loader workers <= 4")
     parser.add_argument("--reference-workers", type=int, default=16)
     parser.add_argument("--skip-ce", action="store_true", help="skip the CE step's (b) and (c)")
+    parser.add_argument("--implementations", nargs="+", default=["fast", "libauc"])
     parser.add_argument("--out", type=Path, default=Path("bench/results/throughput.json"))
     return parser.parse_args(argv)
 
@@ -152,45 +157,62 @@ def measure_arch(arch: str, data: dict, runtime: Runtime, args) -> dict:
     model = create_model(arch, 5, args.size)
     meta = {"arch": arch, "image_size": args.size, "outputs": list(DEFAULT_DISEASES)}
     save_model(warm, model.state_dict(), {**meta, "stage": "warmup"})
-    job = make_job(warm, data, runtime, args)
-
-    row = {
-        "images_on_gpu": job.train_loader.dataset.on_device is not None,
-        "model_alone": model_alone(job, runtime, args),
-        "model_bound": model_bound(job, runtime, args),
-        "optimizer_step_ms": optimizer_step_ms(job, runtime, args),
-        "parameter_tensors": len(list(job.model.parameters())),
-    }
-    with PeakMemory() as memory:
-        row["pipeline"] = pipeline(job, runtime, args)
-    row["pipeline_peak_rss_bytes"], row["pipeline_peak_pss_bytes"] = memory.rss, memory.pss
-    row["reference"] = reference(job, data["splits"]["train"].table, runtime, args)
-    del job
+    row = {}
+    for implementation in args.implementations:
+        prefix = "" if implementation == "fast" else f"{implementation}_"
+        job = make_job(warm, data, runtime, args, implementation=implementation)
+        if not row:
+            row["images_on_gpu"] = job.train_loader.dataset.on_device is not None
+            row["parameter_tensors"] = len(list(job.model.parameters()))
+            row["model_alone"] = model_alone(job, runtime, args)
+        row[f"{prefix}model_bound"] = model_bound(job, runtime, args)
+        row[f"{prefix}optimizer_step_ms"] = optimizer_step_ms(job, runtime, args)
+        with PeakMemory() as memory:
+            row[f"{prefix}pipeline"] = pipeline(job, runtime, args)
+        row[f"{prefix}pipeline_over_model_alone"] = row[f"{prefix}pipeline"] / row["model_alone"]
+        if implementation == "fast":
+            row["pipeline_peak_rss_bytes"], row["pipeline_peak_pss_bytes"] = memory.rss, memory.pss
+            row["reference"] = reference(job, data["splits"]["train"].table, runtime, args)
+            row["pipeline_over_model_bound"] = row["pipeline"] / row["model_bound"]
+            row["pipeline_over_reference"] = row["pipeline"] / row["reference"]
+        del job
+        _release(runtime)
     if not args.skip_ce:
         job = make_job(warm, data, runtime, args, method="ce")
         row["ce_pipeline"] = pipeline(job, runtime, args)
         row["ce_reference"] = reference(job, data["splits"]["train"].table, runtime, args)
         row["ce_pipeline_over_reference"] = row["ce_pipeline"] / row["ce_reference"]
         del job
+        _release(runtime)
     if arch in args.compile_archs:
         compiled_runtime = Runtime.create(args.device, seed=0, threads=args.workers, compile=True)
         job = make_job(warm, data, compiled_runtime, args)
         started = time.perf_counter()
+        row["model_bound_compiled"] = model_bound(job, compiled_runtime, args)
         row["pipeline_compiled"] = pipeline(job, compiled_runtime, args)
         row["compile_and_measure_seconds"] = round(time.perf_counter() - started, 1)
-        row["compiled_over_model_bound"] = row["pipeline_compiled"] / row["model_bound"]
+        eager_bound = row.get("model_bound")
+        if eager_bound:
+            row["compiled_over_model_bound"] = row["pipeline_compiled"] / eager_bound
         del job
-    row["pipeline_over_model_bound"] = row["pipeline"] / row["model_bound"]
-    row["pipeline_over_reference"] = row["pipeline"] / row["reference"]
+        _release(runtime)
     log.info("%s: %s", arch, {k: round(v, 3) for k, v in row.items()})
-    if runtime.device.type == "cuda":
-        torch.cuda.empty_cache()
     return row
 
 
-def make_job(warm: Path, data: dict, runtime: Runtime, args, method: str = "dam"):
+def _release(runtime: Runtime) -> None:
+    if runtime.device.type == "cuda":
+        torch.cuda.empty_cache()
+
+
+def make_job(warm: Path, data: dict, runtime: Runtime, args, method="dam", implementation="fast"):
     splits = data["splits"]
-    settings = FinetuneSettings(method=method, epochs=1, batch_size=args.batch_size)
+    method_settings = None
+    if method == "dam":
+        method_settings = DamSettings(implementation=implementation)
+    settings = FinetuneSettings(
+        method=method, method_settings=method_settings, epochs=1, batch_size=args.batch_size
+    )
     return finetune_job(
         warm, DISEASE, splits["train"], splits["val"], settings, AugmentSettings(), runtime
     )
@@ -372,37 +394,39 @@ def write(results: dict, path: Path) -> None:
 
 def print_table(results: dict) -> None:
     print(f"\n{results['device']}, torch {results['torch']}, {results['date']}")
-    header = (
-        "architecture",
-        "(m) model alone",
-        "(a) bound",
-        "(b) pipeline",
-        "(c) reference",
-        "b/a",
-        "b/c",
-        "(b) compiled",
-        "CE: (b)",
-        "(c)",
-        "b/c",
-    )
-    print("| " + " | ".join(header) + " |")
-    print("|" + "---|" * len(header))
+    columns = {
+        "(m) alone": "model_alone",
+        "(a) bound": "model_bound",
+        "(b) pipeline": "pipeline",
+        "(c) reference": "reference",
+        "b/m": "pipeline_over_model_alone",
+        "b/c": "pipeline_over_reference",
+        "PESG step ms": "optimizer_step_ms",
+        "libauc (a)": "libauc_model_bound",
+        "libauc (b)": "libauc_pipeline",
+        "libauc b/m": "libauc_pipeline_over_model_alone",
+        "libauc PESG ms": "libauc_optimizer_step_ms",
+        "compiled (a)": "model_bound_compiled",
+        "compiled (b)": "pipeline_compiled",
+        "compiled b / eager a": "compiled_over_model_bound",
+        "CE (b)": "ce_pipeline",
+        "CE (c)": "ce_reference",
+    }
+    print("| architecture | " + " | ".join(columns) + " |")
+    print("|" + "---|" * (len(columns) + 1))
     for arch, row in results["architectures"].items():
-        compiled = row.get("pipeline_compiled")
-        cells = [
-            arch,
-            f"{row['model_alone']:.0f}",
-            f"{row['model_bound']:.0f}",
-            f"{row['pipeline']:.0f}",
-            f"{row['reference']:.0f}",
-            f"{row['pipeline_over_model_bound']:.2f}",
-            f"{row['pipeline_over_reference']:.2f}",
-            f"{compiled:.0f} ({row['compiled_over_model_bound']:.2f} x a)" if compiled else "",
-            f"{row['ce_pipeline']:.0f}" if "ce_pipeline" in row else "",
-            f"{row['ce_reference']:.0f}" if "ce_pipeline" in row else "",
-            f"{row['ce_pipeline_over_reference']:.2f}" if "ce_pipeline" in row else "",
-        ]
-        print("| " + " | ".join(cells) + " |")
+        cells = [_cell(row.get(key), key) for key in columns.values()]
+        print(f"| {arch} | " + " | ".join(cells) + " |")
+
+
+def _cell(value, key: str) -> str:
+    if value is None:
+        return ""
+    if "_over_" in key:
+        return f"{value:.2f}"
+    if key.endswith("_ms"):
+        return f"{value:.1f}"
+    return f"{value:.0f}"
 
 
 if __name__ == "__main__":

@@ -31,9 +31,12 @@ def test_throughput_runs_on_a_cpu_and_writes_every_measure(tmp_path):
     )
     results = json.loads(out.read_text())
     row = results["architectures"]["resnet10t"]
-    for key in ("model_alone", "model_bound", "pipeline", "reference", "ce_pipeline"):
+    measured = ("model_alone", "model_bound", "pipeline", "reference", "ce_pipeline")
+    libauc = ("libauc_model_bound", "libauc_pipeline", "libauc_optimizer_step_ms")
+    for key in measured + libauc:
         assert row[key] > 0, key
     assert row["pipeline_over_model_bound"] == pytest.approx(row["pipeline"] / row["model_bound"])
+    assert row["pipeline_over_model_alone"] == pytest.approx(row["pipeline"] / row["model_alone"])
     assert row["parameter_tensors"] > 10 and row["optimizer_step_ms"] > 0
     assert results["data"]["cache_bytes"] == (
         (results["data"]["train_images"] + results["data"]["val_images"]) * 32 * 32 + 2 * 128

@@ -21,7 +21,7 @@ from deepauc.training.runtime import Runtime
 from deepauc.training.stages import finetune_job, run_finetune, run_warmup
 from tests.test_train import DISEASES, SIZE, _easy_split
 
-LIBAUC_STARTS = {"init_duals": "zero", "anchor": "noise"}
+LIBAUC_STARTS = {"init_duals": "zero", "anchor": "noise", "implementation": "libauc"}
 
 
 def _batches(steps=12, seed=0):

@@ -23,7 +23,8 @@ REPO = Path(__file__).resolve().parents[1]
 HOLDER = """
 import sys, time
 from deepauc.jobs.gpus import claimed_gpus
-with claimed_gpus(int(sys.argv[1]), poll_seconds=0.05) as gpus:
+slots = int(sys.argv[3]) if len(sys.argv) > 3 else 1
+with claimed_gpus(int(sys.argv[1]), poll_seconds=0.05, slots=slots) as gpus:
     print("GOT", ",".join(gpus), time.time(), flush=True)
     time.sleep(float(sys.argv[2]))
 """
@@ -37,10 +38,10 @@ def two_gpus(tmp_path, monkeypatch):
     return tmp_path
 
 
-def hold(count: int, seconds: float) -> subprocess.Popen:
+def hold(count: int, seconds: float, slots: int = 1) -> subprocess.Popen:
     env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
     return subprocess.Popen(
-        [sys.executable, "-c", HOLDER, str(count), str(seconds)],
+        [sys.executable, "-c", HOLDER, str(count), str(seconds), str(slots)],
         stdout=subprocess.PIPE,
         text=True,
         env=env,
@@ -82,6 +83,23 @@ def test_a_job_with_two_gpus_holds_both(two_gpus):
     assert claim_line(waiting)[0] in {"0", "1"}
     assert waiting.wait(timeout=30) == 0
     assert os.environ[VISIBLE] == "0,1"  # restored after the block
+
+
+def test_jobs_per_gpu_lets_jobs_share_a_gpu_up_to_its_slots(two_gpus, monkeypatch):
+    monkeypatch.setenv(VISIBLE, "0")
+    sharing = [hold(1, 1.5, slots=2), hold(1, 1.5, slots=2)]
+    assert [claim_line(p)[0] for p in sharing] == ["0", "0"]  # both on GPU 0 at once
+    started = time.time()
+    third = hold(1, 0.0, slots=2)
+    _, claimed_at = claim_line(third)
+    assert claimed_at - started >= 1.0  # the two slots were taken
+    for process in [*sharing, third]:
+        assert process.wait(timeout=30) == 0
+
+
+def test_a_two_gpu_job_takes_slots_on_two_different_gpus(two_gpus):
+    with claimed_gpus(2, slots=3) as gpus:
+        assert gpus == ["0", "1"]
 
 
 def test_killed_job_frees_its_gpu(two_gpus):

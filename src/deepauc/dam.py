@@ -10,13 +10,20 @@ here change exactly those starting points and nothing else: every update is liba
 - :class:`ResumableCompositionalAUCLoss`: its BCE/AUC alternation survives a resume.
 - :func:`init_duals_from_scores`: ``a``, ``b`` at the class means of the starting model's scores,
   ``alpha`` at its closed form ``max(0, margin + b - a)`` (where PESG's ascent step rests).
+
+Orthogonal to where they start is how the steps run: ``implementation: fast`` (the default) uses
+the multi-tensor steps of :mod:`deepauc.dam_fast`, ``libauc`` libauc's own per-tensor loop. The
+:func:`optimizer_class` table gives every combination.
 """
 
+import functools
 import logging
 
 import torch
-from libauc.losses import CompositionalAUCLoss
+from libauc.losses import AUCMLoss, CompositionalAUCLoss
 from libauc.optimizers import PDSCA, PESG
+
+from deepauc.dam_fast import FastAUCMLoss, FastPDSCA, FastPESG
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +45,47 @@ class AnchoredPDSCA(PDSCA):
     """libauc's PDSCA with ``model_ref`` anchored at the starting weights (``anchor: start``)."""
 
     __init_model_ref__ = _start_copies
+
+
+class AnchoredFastPESG(FastPESG):
+    """The multi-tensor PESG with ``model_ref`` anchored at the starting weights."""
+
+    __init_model_ref__ = _start_copies
+
+
+class AnchoredFastPDSCA(FastPDSCA):
+    """The multi-tensor PDSCA with ``model_ref`` anchored at the starting weights."""
+
+    __init_model_ref__ = _start_copies
+
+
+#: (optimizer, anchor, implementation) -> class
+_OPTIMIZERS = {
+    ("pesg", "noise", "libauc"): PESG,
+    ("pesg", "start", "libauc"): AnchoredPESG,
+    ("pesg", "noise", "fast"): FastPESG,
+    ("pesg", "start", "fast"): AnchoredFastPESG,
+    ("pdsca", "noise", "libauc"): PDSCA,
+    ("pdsca", "start", "libauc"): AnchoredPDSCA,
+    ("pdsca", "noise", "fast"): FastPDSCA,
+    ("pdsca", "start", "fast"): AnchoredFastPDSCA,
+}
+
+
+def optimizer_class(optimizer: str, anchor: str, implementation: str, compile: bool = False):
+    """The class for libauc's ``optimizer`` ("pesg" or "pdsca") with reference weights from
+    ``anchor`` ("start" or "noise") and steps from ``implementation`` ("fast" or "libauc").
+    ``compile`` compiles a fast step's arithmetic (libauc's step is never compiled: it loses
+    its counters)."""
+    chosen = _OPTIMIZERS[(optimizer, anchor, implementation)]
+    if compile and implementation == "fast":
+        return functools.partial(chosen, compile=True)
+    return chosen
+
+
+def aucm_loss_class(implementation: str) -> type:
+    """libauc's AUCMLoss, or the same loss without its per-step host sync."""
+    return FastAUCMLoss if implementation == "fast" else AUCMLoss
 
 
 class ResumableCompositionalAUCLoss(CompositionalAUCLoss):

@@ -35,6 +35,7 @@ class BuildContext:
     device: Any
     log: logging.Logger
     start_scores: Callable[[], tuple[Any, Any]]
+    compile: bool = False  # the runtime's ``compile``: fast optimizers compile their update
 
 
 @dataclass
@@ -155,6 +156,7 @@ class DamSettings:
     mode: str = "sgd"  # PESG's own update rule: "sgd" (momentum) or "adam"
     init_duals: str = "class_means"  # or "zero"
     anchor: str = "start"  # or "noise"
+    implementation: str = "fast"  # or "libauc": same updates, libauc's per-tensor loop
 
 
 def _auc_recipe(loss, optimizer, epoch_decay: float, inner: bool = False) -> Recipe:
@@ -204,15 +206,12 @@ def _regularizer_decay(optimizer, epoch_decay: float, inner: bool = False) -> Ca
 
 
 def build_dam(model, settings: DamSettings, context: BuildContext) -> Recipe:
-    from libauc.losses import AUCMLoss
-    from libauc.optimizers import PESG
+    from deepauc.dam import aucm_loss_class, optimizer_class
 
-    from deepauc.dam import AnchoredPESG
-
-    aucm = AUCMLoss(margin=settings.margin, version=settings.loss_version, device=context.device)
+    loss_class = aucm_loss_class(settings.implementation)
+    aucm = loss_class(margin=settings.margin, version=settings.loss_version, device=context.device)
     _start_duals(aucm, settings, context)
-    optimizer_class = AnchoredPESG if settings.anchor == "start" else PESG
-    optimizer = optimizer_class(
+    optimizer = optimizer_class("pesg", settings.anchor, settings.implementation, context.compile)(
         model.parameters(),
         loss_fn=aucm,
         lr=settings.lr,
@@ -259,19 +258,17 @@ class CompositionalSettings:
     beta2: float = 0.999
     init_duals: str = "class_means"  # or "zero"
     anchor: str = "start"  # or "noise"
+    implementation: str = "fast"  # or "libauc"
 
 
 def build_compositional(model, settings: CompositionalSettings, context: BuildContext) -> Recipe:
-    from libauc.optimizers import PDSCA
-
-    from deepauc.dam import AnchoredPDSCA, ResumableCompositionalAUCLoss
+    from deepauc.dam import ResumableCompositionalAUCLoss, optimizer_class
 
     loss = ResumableCompositionalAUCLoss(
         margin=settings.margin, k=settings.k, version=settings.loss_version, device=context.device
     )
     _start_duals(loss, settings, context)
-    optimizer_class = AnchoredPDSCA if settings.anchor == "start" else PDSCA
-    optimizer = optimizer_class(
+    optimizer = optimizer_class("pdsca", settings.anchor, settings.implementation, context.compile)(
         model.parameters(),
         loss_fn=loss,
         lr=settings.lr,

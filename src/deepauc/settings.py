@@ -22,6 +22,7 @@ from deepauc.synth import SynthSpec
 RUNTIME_KEYS = (
     "device",
     "gpus_per_job",
+    "jobs_per_gpu",
     "processes_per_job",
     "train_threads",
     "compile",
@@ -342,6 +343,7 @@ class JobResources:
     images_on_gpu: str = "auto"
     gpus: int = 0
     processes: int = 1
+    jobs_per_gpu: int = 1  # jobs that may share one GPU at once
 
     @property
     def threads_per_process(self) -> int:
@@ -360,4 +362,5 @@ class JobResources:
             images_on_gpu=config["images_on_gpu"],
             gpus=int(gpus),
             processes=int(processes),
+            jobs_per_gpu=int(config.get("jobs_per_gpu", 1)),
         )

@@ -6,6 +6,9 @@ an exclusive ``flock`` on one lock file per GPU, in a folder all jobs of the mac
 sets ``CUDA_VISIBLE_DEVICES`` to the GPUs it holds (its DDP ranks inherit it). The kernel drops
 a lock when its process ends, however it ends, so a killed job frees its GPUs.
 
+With ``jobs_per_gpu: N`` a GPU has N lock files (slots), so up to N small jobs share it: their
+start-up, cuDNN's first-epoch timing and evaluation overlap with the others' training.
+
 A scheduler that gives each job its own GPUs (SLURM with ``--gpus``) has set
 ``CUDA_VISIBLE_DEVICES`` already; inside a SLURM job nothing is claimed.
 """
@@ -54,8 +57,9 @@ def visible_gpus() -> list[str]:
 
 
 @contextlib.contextmanager
-def claimed_gpus(count: int, poll_seconds: float = 1.0) -> Iterator[list[str]]:
-    """Hold ``count`` GPUs of this machine for the block, with CUDA_VISIBLE_DEVICES set to them.
+def claimed_gpus(count: int, poll_seconds: float = 1.0, slots: int = 1) -> Iterator[list[str]]:
+    """Hold ``count`` GPUs of this machine for the block, with CUDA_VISIBLE_DEVICES set to them:
+    one of each GPU's ``slots`` (``jobs_per_gpu``), on ``count`` different GPUs.
 
     Waits while other jobs hold them. ``count`` 0, or a job SLURM placed, claims nothing.
     """
@@ -78,7 +82,7 @@ def claimed_gpus(count: int, poll_seconds: float = 1.0) -> Iterator[list[str]]:
     folder.mkdir(parents=True, exist_ok=True)
     with contextlib.suppress(PermissionError):
         folder.chmod(0o1777)  # jobs of other users on this machine share the locks
-    held = _wait_for(folder, candidates, count, poll_seconds)
+    held = _wait_for(folder, candidates, count, poll_seconds, max(1, int(slots)))
     previous = os.environ.get(VISIBLE)
     os.environ[VISIBLE] = ",".join(name for name, _ in held)
     log.info("using GPU(s) %s (%s set for this job)", os.environ[VISIBLE], VISIBLE)
@@ -93,10 +97,10 @@ def claimed_gpus(count: int, poll_seconds: float = 1.0) -> Iterator[list[str]]:
             os.environ[VISIBLE] = previous
 
 
-def _wait_for(folder: Path, candidates: list[str], count: int, poll_seconds: float):
+def _wait_for(folder: Path, candidates: list[str], count: int, poll_seconds: float, slots: int):
     waited_since = None
     while True:
-        held = _try_claim(folder, candidates, count)
+        held = _try_claim(folder, candidates, count, slots)
         if held is not None:
             if waited_since is not None:
                 log.info("waited %.0f s for a free GPU", time.monotonic() - waited_since)
@@ -112,12 +116,27 @@ def _wait_for(folder: Path, candidates: list[str], count: int, poll_seconds: flo
         time.sleep(poll_seconds)
 
 
-def _try_claim(folder: Path, candidates: list[str], count: int):
-    """``count`` locks, or none at all: holding some while waiting for more could deadlock two
-    jobs that each wait for the other's GPU."""
+def _try_claim(folder: Path, candidates: list[str], count: int, slots: int = 1):
+    """A slot on each of ``count`` GPUs, or none at all: holding some while waiting for more
+    could deadlock two jobs that each wait for the other's GPU."""
     held = []
     for name in candidates:
-        path = folder / f"gpu-{re.sub(r'[^A-Za-z0-9_.-]', '_', name)}.lock"
+        handle = _claim_a_slot(folder, name, slots)
+        if handle is None:
+            continue
+        held.append((name, handle))
+        if len(held) == count:
+            return held
+    for _, handle in held:
+        handle.close()
+    return None
+
+
+def _claim_a_slot(folder: Path, name: str, slots: int):
+    """The locked file of a free slot of GPU ``name``, or None when all are taken."""
+    safe = re.sub(r"[^A-Za-z0-9_.-]", "_", name)
+    for slot in range(slots):
+        path = folder / (f"gpu-{safe}.lock" if slot == 0 else f"gpu-{safe}.slot{slot}.lock")
         handle = open(path, "a+")  # noqa: SIM115 - kept open: the lock lives as long as the file
         with contextlib.suppress(PermissionError):
             path.chmod(0o666)
@@ -126,9 +145,5 @@ def _try_claim(folder: Path, candidates: list[str], count: int):
         except BlockingIOError:
             handle.close()
             continue
-        held.append((name, handle))
-        if len(held) == count:
-            return held
-    for _, handle in held:
-        handle.close()
+        return handle
     return None

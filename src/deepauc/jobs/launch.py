@@ -51,7 +51,8 @@ def run_training(spec: WarmupSpec | FinetuneSpec, resources: JobResources) -> No
 @contextlib.contextmanager
 def _claimed(resources: JobResources) -> Iterator[None]:
     """Hold the job's GPUs (none on the CPU)."""
-    with claimed_gpus(0 if resources.device == "cpu" else resources.gpus):
+    gpus = 0 if resources.device == "cpu" else resources.gpus
+    with claimed_gpus(gpus, slots=resources.jobs_per_gpu):
         yield
 
 

@@ -166,6 +166,7 @@ def finetune_job(
         device=runtime.device,
         log=log,
         start_scores=lambda: _start_scores(model, train_images, batch_size, runtime),
+        compile=runtime.compile,
     )
     recipe = method.build(model, settings.method_settings, context)
     log.info(
