@@ -181,11 +181,15 @@ def _history_for(results: Path, job: str) -> pd.DataFrame | None:
     parts = Path(job).parts
     if parts[0] == "warmup":  # warmup/{arch}/seed{seed}
         path = results / "models" / parts[1] / parts[2] / "warmup.history.csv"
-    elif parts[0] == "finetune":  # finetune/{arch}/seed{seed}/{method}/{disease}
-        path = results / "models" / parts[1] / parts[2] / parts[3] / f"{parts[4]}.history.csv"
+    elif parts[0] == "finetune":  # finetune/{arch}/seed{seed}/{method}/lr{rate}/{disease}
+        path = results / "models" / Path(*parts[1:-1]) / f"{parts[-1]}.history.csv"
     else:
         return None
-    return pd.read_csv(path) if path.exists() else None
+    if not path.exists():
+        return None
+    history = pd.read_csv(path)
+    # epoch rows only: the step-0 and mid-epoch evaluation rows train no images
+    return history.dropna(subset=["images_per_second"]).query("seconds > 0")
 
 
 def _arch_of(jobs: list[dict]) -> str | None:
