@@ -6,6 +6,8 @@ CheXpert's ``train.csv`` and ``valid.csv`` share a 19-column header. Labels are 
 release, ``CheXpert-v1.0/`` for the full one), then ``{split}/patientNNNNN/studyK/viewJ_*.jpg``.
 """
 
+import csv
+import io
 import os
 import re
 from pathlib import Path
@@ -69,7 +71,9 @@ def read_chexpert_csv(path: str | os.PathLike, label_columns: tuple[str, ...]) -
             "(e.g. --config data_root=/data, with /data/CheXpert-v1.0-small/train.csv).",
         )
     try:
-        raw = pd.read_csv(path, dtype=str, keep_default_na=False)
+        text = path.read_text(encoding="utf-8-sig")
+        check_complete_rows(text, path)
+        raw = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False)
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
         raise InputError(
             f"not a readable CSV ({err})",
@@ -87,7 +91,12 @@ def read_chexpert_csv(path: str | os.PathLike, label_columns: tuple[str, ...]) -
             "config: each disease must be spelled as its CheXpert column.",
         )
     if raw.empty:
-        raise InputError("the CSV has a header but no rows", where=str(path))
+        raise InputError(
+            "the CSV has a header but no rows",
+            where=str(path),
+            fix="copy or export the file again (it may have been cut short), or point the config "
+            "(data_root, train_csv, test_csv) at the CSV that lists the images.",
+        )
 
     frame = raw.copy()
     for column in label_columns:
@@ -95,6 +104,49 @@ def read_chexpert_csv(path: str | os.PathLike, label_columns: tuple[str, ...]) -
     frame["patient"], frame["study"] = _patient_and_study(raw["Path"], path)
     frame["csv_line"] = frame.index + 2  # header is line 1; kept for error messages downstream
     return frame
+
+
+def check_complete_rows(text: str, path: Path) -> None:
+    """Refuse a CSV that a cut-short copy or download produced, before any row is parsed.
+
+    pandas reads a row with missing trailing fields as blank labels: the labels would change
+    silently. So every row must have the header's number of fields, the text may hold no NUL
+    bytes (what a failed copy leaves), and a file that ends without a line break must not end in
+    an empty field (a cut right after a comma). A file cut exactly at a line break is a valid,
+    shorter CSV and cannot be told from one.
+    """
+    if "\x00" in text:
+        line = text.count("\n", 0, text.index("\x00")) + 1
+        raise InputError(
+            "the file holds NUL bytes: a damaged or unfinished copy",
+            where=f"{path}, line {line}",
+            fix="copy or download the file again.",
+        )
+    reader = csv.reader(io.StringIO(text))
+    header = next(reader, None)
+    if header is None:
+        return  # empty: read_csv says so
+    records = [(reader.line_num, record) for record in reader if record]
+    for position, (line, record) in enumerate(records):
+        if len(record) == len(header):
+            continue
+        if position == len(records) - 1:
+            problem, fix = ": it is the last row, so the file looks truncated", "."
+        else:
+            problem = ""
+            fix = f"; if you edited it, give every row the header's {len(header)} columns."
+        raise InputError(
+            f"this row has {len(record)} fields where the header has {len(header)}{problem}",
+            where=f"{path}, line {line}",
+            fix="copy or download the file again" + fix,
+        )
+    if records and not text.endswith(("\n", "\r")) and records[-1][1][-1] == "":
+        raise InputError(
+            "the file ends in the middle of its last row (an empty last field and no line "
+            "break): it looks truncated",
+            where=f"{path}, line {records[-1][0]}",
+            fix="copy or download the file again; if it is complete, end it with a line break.",
+        )
 
 
 def _decode_labels(values: pd.Series, path: Path, column: str) -> pd.Series:
