@@ -2,13 +2,19 @@
 message that names the file, line or key and the fix, and nothing partial left behind."""
 
 import random
+from pathlib import Path
 
 import pandas as pd
 import pytest
+import yaml
 
 from deepauc.chexpert import LABEL_COLUMNS, read_chexpert_csv
 from deepauc.errors import InputError
-from tests.conftest import DISEASES, TRAIN_ROWS, write_chexpert_csv
+from deepauc.preprocess import PreprocessSettings, prepare_splits
+from deepauc.settings import check_mappings_given_as_mappings, preprocess_settings
+from tests.conftest import DISEASES, TRAIN_ROWS, VALID_ROWS, write_chexpert_csv
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture
@@ -112,3 +118,62 @@ def test_a_header_only_csv_gets_a_fix(train_csv):
     with pytest.raises(InputError, match="header but no rows") as caught:
         _labels(train_csv)
     assert "Fix:" in str(caught.value)
+
+
+# ---- 3. a misspelt disease under uncertainty: ------------------------------------------------
+
+
+def _config() -> dict:
+    return yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+
+
+def test_a_misspelt_disease_under_uncertainty_is_refused_naming_the_closest():
+    config = _config()
+    config["uncertainty"]["Cardiomegally"] = config["uncertainty"].pop("Cardiomegaly")
+    with pytest.raises(InputError) as caught:
+        preprocess_settings(config)
+    message = str(caught.value)
+    assert "config key uncertainty.Cardiomegally" in message
+    assert "did you mean 'Cardiomegaly'?" in message
+
+
+def test_uncertainty_may_name_a_chexpert_label_that_is_not_trained():
+    config = _config()
+    config["diseases"] = ["Edema"]  # the other four policies stay, unused
+    assert preprocess_settings(config).uncertainty["Cardiomegaly"] == "zeros"
+
+
+# ---- 10. a test split without positives ------------------------------------------------------
+
+
+def test_a_test_split_without_positives_names_test_csv_not_val_fraction(chexpert_root):
+    dataset = chexpert_root / "CheXpert-v1.0-small"
+    rows = [(path, view, ["0.0", *labels[1:]]) for path, view, labels in VALID_ROWS]
+    write_chexpert_csv(dataset / "valid.csv", rows)  # no Cardiomegaly positive left in test
+    with pytest.raises(InputError) as caught:
+        prepare_splits(
+            dataset / "train.csv",
+            dataset / "valid.csv",
+            data_root=chexpert_root,
+            dataset_dir="CheXpert-v1.0-small",
+            settings=PreprocessSettings(diseases=tuple(DISEASES), val_fraction=0.3),
+            require_scorable=True,
+        )
+    message = str(caught.value)
+    assert "split 'test' has 0 positive" in message and "'Cardiomegaly'" in message
+    assert "config key test_csv" in message and str(dataset / "valid.csv") in message
+    assert "val_fraction" not in message
+
+
+# ---- 11. a mapping passed with --config as text ----------------------------------------------
+
+
+def test_text_given_for_a_mapping_says_how_to_pass_one():
+    schema = yaml.safe_load((REPO / "workflow" / "schemas" / "config.schema.yaml").read_text())
+    config = _config() | {"uncertainty": "Edema:ones"}
+    with pytest.raises(InputError) as caught:
+        check_mappings_given_as_mappings(config, schema)
+    message = str(caught.value)
+    assert "config key uncertainty" in message and "'Edema:ones'" in message
+    assert "--configfile" in message and "space after each colon" in message
+    check_mappings_given_as_mappings(_config(), schema)  # the shipped config passes

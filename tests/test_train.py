@@ -3,6 +3,7 @@
 import logging
 
 import libauc.losses
+import libauc.optimizers
 import numpy as np
 import pandas as pd
 import pytest
@@ -129,12 +130,16 @@ def test_finetune_learns_for_every_method(easy, warm, tmp_path, method):
 def test_dam_uses_libauc_loss_optimizer_and_sampler(easy, warm, tmp_path, monkeypatch):
     used = {"loss": 0, "step": 0, "regularizer": 0, "sampler": 0}
 
-    class SpyLoss(libauc.losses.AUCMLoss):
+    # The default (implementation: fast) is libauc's classes with a multi-tensor step.
+    assert issubclass(deepauc.dam.FastAUCMLoss, libauc.losses.AUCMLoss)
+    assert issubclass(deepauc.dam.AnchoredFastPESG, libauc.optimizers.PESG)
+
+    class SpyLoss(deepauc.dam.FastAUCMLoss):
         def forward(self, *args, **kwargs):
             used["loss"] += 1
             return super().forward(*args, **kwargs)
 
-    class SpyPESG(deepauc.dam.AnchoredPESG):
+    class SpyPESG(deepauc.dam.AnchoredFastPESG):
         def step(self, *args, **kwargs):
             used["step"] += 1
             return super().step(*args, **kwargs)
@@ -148,8 +153,8 @@ def test_dam_uses_libauc_loss_optimizer_and_sampler(easy, warm, tmp_path, monkey
             used["sampler"] += 1
             return super().__iter__()
 
-    monkeypatch.setattr(libauc.losses, "AUCMLoss", SpyLoss)
-    monkeypatch.setattr(deepauc.dam, "AnchoredPESG", SpyPESG)
+    monkeypatch.setattr(deepauc.dam, "FastAUCMLoss", SpyLoss)
+    monkeypatch.setitem(deepauc.dam._OPTIMIZERS, ("pesg", "start", "fast"), SpyPESG)
     monkeypatch.setattr(loaders_module, "DualSampler", SpySampler)
     history = _finetune(easy, warm[0], "dam", tmp_path, epochs=2, device=warm[2], sampling_rate=0.5)
     steps = int(history["step"].iloc[-1])

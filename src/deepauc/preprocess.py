@@ -127,7 +127,7 @@ def prepare_splits(
         skipped_table = lost[SKIPPED_COLUMNS]
     audit = pd.concat(audits, ignore_index=True)
     if require_scorable:
-        _require_both_classes(audit, ("val", "test"))
+        _require_both_classes(audit, ("val", "test"), test_csv)
     for split in SPLITS:
         log.info(
             "%s: %d images of %d patients",
@@ -244,15 +244,28 @@ def _label_table(raw: pd.DataFrame, settings: PreprocessSettings) -> pd.DataFram
     return table
 
 
-def _require_both_classes(audit: pd.DataFrame, splits: tuple[str, ...]) -> None:
+def _require_both_classes(audit: pd.DataFrame, splits: tuple[str, ...], test_csv) -> None:
     scored = audit[audit["split"].isin(splits)]
     lacking = scored[(scored["positive"] == 0) | (scored["negative"] == 0)]
-    if not lacking.empty:
-        row = lacking.iloc[0]
+    if lacking.empty:
+        return
+    # The test CSV first: it is given, while a val problem may go with a different split.
+    row = lacking.sort_values("split", key=lambda split: split != "test", kind="stable").iloc[0]
+    problem = (
+        f"split {row['split']!r} has {row['positive']} positive and {row['negative']} "
+        f"negative label(s) for {row['disease']!r}: its AUC is undefined"
+    )
+    if row["split"] == "test":  # the test CSV as given: no split setting changes it
         raise InputError(
-            f"split {row['split']!r} has {row['positive']} positive and {row['negative']} "
-            f"negative label(s) for {row['disease']!r}: its AUC is undefined",
-            where=f"{row['split']} split",
-            fix="use more data (or a larger split.val_fraction), or drop that disease from "
-            "`diseases`.",
+            problem,
+            where=f"test split ({test_csv}, config key test_csv)",
+            fix=f"point test_csv at a CSV with both positive and negative images of "
+            f"{row['disease']!r} (CheXpert's valid.csv has both for the five default diseases), "
+            "or drop that disease from `diseases`.",
         )
+    raise InputError(
+        problem,
+        where="val split (patients drawn from the training CSV)",
+        fix="use more training data or a larger split.val_fraction (or another split.seed), "
+        "or drop that disease from `diseases`.",
+    )

@@ -17,11 +17,14 @@ os.environ.update(
 import re
 import shutil
 
+import yaml
+
 from deepauc.chexpert import slug
 from deepauc.errors import InputError
 from deepauc.jobs.parallelism import job_parallelism
 from deepauc.methods import CONTROL, WARMUP
 from deepauc.settings import (
+    check_mappings_given_as_mappings,
     check_training_config,
     finetune_params,
     lr_grid,
@@ -30,8 +33,13 @@ from deepauc.settings import (
     synth_spec,
 )
 
-validate(config, schema="../schemas/config.schema.yaml")
 # Fail at parse time with the config key to fix, before any job starts.
+try:
+    with open(os.path.join(workflow.basedir, "workflow", "schemas", "config.schema.yaml")) as f:
+        check_mappings_given_as_mappings(config, yaml.safe_load(f))
+except InputError as err:
+    raise WorkflowError(str(err)) from None
+validate(config, schema="../schemas/config.schema.yaml")
 try:
     PREPROCESS_SETTINGS = preprocess_settings(config)
     SYNTHETIC = config["synthetic"]["enabled"]
