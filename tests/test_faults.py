@@ -1,15 +1,28 @@
 """Faults a new user meets (docs/reliability.md, round two): each reproduced, each refused with a
 message that names the file, line or key and the fix, and nothing partial left behind."""
 
+import contextlib
+import os
 import random
+import shutil
+import signal
+import stat
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pandas as pd
 import pytest
+import torch
 import yaml
+from PIL import Image
 
+from deepauc.atomic import write_csv
+from deepauc.cache import build_cache
 from deepauc.chexpert import LABEL_COLUMNS, read_chexpert_csv
 from deepauc.errors import InputError
+from deepauc.models import create_model
 from deepauc.preprocess import PreprocessSettings, prepare_splits
 from deepauc.settings import check_mappings_given_as_mappings, preprocess_settings
 from tests.conftest import DISEASES, TRAIN_ROWS, VALID_ROWS, write_chexpert_csv
@@ -177,3 +190,158 @@ def test_text_given_for_a_mapping_says_how_to_pass_one():
     assert "config key uncertainty" in message and "'Edema:ones'" in message
     assert "--configfile" in message and "space after each colon" in message
     check_mappings_given_as_mappings(_config(), schema)  # the shipped config passes
+
+
+# ---- disks: full, read-only; mounts need root ------------------------------------------------
+
+
+@contextlib.contextmanager
+def mounted_tmpfs(folder: Path, options: str):
+    """A tmpfs at ``folder`` (a small or read-only disk), unmounted after the block."""
+    if os.geteuid() != 0 or shutil.which("mount") is None:
+        pytest.skip("mounting a small or read-only disk needs root and mount(8)")
+    folder.mkdir(parents=True, exist_ok=True)
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(folder)],
+                          capture_output=True, text=True)  # fmt: skip
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.strip()}")
+    try:
+        yield folder
+    finally:
+        subprocess.run(["umount", "-l", str(folder)], check=False)
+
+
+def _jpegs(folder: Path, count: int) -> list[str]:
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for i in range(count):
+        path = folder / f"{i}.jpg"
+        Image.new("L", (32, 32), color=i % 256).save(path)
+        paths.append(str(path))
+    return paths
+
+
+def _leftovers(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.iterdir() if ".tmp" in p.name)
+
+
+# ---- 5. kill -9 while the image cache is written ---------------------------------------------
+
+SLOW_CACHE = """
+import sys, time
+import deepauc.cache as cache
+decode = cache._decode
+cache._decode = lambda path, size: (time.sleep(0.02), decode(path, size))[1]
+cache.build_cache(sys.argv[2:], 64, sys.argv[1], workers=1, label="train")
+"""
+
+
+def test_a_cache_writer_killed_leaves_a_temporary_that_the_rerun_removes(tmp_path):
+    images = _jpegs(tmp_path / "jpg", 300)
+    out = tmp_path / "cache" / "train_64px.npy"
+    writer = subprocess.Popen(
+        [sys.executable, "-c", SLOW_CACHE, str(out), *images],
+        env={**os.environ, "PYTHONPATH": str(REPO / "src")},
+    )
+    deadline = time.monotonic() + 60
+    while not (out.parent.is_dir() and _leftovers(out.parent)) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.3)
+    writer.send_signal(signal.SIGKILL)
+    writer.wait(timeout=30)
+    assert _leftovers(out.parent) and not out.exists()  # what kill -9 leaves
+    build_cache(images, 64, out, workers=2)  # the rule's next run
+    assert _leftovers(out.parent) == [] and out.exists()
+
+
+# ---- 6. a full disk while the image cache is written -----------------------------------------
+
+
+def test_a_full_disk_while_caching_is_one_message_and_nothing_left(tmp_path):
+    images = _jpegs(tmp_path / "jpg", 100)
+    with mounted_tmpfs(tmp_path / "small", "size=1m") as disk:
+        out = disk / "train_128px.npy"  # 100 x 128 x 128 = 1.6 MB
+        with pytest.raises(InputError) as caught:
+            build_cache(images, 128, out, workers=1)
+        message = str(caught.value)
+        assert str(out) in message and "no space left" in message
+        assert "1,638,528 bytes needed" in message and "bytes free in" in message
+        assert list(disk.iterdir()) == []  # no output, no temporary
+
+
+def test_caching_reserves_its_space_before_writing(tmp_path):
+    """The cache file gets its blocks up front (no sparse file that SIGBUSes when the disk
+    fills under it): what the disk-full check relies on."""
+    out = tmp_path / "train_64px.npy"
+    build_cache(_jpegs(tmp_path / "jpg", 20), 64, out)
+    assert out.stat().st_blocks * 512 >= out.stat().st_size
+
+
+# ---- 7. a full disk while the split CSVs are written -----------------------------------------
+
+
+def test_a_full_disk_while_writing_a_csv_names_the_file_and_the_disk(tmp_path):
+    frame = pd.DataFrame(
+        {"image": [f"patient{i:05d}/study1/view1_frontal.jpg" for i in range(9000)]}
+    )
+    with mounted_tmpfs(tmp_path / "small", "size=64k") as disk:
+        with pytest.raises(InputError) as caught:
+            write_csv(frame, disk / "train.csv")
+        message = str(caught.value)
+        assert f"{disk / 'train.csv'}: no space left" in message
+        assert f"bytes free in {disk}" in message and "Fix:" in message
+        assert list(disk.iterdir()) == []
+
+
+# ---- 8. a read-only results folder -----------------------------------------------------------
+
+
+def test_a_read_only_results_folder_is_refused_before_any_job(tmp_path):
+    for name in ("Snakefile", "workflow", "config", "src"):
+        source = REPO / name
+        copy = shutil.copytree if source.is_dir() else shutil.copy
+        copy(source, tmp_path / name)
+    with mounted_tmpfs(tmp_path / "results", "ro,size=1m"):
+        done = subprocess.run(
+            [sys.executable, "-m", "snakemake", "--cores", "1", "results/summary.csv"],
+            cwd=tmp_path, capture_output=True, text=True, timeout=300,
+        )  # fmt: skip
+    assert done.returncode != 0
+    assert "cannot write the results here (Read-only file system)" in done.stderr
+    assert "Fix:" in done.stderr and "Traceback" not in done.stderr
+
+
+# ---- 9. outputs honour the umask -------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("umask", "mode"), [(0o022, 0o644), (0o027, 0o640)])
+def test_outputs_get_the_permissions_the_umask_gives(tmp_path, umask, mode):
+    previous = os.umask(umask)
+    try:
+        write_csv(pd.DataFrame({"a": [1]}), tmp_path / "summary.csv")
+        build_cache(_jpegs(tmp_path / "jpg", 2), 16, tmp_path / "cache.npy")
+    finally:
+        os.umask(previous)
+    for name in ("summary.csv", "cache.npy"):
+        assert stat.S_IMODE((tmp_path / name).stat().st_mode) == mode, name
+
+
+# ---- 4. pretrained: a file that is not weights -----------------------------------------------
+
+
+def test_an_html_page_saved_as_weights_is_named_and_described(tmp_path):
+    page = tmp_path / "resnet10t.safetensors"
+    page.write_text("<!DOCTYPE html><html><body>Please log in</body></html>")
+    with pytest.raises(InputError) as caught:
+        create_model("resnet10t", num_outputs=5, image_size=32, pretrained=page)
+    message = str(caught.value)
+    assert str(page) in message and "an HTML page" in message
+    assert "expected a timm state dict of 'resnet10t'" in message and "Fix:" in message
+
+
+def test_cut_short_torch_weights_are_named_and_described(tmp_path):
+    weights = tmp_path / "resnet10t.pth"
+    torch.save(create_model("resnet10t", 5, 32).state_dict(), weights)
+    weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])
+    with pytest.raises(InputError, match="zip archive.*cut short"):
+        create_model("resnet10t", num_outputs=5, image_size=32, pretrained=weights)

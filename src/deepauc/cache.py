@@ -8,8 +8,10 @@ read-only: loader workers share its pages through the OS page cache instead of e
 copy, so host memory stays bounded by the file's size.
 """
 
+import errno
 import logging
 import os
+import shutil
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -17,7 +19,7 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
-from deepauc.atomic import atomic_path
+from deepauc.atomic import NO_SPACE, atomic_path, no_space_error
 from deepauc.errors import InputError
 
 log = logging.getLogger(__name__)
@@ -51,6 +53,7 @@ def build_cache(
         array = np.lib.format.open_memmap(
             tmp, mode="w+", dtype=np.uint8, shape=(len(images), size, size)
         )
+        reserve_space(tmp, path)
         # Pillow releases the GIL while decoding and resizing, so threads scale over cores.
         with (
             ThreadPoolExecutor(max(1, workers)) as pool,
@@ -73,6 +76,25 @@ def build_cache(
         array.flush()
         del array
     log.info("%s: %.1f MB", path, path.stat().st_size / 1e6)
+
+
+def reserve_space(tmp: Path, target: Path) -> None:
+    """Give the memory-mapped file ``tmp`` its blocks before any write. ``open_memmap`` makes a
+    sparse file: on a disk that fills up, a write into the map then kills the process with
+    SIGBUS, no message, no cleanup. Reserved up front, a full disk is one clear error."""
+    needed = tmp.stat().st_size
+    free = shutil.disk_usage(tmp.parent).free
+    if needed > free:
+        raise no_space_error(target, needed)
+    try:
+        with open(tmp, "r+b") as handle:
+            os.posix_fallocate(handle.fileno(), 0, needed)
+    except OSError as err:
+        if err.errno in NO_SPACE:
+            raise no_space_error(target, needed) from err
+        if err.errno not in (errno.EOPNOTSUPP, errno.EINVAL):
+            raise
+        # A filesystem without fallocate (some network mounts): the free-space check stands.
 
 
 def _decode(path: str, size: int) -> np.ndarray | Exception:

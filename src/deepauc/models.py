@@ -112,11 +112,41 @@ def _from_hub(arch: str, kwargs: dict) -> nn.Module:
 
 def _from_file(arch: str, path: Path, kwargs: dict) -> nn.Module:
     file = weights_file(arch, path)
-    model = timm.create_model(
-        arch, pretrained=True, pretrained_cfg_overlay={"file": str(file)}, **kwargs
-    )
+    try:
+        model = timm.create_model(
+            arch, pretrained=True, pretrained_cfg_overlay={"file": str(file)}, **kwargs
+        )
+    except Exception as err:  # safetensors, pickle, zip and torch each fail their own way
+        raise InputError(
+            f"{describe_weights_file(file)}; expected a timm state dict of {arch!r} "
+            f"(.safetensors, .pth or .bin) [{type(err).__name__}: {str(err)[:200]}]",
+            where=f"{file} (config key pretrained)",
+            fix="download the weights again (a proxy or login page saved as the file, or an "
+            f"interrupted download, look like this), or point pretrained at {arch}'s weights, "
+            "or set pretrained: false.",
+        ) from err
     log.info("%s: initialised from %s", arch, file)
     return model
+
+
+def describe_weights_file(file: Path) -> str:
+    """What a file that should hold weights looks like, for an error message."""
+    size = file.stat().st_size
+    with open(file, "rb") as handle:
+        head = handle.read(512)
+    text = head.lstrip().lower()
+    if size == 0:
+        return "the file is empty"
+    if text.startswith((b"<!doctype html", b"<html", b"<?xml", b"<head")):
+        return f"the file is an HTML page ({size:,} bytes), not weights"
+    if head.startswith(b"PK\x03\x04"):
+        return (
+            f"the file is a zip archive, as torch saves weights ({size:,} bytes), but it "
+            "cannot be read: likely cut short"
+        )
+    if all(32 <= b < 127 or b in b"\r\n\t" for b in head):
+        return f"the file is text ({size:,} bytes, starting {head[:40].decode()!r}), not weights"
+    return f"the file ({size:,} bytes) could not be read as weights: damaged or cut short"
 
 
 def weights_file(arch: str, path: Path) -> Path:

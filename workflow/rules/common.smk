@@ -19,6 +19,7 @@ import shutil
 
 import yaml
 
+from deepauc.atomic import check_writable
 from deepauc.chexpert import slug
 from deepauc.errors import InputError
 from deepauc.jobs.parallelism import job_parallelism
@@ -46,6 +47,8 @@ try:
     if SYNTHETIC:
         synth_spec(config)
     check_training_config(config)
+    if not workflow.dryrun:
+        check_writable("results")
     # GPUs and DDP processes of each training job. Whether a GPU is here is asked of the NVIDIA
     # driver's tool, not of torch: importing torch at parse time costs seconds. They reach jobs
     # as resources, not params: where a job runs does not change what it computes.
