@@ -168,14 +168,14 @@ def test_dam_uses_libauc_loss_optimizer_and_sampler(easy, warm, tmp_path, monkey
 
 def test_dam_batches_hold_the_sampling_rate_of_positives(easy, warm, tmp_path, monkeypatch):
     captured = {}
-    real_loss = libauc.losses.AUCMLoss
+    real_loss = deepauc.dam.FastAUCMLoss  # the default implementation's loss
 
     class CaptureLoss(real_loss):
         def forward(self, y_pred, y_true, **kwargs):
             captured.setdefault("positives", []).append(float(y_true.sum()))
             return super().forward(y_pred, y_true, **kwargs)
 
-    monkeypatch.setattr(libauc.losses, "AUCMLoss", CaptureLoss)
+    monkeypatch.setattr(deepauc.dam, "FastAUCMLoss", CaptureLoss)
     _finetune(easy, warm[0], "dam", tmp_path, epochs=1, sampling_rate=0.25)
     assert set(captured["positives"]) == {4.0}  # 25% of 16
 
