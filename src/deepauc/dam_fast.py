@@ -156,6 +156,20 @@ def ascend_alpha(alpha, a, b, margin: float, lr: float) -> None:
 class _MultiTensorStep:
     """What the fast PESG and PDSCA share: gathering tensor lists, DDP averaging of a and b."""
 
+    @torch.no_grad()
+    def step(self, closure=None):
+        """libauc's step: each group's update, then the counters (kept in Python, outside any
+        compiled region: ``update_regularizer`` divides by ``T``)."""
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        for group in self.param_groups:
+            self._step_group(group)
+        self.T += 1
+        self.steps += 1
+        return loss
+
     def _setup_compile(self, compile: bool) -> None:
         self.compiled = bool(compile)
         self._updates = {}
@@ -197,15 +211,15 @@ class _MultiTensorStep:
         flat.div_(self.world_size)
         torch._foreach_copy_(grads, list(flat.split([g.numel() for g in grads])))
 
-    def _buffers(self, params, name: str, like: Tensors) -> tuple[Tensors, bool]:
+    def _buffers(self, params, name: str) -> tuple[Tensors, bool]:
         """The named per-parameter state buffers, and whether they are new this step."""
         states = [self.state[p] for p in params]
         if all(name in s for s in states):
             return [s[name] for s in states], False
         if any(name in s for s in states):
             raise RuntimeError(f"some parameters have a {name} and some not: not supported")
-        for state, tensor in zip(states, like, strict=True):
-            state[name] = torch.empty_like(tensor, memory_format=torch.preserve_format)
+        for state, p in zip(states, params, strict=True):
+            state[name] = torch.empty_like(p, memory_format=torch.preserve_format)
         return [s[name] for s in states], True
 
 
@@ -217,39 +231,30 @@ class FastPESG(_MultiTensorStep, PESG):
         super().__init__(params, loss_fn, **options)
         self._setup_compile(compile)
 
-    @torch.no_grad()
-    def step(self, closure=None):
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
-        for group in self.param_groups:
-            self.lr = group["lr"]
-            self._average_dual_grads(group)
-            indices, params, grads = self._with_grads(group)
-            if params:
-                refs, accs = self._lists(group, indices)
-                common = dict(
-                    lr=group["lr"],
-                    clip=group["clip_value"],
-                    epoch_decay=group["epoch_decay"],
-                    weight_decay=group["weight_decay"],
-                )
-                if self.mode == "sgd":
-                    self._sgd(group, params, grads, refs, accs, common)
-                else:
-                    self._adam(group, params, grads, refs, accs, common)
-            alpha = group["alpha"]
-            if alpha is not None and alpha.grad is not None:
-                ascend_alpha(alpha, group["a"], group["b"], group["margin"], group["lr"])
-        self.T += 1
-        self.steps += 1
-        return loss
+    def _step_group(self, group) -> None:
+        self.lr = group["lr"]
+        self._average_dual_grads(group)
+        indices, params, grads = self._with_grads(group)
+        if params:
+            refs, accs = self._lists(group, indices)
+            common = dict(
+                lr=group["lr"],
+                clip=group["clip_value"],
+                epoch_decay=group["epoch_decay"],
+                weight_decay=group["weight_decay"],
+            )
+            if self.mode == "sgd":
+                self._sgd(group, params, grads, refs, accs, common)
+            else:
+                self._adam(group, params, grads, refs, accs, common)
+        alpha = group["alpha"]
+        if alpha is not None and alpha.grad is not None:
+            ascend_alpha(alpha, group["a"], group["b"], group["margin"], group["lr"])
 
     def _sgd(self, group, params, grads, refs, accs, common):
         buffers, fresh = [], False
         if group["momentum"] != 0:
-            buffers, fresh = self._buffers(params, "momentum_buffer", params)
+            buffers, fresh = self._buffers(params, "momentum_buffer")
         self._update(pesg_sgd_update)(
             params, grads, refs, accs, buffers, fresh=fresh, momentum=group["momentum"], **common
         )
@@ -299,44 +304,35 @@ class FastPDSCA(_MultiTensorStep, PDSCA):
         self.distributed = torch.distributed.is_available() and torch.distributed.is_initialized()
         self.world_size = torch.distributed.get_world_size() if self.distributed else 1
 
-    @torch.no_grad()
-    def step(self, closure=None):
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
-        for group in self.param_groups:
-            self.lr, self.lr0 = group["lr"], group["lr0"]
-            alpha = group["alpha"]
-            auc_step = alpha.grad is not None  # libauc's test: BCE steps leave alpha without grad
-            if auc_step:
-                self._average_dual_grads(group)
-            indices, params, grads = self._with_grads(group)
-            if params:
-                refs, accs = self._lists(group, indices)
-                beta = group["beta2"] if auc_step else group["beta1"]
-                name = "momentum_buffer" if auc_step else "weight_buffer"
-                buffers, fresh = [], False
-                if beta != 0:
-                    buffers, fresh = self._buffers(params, name, params)
-                self._update(pdsca_update)(
-                    params,
-                    grads,
-                    refs,
-                    accs,
-                    buffers,
-                    auc_step=auc_step,
-                    fresh=fresh,
-                    lr=group["lr"],
-                    lr0=group["lr0"],
-                    clip=group["clip_value"],
-                    epoch_decay=group["epoch_decay"],
-                    weight_decay=group["weight_decay"],
-                    beta1=group["beta1"],
-                    beta2=group["beta2"],
-                )
-            if auc_step:
-                ascend_alpha(alpha, group["a"], group["b"], group["margin"], group["lr"])
-        self.T += 1
-        self.steps += 1
-        return loss
+    def _step_group(self, group) -> None:
+        self.lr, self.lr0 = group["lr"], group["lr0"]
+        alpha = group["alpha"]
+        auc_step = alpha.grad is not None  # libauc's test: BCE steps leave alpha without grad
+        if auc_step:
+            self._average_dual_grads(group)
+        indices, params, grads = self._with_grads(group)
+        if params:
+            refs, accs = self._lists(group, indices)
+            beta = group["beta2"] if auc_step else group["beta1"]
+            name = "momentum_buffer" if auc_step else "weight_buffer"
+            buffers, fresh = [], False
+            if beta != 0:
+                buffers, fresh = self._buffers(params, name)
+            self._update(pdsca_update)(
+                params,
+                grads,
+                refs,
+                accs,
+                buffers,
+                auc_step=auc_step,
+                fresh=fresh,
+                lr=group["lr"],
+                lr0=group["lr0"],
+                clip=group["clip_value"],
+                epoch_decay=group["epoch_decay"],
+                weight_decay=group["weight_decay"],
+                beta1=group["beta1"],
+                beta2=group["beta2"],
+            )
+        if auc_step:
+            ascend_alpha(alpha, group["a"], group["b"], group["margin"], group["lr"])
