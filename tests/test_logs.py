@@ -57,8 +57,9 @@ def test_disk_full_during_a_write_leaves_no_file_behind(tmp_path, monkeypatch):
         raise OSError(errno.ENOSPC, "No space left on device", str(path))
 
     monkeypatch.setattr(pd.DataFrame, "to_csv", fill_the_disk)
-    with pytest.raises(OSError):
+    with pytest.raises(InputError, match="no space left for this file") as caught:
         write_csv(pd.DataFrame({"image": ["a"], "score": [0.5]}), target)
+    assert str(caught.value).startswith(f"{target}: ")  # the output, not its temporary name
     assert list(target.parent.iterdir()) == []
 
 
