@@ -4,6 +4,7 @@ import pytest
 import timm
 import torch
 
+from deepauc.checkpoints import save_model
 from deepauc.errors import InputError
 from deepauc.models import create_model, replace_head
 
@@ -54,6 +55,18 @@ def test_local_weights_file_and_folder(tmp_path):
         model = create_model("resnet10t", num_outputs=3, image_size=64, pretrained=str(where))
         assert torch.equal(model.conv1[0].weight, source.conv1[0].weight)
         assert model.get_classifier().out_features == 3
+
+
+def test_another_runs_warmups_are_weights_with_an_arch_placeholder(tmp_path):
+    """What config/dam_study.yaml does: each family starts from its pretraining run's warm-up."""
+    torch.manual_seed(1)
+    warm = create_model("resnet10t", num_outputs=5, image_size=64)
+    path = tmp_path / "models" / "resnet10t" / "seed0" / "warmup.pt"
+    meta = {"arch": "resnet10t", "image_size": 64, "outputs": list("abcde"), "stage": "warmup"}
+    save_model(path, warm.state_dict(), meta)
+    pattern = str(tmp_path / "models" / "{arch}" / "seed0" / "warmup.pt")
+    model = create_model("resnet10t", num_outputs=5, image_size=64, pretrained=pattern)
+    assert torch.equal(model.conv1[0].weight, warm.conv1[0].weight)
 
 
 def test_missing_weights_say_how_to_pass_a_file(tmp_path):

@@ -4,9 +4,11 @@ import dataclasses
 import json
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import yaml
 
+from deepauc.diagnostics import chosen_rate, diagnostics_table
 from deepauc.errors import InputError
 from deepauc.methods import CONTROL, METHODS, WARMUP, CeSettings, DamSettings, Method, register
 from deepauc.methods import style as method_style
@@ -19,10 +21,12 @@ from deepauc.settings import (
     SplitFiles,
     WarmupSettings,
     WarmupSpec,
+    at_rate,
     check_training_config,
     finetune_params,
     lr_grid,
     lr_label,
+    rate_labels,
 )
 
 REPO = Path(__file__).resolve().parents[1]
@@ -135,6 +139,28 @@ def test_each_rate_of_a_grid_is_one_job_with_the_architecture_overrides():
     settings = FinetuneSettings.from_config(params, "dam")
     assert settings.method_settings.mode == "adam" and settings.method_settings.lr == 3e-4
     assert finetune_params(section, "dam", "resnet10t", 0.03)["dam"] == {"lr": 0.03, "mode": "sgd"}
+
+
+def test_first_seed_rate_search_runs_later_seeds_at_the_chosen_rate(tmp_path):
+    section = {"dam": {"lr": [0.01, 0.03, 0.1]}, "ce": {"lr": 1e-4}}
+    seeds = [0, 1, 2]
+    every = [rate_labels(section, "dam", "resnet10t", seed, seeds) for seed in seeds]
+    assert every == [["0.01", "0.03", "0.1"]] * 3  # the default: every seed tries the grid
+    section["rate_search"] = "first_seed"
+    first = [rate_labels(section, "dam", "resnet10t", seed, seeds) for seed in seeds]
+    assert first == [["0.01", "0.03", "0.1"], ["chosen"], ["chosen"]]
+    assert rate_labels(section, "ce", "resnet10t", 2, seeds) == ["0.0001"]  # one rate: itself
+    # the later seed's job reads the first seed's choice and runs at it
+    rates_csv = tmp_path / "edema.rates.csv"
+    pd.DataFrame({"lr": [0.01, 0.03, 0.1], "chosen": [False, True, False]}).to_csv(
+        rates_csv, index=False
+    )
+    params = at_rate(finetune_params(section, "dam", "resnet10t"), "dam", chosen_rate(rates_csv))
+    assert FinetuneSettings.from_config(params, "dam").method_settings.lr == 0.03
+    # and the diagnostics read its rate from its history
+    history = pd.DataFrame({"step": [0, 4], "val_auc": [0.7, 0.75], "lr": [0.03, 0.003]})
+    row = diagnostics_table({("resnet10t", 1, "dam", "Edema", "chosen"): history}).iloc[0]
+    assert row["chosen_lr"] == 0.03 and row["rates_tried"] == 1
 
 
 def test_grids_of_unequal_size_are_refused():

@@ -114,8 +114,8 @@ def diagnostics_table(runs: dict[tuple, pd.DataFrame]) -> pd.DataFrame:
     """``results/diagnostics.csv`` from every fine-tune run's history, keyed by (architecture,
     seed, method, disease, learning rate): one row per fine-tune, its rates taken together."""
     grouped: dict[tuple, dict[float, pd.DataFrame]] = {}
-    for (*key, rate), history in runs.items():
-        grouped.setdefault(tuple(key), {})[rate] = history
+    for (*key, label), history in runs.items():
+        grouped.setdefault(tuple(key), {})[rate_of(label, history)] = history
     rows = [
         diagnostics_row(dict(zip(DIAGNOSTICS_COLUMNS[:4], key, strict=True)), histories)
         for key, histories in grouped.items()
@@ -129,6 +129,24 @@ def _mean(values: np.ndarray) -> float:
 
 def _std(values: np.ndarray) -> float:
     return float(values.std()) if len(values) else float("nan")
+
+
+def chosen_rate(rates_csv) -> float:
+    """The rate a ``{disease}.rates.csv`` (rule select_lr) marks as chosen."""
+    rates = pd.read_csv(rates_csv)
+    chosen = rates[rates["chosen"].astype(str).str.lower() == "true"]
+    if len(chosen) != 1:
+        raise ValueError(f"{rates_csv}: expected one chosen rate, found {len(chosen)}")
+    return float(chosen["lr"].iloc[0])
+
+
+def rate_of(label, history: pd.DataFrame) -> float:
+    """The learning rate of a run: its label's value, or (label ``chosen``, or None) the rate
+    its history started at."""
+    try:
+        return float(label)
+    except (TypeError, ValueError):
+        return float(history["lr"].iloc[0])
 
 
 def rate_table(histories: dict[float, pd.DataFrame]) -> pd.DataFrame:

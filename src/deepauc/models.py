@@ -35,8 +35,10 @@ def create_model(
         num_outputs: size of the new classification head.
         image_size: input height and width; window-attention models get windows that fit it.
         pretrained: ``False`` (random init), ``True`` (timm's weights from the model hub) or the
-            path of a local weights file (``.safetensors``, ``.pth``, ``.bin``) for ``arch``.
-            The original head is dropped either way.
+            path of a local weights file (``.safetensors``, ``.pth``, ``.pt``, ``.bin``) for
+            ``arch``, a folder of ``<arch>.<suffix>`` files, or a path with ``{arch}`` in it
+            (e.g. another run's ``results/models/{arch}/seed0/warmup.pt``). The original head
+            is dropped either way.
 
     Example::
 
@@ -48,7 +50,7 @@ def create_model(
         return timm.create_model(arch, pretrained=False, **kwargs)
     if pretrained is True:
         return _from_hub(arch, kwargs)
-    return _from_file(arch, Path(pretrained), kwargs)
+    return _from_file(arch, Path(str(pretrained).replace("{arch}", arch)), kwargs)
 
 
 def check_architectures(names: list[str]) -> None:

@@ -228,6 +228,27 @@ def lr_label(rate: float) -> str:
     return f"{rate:g}"
 
 
+#: The path label (``lr{label}``) of a fine-tune that runs at the rate its first seed chose.
+CHOSEN_RATE = "chosen"
+
+
+def rate_labels(section: dict, method: str, arch: str, seed: int, seeds: list[int]) -> list[str]:
+    """The rates one seed's fine-tunes run, as path labels. With ``rate_search: every_seed``
+    (the default) every seed tries the whole grid. With ``first_seed`` only the first seed does;
+    later seeds run once, at the rate the first seed chose on val (label ``chosen``): a third of
+    the compute for a three-rate grid, and the spread across seeds is then the seeds' alone."""
+    grid = lr_grid(section, method, arch)
+    later_seed = seed != seeds[0]
+    if section.get("rate_search", "every_seed") == "first_seed" and later_seed and len(grid) > 1:
+        return [CHOSEN_RATE]
+    return [lr_label(rate) for rate in grid]
+
+
+def at_rate(params: dict, method: str, rate: float) -> dict:
+    """A fine-tune job's params (:func:`finetune_params`) with its method's ``lr`` set."""
+    return {**params, method: {**params[method], "lr": float(rate)}}
+
+
 def finetune_params(
     section: dict, method: str, arch: str | None = None, lr: float | None = None
 ) -> dict:

@@ -28,15 +28,19 @@ from deepauc.settings import (
     check_mappings_given_as_mappings,
     check_training_config,
     finetune_params,
+    CHOSEN_RATE,
     lr_grid,
     lr_label,
+    rate_labels,
     preprocess_settings,
     synth_spec,
 )
 
 # Fail at parse time with the config key to fix, before any job starts.
 try:
-    with open(os.path.join(workflow.basedir, "workflow", "schemas", "config.schema.yaml")) as f:
+    with open(
+        os.path.join(workflow.basedir, "workflow", "schemas", "config.schema.yaml")
+    ) as f:
         check_mappings_given_as_mappings(config, yaml.safe_load(f))
 except InputError as err:
     raise WorkflowError(str(err)) from None
@@ -136,7 +140,7 @@ wildcard_constraints:
     arch="|".join(ARCHITECTURES),
     ensemble="|".join(ENSEMBLES),
     predictor="|".join(PREDICTORS),
-    lr="|".join(re.escape(label) for label in RATE_BY_LABEL),
+    lr="|".join(re.escape(label) for label in [*RATE_BY_LABEL, CHOSEN_RATE]),
 
 
 def image_cache(split):
@@ -156,18 +160,28 @@ def finetune_settings(wildcards):
         config["finetune"],
         wildcards.method,
         wildcards.arch,
-        RATE_BY_LABEL[wildcards.lr],
+        RATE_BY_LABEL.get(wildcards.lr),  # None for "chosen": the grid, the job picks
     )
 
 
+def chosen_rates(wildcards):
+    """For a run at the first seed's choice, the first seed's selection (its rates.csv)."""
+    if wildcards.lr != CHOSEN_RATE:
+        return []
+    folder = f"results/models/{wildcards.arch}/seed{SEEDS[0]}/{wildcards.method}"
+    return f"{folder}/{wildcards.disease}.rates.csv"
+
+
 def rates_of(wildcards):
-    """The learning rates tried for a method on an architecture (its grid)."""
-    return lr_grid(config["finetune"], wildcards.method, wildcards.arch)
+    """The rates a seed's fine-tunes ran, as path labels (see deepauc.settings.rate_labels)."""
+    return rate_labels(
+        config["finetune"], wildcards.method, wildcards.arch, int(wildcards.seed), SEEDS
+    )
 
 
 def rate_candidates(wildcards):
     folder = f"results/models/{wildcards.arch}/seed{wildcards.seed}/{wildcards.method}"
-    labels = [lr_label(rate) for rate in rates_of(wildcards)]
+    labels = rates_of(wildcards)
     return {
         "models": [f"{folder}/lr{label}/{wildcards.disease}.pt" for label in labels],
         "histories": [
@@ -273,16 +287,16 @@ def training_histories(wildcards):
 
 # Every fine-tune job's history, and its (architecture, seed, method, disease, rate).
 FINETUNE_RUN_KEYS = [
-    (arch, seed, method, disease, rate)
+    (arch, seed, method, disease, label)
     for arch in ARCHITECTURES
     for seed in SEEDS
     for method in METHODS
     for disease in DISEASE_BY_SLUG.values()
-    for rate in lr_grid(config["finetune"], method, arch)
+    for label in rate_labels(config["finetune"], method, arch, seed, SEEDS)
 ]
 FINETUNE_RUN_HISTORIES = [
-    f"results/models/{arch}/seed{seed}/{method}/lr{lr_label(rate)}/{slug(disease)}.history.csv"
-    for arch, seed, method, disease, rate in FINETUNE_RUN_KEYS
+    f"results/models/{arch}/seed{seed}/{method}/lr{label}/{slug(disease)}.history.csv"
+    for arch, seed, method, disease, label in FINETUNE_RUN_KEYS
 ]
 FINETUNE_HISTORY_KEYS = [
     (m, DISEASE_BY_SLUG[d], s) for s in SEEDS for m in METHODS for d in DISEASE_BY_SLUG

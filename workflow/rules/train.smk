@@ -33,6 +33,8 @@ rule warmup:
 # One job per architecture, seed, method, learning rate of the method's grid and disease. A
 # job's params are the shared stage-2 keys and its own method's section at its one rate: tuning
 # one method reruns that method's models only, and a rate added to a grid adds its jobs only.
+# With finetune.rate_search: first_seed, later seeds run once (lr "chosen"), at the rate in the
+# first seed's rates.csv: their params hold the grid, their input that choice.
 rule finetune:
     input:
         train="results/data/train.csv",
@@ -40,6 +42,7 @@ rule finetune:
         train_cache=image_cache("train"),
         val_cache=image_cache("val"),
         warmup="results/models/{arch}/seed{seed}/warmup.pt",
+        chosen_rates=chosen_rates,
     output:
         model="results/models/{arch}/seed{seed}/{method}/lr{lr}/{disease}.pt",
         history="results/models/{arch}/seed{seed}/{method}/lr{lr}/{disease}.history.csv",

@@ -1,5 +1,6 @@
 """Rule finetune: stage 2, one disease's binary model from the warm-up, with one method."""
 
+from deepauc.diagnostics import chosen_rate
 from deepauc.jobs.launch import run_training
 from deepauc.jobs.logs import logged_to
 from deepauc.settings import (
@@ -8,17 +9,21 @@ from deepauc.settings import (
     FinetuneSpec,
     JobResources,
     SplitFiles,
+    at_rate,
 )
 
 params, inputs, output = snakemake.params, snakemake.input, snakemake.output
 with logged_to(snakemake.log[0]):
+    method, finetune = snakemake.wildcards.method, params.finetune
+    if inputs.chosen_rates:  # rate_search: first_seed, a later seed: the first seed's choice
+        finetune = at_rate(finetune, method, chosen_rate(inputs.chosen_rates))
     spec = FinetuneSpec(
         warmup_checkpoint=inputs.warmup,
         seed=int(snakemake.wildcards.seed),
         disease=params.disease,
         train=SplitFiles(inputs.train, inputs.train_cache),
         val=SplitFiles(inputs.val, inputs.val_cache),
-        settings=FinetuneSettings.from_config(params.finetune, snakemake.wildcards.method),
+        settings=FinetuneSettings.from_config(finetune, method),
         augment=AugmentSettings.from_config(params.augment),
         checkpoint=output.model,
         history=output.history,
