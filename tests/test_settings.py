@@ -163,6 +163,15 @@ def test_first_seed_rate_search_runs_later_seeds_at_the_chosen_rate(tmp_path):
     assert row["chosen_lr"] == 0.03 and row["rates_tried"] == 1
 
 
+def test_overrides_for_a_misspelt_architecture_are_refused_others_kept():
+    config = quick_start()
+    config["finetune"]["overrides"] = {"convnext_tiny": {"dam": {"mode": "adam"}}}
+    check_training_config(config)  # not on the list: kept for a run that lists it
+    config["finetune"]["overrides"] = {"convnext_ato": {"dam": {"mode": "adam"}}}
+    with pytest.raises(InputError, match="did you mean 'convnext_atto'"):
+        check_training_config(config)
+
+
 def test_grids_of_unequal_size_are_refused():
     config = quick_start()
     config["finetune"]["dam"]["lr"] = [0.01, 0.1]

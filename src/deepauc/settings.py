@@ -299,13 +299,17 @@ def check_training_config(config: dict) -> None:
             fix=f"registered methods: {', '.join(sorted(METHODS))}; register a new one in "
             "deepauc.methods, or remove the section.",
         )
-    unknown = [a for a in section.get("overrides", {}) if a not in config["architectures"]]
-    if unknown:
-        raise InputError(
-            f"overrides for {unknown[0]!r}, which is not in architectures",
-            where=f"config key finetune.overrides.{unknown[0]}",
-            fix=f"name one of {', '.join(config['architectures'])}.",
-        )
+    # Overrides for an architecture not on the list are kept for when it is (one config serves
+    # several lists, as config/dam_study.yaml run one family at a time); a near miss of a listed
+    # one is a typo that would silently leave that architecture at the section's settings.
+    for name in section.get("overrides", {}):
+        typo = difflib.get_close_matches(name, config["architectures"], n=1, cutoff=0.85)
+        if name not in config["architectures"] and typo:
+            raise InputError(
+                f"overrides for {name!r}, which is not in architectures: did you mean {typo[0]!r}?",
+                where=f"config key finetune.overrides.{name}",
+                fix=f"spell it as in architectures ({', '.join(config['architectures'])}).",
+            )
 
 
 @dataclass(frozen=True)
