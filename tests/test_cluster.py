@@ -1,5 +1,7 @@
 """Beyond one process: a real SLURM cluster on this machine, and DDP over gloo.
 
+Not in the default run (CI): ``python -m pytest -m cluster`` runs them (~15 minutes on 2 cores).
+
 The SLURM test stands up slurmctld, slurmd and munged from Debian's packages (installed with apt
 when missing: CI runs as root), submits a tiny config through profiles/slurm, and stops the
 daemons it started. It is skipped only where it cannot run: no root or apt, or a machine that has
@@ -19,7 +21,7 @@ import yaml
 from tests.slurm_cluster import PARTITION, LocalSlurm, install_packages
 from tests.test_workflow import DISEASES, TINY, checkout, snakemake
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.cluster]
 
 # One architecture and one thread per job: two jobs at once on a 2-core node.
 SMALL = {**TINY, "architectures": ["resnet10t"], "train_threads": 1}
