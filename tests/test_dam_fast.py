@@ -284,3 +284,37 @@ def test_dual_variables_stay_equal_on_every_ddp_rank(tmp_path, optimizer_name):
     if optimizer_name == "pdsca":  # deliberate: libauc's PDSCA lets each rank's drift
         theirs = _duals_per_rank(tmp_path, optimizer_name, "libauc")
         assert not torch.equal(theirs[0], theirs[1])
+
+
+@pytest.mark.parametrize(
+    "classes",
+    [
+        pytest.param((PESG, FastPESG, AUCMLoss, dict(mode="sgd")), id="pesg-sgd"),
+        pytest.param((PESG, FastPESG, AUCMLoss, dict(mode="adam")), id="pesg-adam"),
+        pytest.param((PDSCA, FastPDSCA, ResumableCompositionalAUCLoss, {}), id="pdsca"),
+    ],
+)
+def test_a_tensor_that_gets_its_first_gradient_late_starts_its_state_as_libauc_does(classes):
+    """The conv is frozen (no gradient) for 5 steps: then its buffers start fresh while the
+    others' go on, per tensor as in libauc's loop."""
+    theirs_cls, ours_cls, loss_cls, options = classes
+    torch.manual_seed(0)
+    start = Net()
+    runs = []
+    for optimizer_cls in (theirs_cls, ours_cls):
+        model = copy.deepcopy(start)
+        loss, optimizer = make(optimizer_cls, loss_cls, model, **options)
+        if runs:
+            for mine, theirs in zip(optimizer.model_ref, runs[0][1], strict=True):
+                mine.copy_(theirs)
+        reference = [r.clone() for r in optimizer.model_ref]
+        for step, (x, y) in enumerate(batches(12)):
+            optimizer.zero_grad(set_to_none=True)
+            features = torch.relu(model.conv(x))
+            if step < 5:
+                features = features.detach()
+            scores = model.head(model.norm(features).flatten(1))
+            loss(torch.sigmoid(scores), y).backward()
+            optimizer.step()
+        runs.append((snapshot(model, loss, optimizer), reference))
+    assert_same(runs[0][0], runs[1][0])

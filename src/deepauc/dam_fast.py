@@ -209,18 +209,39 @@ class _MultiTensorStep:
         flat = torch.cat([g.reshape(-1) for g in grads])
         torch.distributed.all_reduce(flat)
         flat.div_(self.world_size)
-        torch._foreach_copy_(grads, list(flat.split([g.numel() for g in grads])))
+        pieces = flat.split([g.numel() for g in grads])
+        torch._foreach_copy_(
+            grads, [piece.view_as(g) for piece, g in zip(pieces, grads, strict=True)]
+        )
 
-    def _buffers(self, params, name: str) -> tuple[Tensors, bool]:
-        """The named per-parameter state buffers, and whether they are new this step."""
-        states = [self.state[p] for p in params]
-        if all(name in s for s in states):
-            return [s[name] for s in states], False
-        if any(name in s for s in states):
-            raise RuntimeError(f"some parameters have a {name} and some not: not supported")
-        for state, p in zip(states, params, strict=True):
-            state[name] = torch.empty_like(p, memory_format=torch.preserve_format)
-        return [s[name] for s in states], True
+    def _by_buffer(self, params, grads, refs, accs, name: str | None):
+        """The tensors in parts by whether their state buffer ``name`` exists yet, each part with
+        its buffers: a tensor that first gets a gradient now starts a fresh buffer, as in
+        libauc, while the others go on with theirs. ``name`` None: one part, no buffers."""
+        if name is None:
+            yield params, grads, refs, accs, [], False
+            return
+        fresh = [name not in self.state[p] for p in params]
+        for is_fresh in (False, True):
+            positions = [i for i, f in enumerate(fresh) if f == is_fresh]
+            if not positions:
+                continue
+            part = _pick(params, positions)
+            for p in part if is_fresh else []:
+                self.state[p][name] = torch.empty_like(p, memory_format=torch.preserve_format)
+            buffers = [self.state[p][name] for p in part]
+            yield (
+                part,
+                _pick(grads, positions),
+                _pick(refs, positions),
+                _pick(accs, positions),
+                buffers,
+                is_fresh,
+            )
+
+
+def _pick(tensors, positions):
+    return None if tensors is None else [tensors[i] for i in positions]
 
 
 class FastPESG(_MultiTensorStep, PESG):
@@ -252,12 +273,10 @@ class FastPESG(_MultiTensorStep, PESG):
             ascend_alpha(alpha, group["a"], group["b"], group["margin"], group["lr"])
 
     def _sgd(self, group, params, grads, refs, accs, common):
-        buffers, fresh = [], False
-        if group["momentum"] != 0:
-            buffers, fresh = self._buffers(params, "momentum_buffer")
-        self._update(pesg_sgd_update)(
-            params, grads, refs, accs, buffers, fresh=fresh, momentum=group["momentum"], **common
-        )
+        momentum = group["momentum"]
+        name = "momentum_buffer" if momentum != 0 else None
+        for *part, buffers, fresh in self._by_buffer(params, grads, refs, accs, name):
+            self._update(pesg_sgd_update)(*part, buffers, fresh=fresh, momentum=momentum, **common)
 
     def _adam(self, group, params, grads, refs, accs, common):
         amsgrad = group["amsgrad"]
@@ -279,10 +298,10 @@ class FastPESG(_MultiTensorStep, PESG):
         for step, positions in by_step.items():
             states = [self.state[params[i]] for i in positions]
             self._update(pesg_adam_update)(
-                [params[i] for i in positions],
-                [grads[i] for i in positions],
-                None if refs is None else [refs[i] for i in positions],
-                None if accs is None else [accs[i] for i in positions],
+                _pick(params, positions),
+                _pick(grads, positions),
+                _pick(refs, positions),
+                _pick(accs, positions),
                 [s["exp_avg"] for s in states],
                 [s["exp_avg_sq"] for s in states],
                 [s["max_exp_avg_sq"] for s in states] if amsgrad else None,
@@ -314,25 +333,20 @@ class FastPDSCA(_MultiTensorStep, PDSCA):
         if params:
             refs, accs = self._lists(group, indices)
             beta = group["beta2"] if auc_step else group["beta1"]
-            name = "momentum_buffer" if auc_step else "weight_buffer"
-            buffers, fresh = [], False
-            if beta != 0:
-                buffers, fresh = self._buffers(params, name)
-            self._update(pdsca_update)(
-                params,
-                grads,
-                refs,
-                accs,
-                buffers,
-                auc_step=auc_step,
-                fresh=fresh,
-                lr=group["lr"],
-                lr0=group["lr0"],
-                clip=group["clip_value"],
-                epoch_decay=group["epoch_decay"],
-                weight_decay=group["weight_decay"],
-                beta1=group["beta1"],
-                beta2=group["beta2"],
-            )
+            name = None if beta == 0 else "momentum_buffer" if auc_step else "weight_buffer"
+            for *part, buffers, fresh in self._by_buffer(params, grads, refs, accs, name):
+                self._update(pdsca_update)(
+                    *part,
+                    buffers,
+                    auc_step=auc_step,
+                    fresh=fresh,
+                    lr=group["lr"],
+                    lr0=group["lr0"],
+                    clip=group["clip_value"],
+                    epoch_decay=group["epoch_decay"],
+                    weight_decay=group["weight_decay"],
+                    beta1=group["beta1"],
+                    beta2=group["beta2"],
+                )
         if auc_step:
             ascend_alpha(alpha, group["a"], group["b"], group["margin"], group["lr"])
