@@ -89,15 +89,15 @@ def no_space_error(target: Path, needed: int | None = None) -> InputError:
 def check_writable(folder: str | os.PathLike) -> None:
     """Refuse, with one message, a results folder this user cannot write (read-only mount,
     another user's folder), before any job starts and fails in it."""
-    folder = Path(folder)
+    folder = Path(folder).resolve()
+    existing = next(p for p in (folder, *folder.parents) if p.exists())  # created later if need be
     try:
-        folder.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=folder, prefix=".write-check."):
+        with tempfile.NamedTemporaryFile(dir=existing, prefix=".write-check."):
             pass
     except OSError as err:
         raise InputError(
             f"cannot write the results here ({err.strerror or err})",
-            where=str(folder.resolve()),
+            where=str(folder),
             fix="make the folder writable for you (chmod/chown, or remount it read-write), or "
             "run in a folder you can write: snakemake --directory <folder> (the config's "
             "relative paths then start there).",
