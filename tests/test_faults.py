@@ -21,10 +21,11 @@ from PIL import Image
 from deepauc.atomic import write_csv
 from deepauc.cache import build_cache
 from deepauc.chexpert import LABEL_COLUMNS, read_chexpert_csv
+from deepauc.config_checks import check_mappings_given_as_mappings
 from deepauc.errors import InputError
 from deepauc.models import create_model
 from deepauc.preprocess import PreprocessSettings, prepare_splits
-from deepauc.settings import check_mappings_given_as_mappings, preprocess_settings
+from deepauc.settings import preprocess_settings
 from tests.conftest import DISEASES, TRAIN_ROWS, VALID_ROWS, write_chexpert_csv
 
 REPO = Path(__file__).resolve().parents[1]

@@ -24,8 +24,8 @@ from deepauc.chexpert import slug
 from deepauc.errors import InputError
 from deepauc.jobs.parallelism import job_parallelism
 from deepauc.methods import CONTROL, WARMUP
+from deepauc.config_checks import check_mappings_given_as_mappings
 from deepauc.settings import (
-    check_mappings_given_as_mappings,
     check_training_config,
     finetune_params,
     CHOSEN_RATE,
