@@ -258,15 +258,31 @@ def test_a_cache_writer_killed_leaves_a_temporary_that_the_rerun_removes(tmp_pat
 # ---- 6. a full disk while the image cache is written -----------------------------------------
 
 
+CACHE_INTO = """
+import sys
+from deepauc.cache import build_cache
+from deepauc.errors import InputError
+try:
+    build_cache(sys.argv[2:], 128, sys.argv[1], workers=1)
+except InputError as err:
+    print(err)
+    sys.exit(3)
+"""
+
+
 def test_a_full_disk_while_caching_is_one_message_and_nothing_left(tmp_path):
     images = _jpegs(tmp_path / "jpg", 100)
     with mounted_tmpfs(tmp_path / "small", "size=1m") as disk:
         out = disk / "train_128px.npy"  # 100 x 128 x 128 = 1.6 MB
-        with pytest.raises(InputError) as caught:
-            build_cache(images, 128, out, workers=1)
-        message = str(caught.value)
-        assert str(out) in message and "no space left" in message
-        assert "1,638,528 bytes needed" in message and "bytes free in" in message
+        # In a subprocess: the fault this guards against is a SIGBUS, which would end pytest.
+        done = subprocess.run(
+            [sys.executable, "-c", CACHE_INTO, str(out), *images],
+            env={**os.environ, "PYTHONPATH": str(REPO / "src")},
+            capture_output=True, text=True, timeout=300,
+        )  # fmt: skip
+        assert done.returncode == 3, (done.returncode, done.stderr[-2000:])  # not -7 (SIGBUS)
+        assert str(out) in done.stdout and "no space left" in done.stdout
+        assert "1,638,528 bytes needed" in done.stdout and "bytes free in" in done.stdout
         assert list(disk.iterdir()) == []  # no output, no temporary
 
 
