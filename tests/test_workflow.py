@@ -440,6 +440,11 @@ def test_ensemble_subset_of_unknown_architectures_is_refused(tmp_path):
 WARMUP_TARGET = "results/models/resnet10t/seed0/warmup.pt"
 
 
+def _default_signals() -> None:
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, signal.SIG_DFL)
+
+
 def _interrupt_after_first_epoch(tmp_path: Path, signum: int) -> tuple[Path, list[str]]:
     """Start Snakemake on a 6-epoch warm-up and send ``signum`` to it and its jobs (the process
     group) once the first epoch's resume file is saved. Returns the workflow copy and the
@@ -456,6 +461,10 @@ def _interrupt_after_first_epoch(tmp_path: Path, signum: int) -> tuple[Path, lis
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         start_new_session=True,
+        # As from a terminal: Ctrl-C's default action. A child inherits an ignored SIGINT, and
+        # Python then never raises KeyboardInterrupt; earlier tests in the same pytest process
+        # (torch's worker pools) can leave SIGINT ignored, and the job then ran to its end.
+        preexec_fn=_default_signals,
     )
     try:
         deadline = time.monotonic() + 300
