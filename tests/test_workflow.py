@@ -461,9 +461,9 @@ def _interrupt_after_first_epoch(tmp_path: Path, signum: int) -> tuple[Path, lis
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         start_new_session=True,
-        # As from a terminal: Ctrl-C's default action. A child inherits an ignored SIGINT, and
-        # Python then never raises KeyboardInterrupt; earlier tests in the same pytest process
-        # (torch's worker pools) can leave SIGINT ignored, and the job then ran to its end.
+        # As from a terminal: Ctrl-C's default action. An ignored SIGINT is inherited (a shell
+        # without job control ignores it in `pytest ... &`), Python then never raises
+        # KeyboardInterrupt, and the job ran to its end: this test failed in such runs only.
         preexec_fn=_default_signals,
     )
     try:
