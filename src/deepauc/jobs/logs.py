@@ -7,6 +7,7 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
+from deepauc.atomic import NO_SPACE
 from deepauc.errors import InputError
 
 FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -50,7 +51,6 @@ def logged_to(log_path: str | Path) -> Iterator[None]:
             sys.stderr = console
 
 
-FULL = (errno.ENOSPC, errno.EDQUOT)
 NOT_WRITABLE = (errno.EACCES, errno.EPERM, errno.EROFS)
 
 
@@ -61,7 +61,7 @@ def storage_error(err: OSError) -> InputError | None:
     leaves nothing at the final path; training keeps its last ``.pt.resume``.
     """
     where = err.filename or "an output file"
-    if err.errno in FULL:
+    if err.errno in NO_SPACE:
         return InputError(
             f"no space left to write {where} ({err.strerror})",
             where=str(where),
