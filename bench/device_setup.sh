@@ -15,4 +15,4 @@ import torch, timm, libauc, snakemake
 print(f"python {platform.python_version()}, torch {torch.__version__}, timm {timm.__version__}, "
       f"libauc {libauc.__version__}, snakemake {snakemake.__version__}; missing: {missing or 'none'}")
 PY
-nvidia-smi --query-gpu=name,memory.total --format=csv,noheader
+if command -v nvidia-smi >/dev/null; then nvidia-smi --query-gpu=name,memory.total --format=csv,noheader; fi
