@@ -27,8 +27,8 @@ slots=$(( (gpus > 0 ? gpus : 1) * 4 ))  # jobs_per_gpu: 4 in both study configs
 copy_results() {  # whatever exists, also after a stop at the deadline
   for folder in pretrain main; do
     [ -d "study/$folder/results" ] || continue
-    (cd "study/$folder" && find results -name '*.csv' -o -name '*.log' -o -name '*.tsv' \
-      | tar cf "$out/$folder.tar" -T -)
+    (cd "study/$folder" && find results -path results/synthetic -prune -o \
+      \( -name '*.csv' -o -name '*.log' -o -name '*.tsv' \) -print | tar cf "$out/$folder.tar" -T -)
   done
 }
 trap copy_results EXIT
