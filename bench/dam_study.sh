@@ -22,7 +22,8 @@ cd "$repo"
 [ -d wheels ] && bash bench/device_setup.sh
 mkdir -p study/pretrain study/main "$out"
 gpus=$(python -c "import torch; print(torch.cuda.device_count())")
-slots=$(( (gpus > 0 ? gpus : 1) * 4 ))  # jobs_per_gpu: 4 in both study configs
+per_gpu=$(sed -n 's/^jobs_per_gpu: *\([0-9]*\).*/\1/p' config/dam_study.yaml)  # same in both configs
+slots=$(( (gpus > 0 ? gpus : 1) * per_gpu ))
 
 copy_results() {  # whatever exists, also after a stop at the deadline
   for folder in pretrain main; do
