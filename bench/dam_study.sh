@@ -38,7 +38,7 @@ run() {  # one Snakemake run in a study folder, stopped with Ctrl-C at the deadl
   local folder=$1 configfile=$2 left=$(( deadline - $(date +%s) ))
   shift 2
   if [ "$left" -le 10 ]; then echo "no time left for $folder"; return 1; fi
-  timeout --signal=INT --kill-after=45 "$left" \
+  timeout --signal=INT --kill-after=20 "$left" \
     snakemake --directory "study/$folder" --snakefile "$repo/Snakefile" \
     --configfile "$repo/config/$configfile" ${STUDY_EXTRA_CONFIG:+"$STUDY_EXTRA_CONFIG"} \
     --cores "$(nproc)" --resources gpu="$slots" --rerun-incomplete --keep-going \
