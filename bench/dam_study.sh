@@ -45,11 +45,11 @@ run() {  # one Snakemake run in a study folder, stopped with Ctrl-C at the deadl
     --config "architectures=[$arch_list]" -- "$@"
 }
 started=$(date +%s)
-echo "$(date -u +%FT%TZ) ${archs[*]} on $gpus GPU(s), $slots job slots"
+echo "$(date -u +%FT%TZ) ${archs[*]} on $gpus GPU(s), $slots job slots" | tee -a "$out/timing.txt"
 run pretrain dam_study_pretrain.yaml \
   $(for arch in "${archs[@]}"; do echo "results/models/$arch/seed0/warmup.pt"; done) \
   >> "$out/pretrain.log" 2>&1
-echo "pretraining done after $(( $(date +%s) - started )) s"
+echo "pretraining done after $(( $(date +%s) - started )) s" | tee -a "$out/timing.txt"
 run main dam_study.yaml results/summary.csv results/seeds.csv results/diagnostics.csv \
   results/comparison.csv >> "$out/study.log" 2>&1
-echo "study done after $(( $(date +%s) - started )) s"
+echo "study done after $(( $(date +%s) - started )) s" | tee -a "$out/timing.txt"
