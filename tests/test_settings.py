@@ -27,6 +27,7 @@ from deepauc.settings import (
     lr_grid,
     lr_label,
     rate_labels,
+    warmup_section,
 )
 
 REPO = Path(__file__).resolve().parents[1]
@@ -169,6 +170,23 @@ def test_overrides_for_a_misspelt_architecture_are_refused_others_kept():
     check_training_config(config)  # not on the list: kept for a run that lists it
     config["finetune"]["overrides"] = {"convnext_ato": {"dam": {"mode": "adam"}}}
     with pytest.raises(InputError, match="did you mean 'convnext_atto'"):
+        check_training_config(config)
+
+
+def test_warmup_overrides_apply_to_their_architecture_only():
+    config = quick_start()
+    config["warmup"]["overrides"] = {"convnext_atto": {"lr": 1e-4, "epochs": 3}}
+    check_training_config(config)
+    section = config["warmup"]
+    assert WarmupSettings.from_config(section, "convnext_atto").lr == 1e-4
+    assert WarmupSettings.from_config(section, "convnext_atto").epochs == 3
+    assert WarmupSettings.from_config(section, "resnet10t").lr == section["lr"]
+    assert "overrides" not in warmup_section(section, "resnet10t")  # not in the rule's params
+    config["warmup"]["overrides"] = {"convnext_atto": {"rate": 1e-4}}
+    with pytest.raises(InputError, match="rate"):
+        check_training_config(config)
+    config["warmup"]["overrides"] = {"resnet10": {"lr": 1e-4}}
+    with pytest.raises(InputError, match="did you mean 'resnet10t'"):
         check_training_config(config)
 
 

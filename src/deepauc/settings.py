@@ -110,9 +110,21 @@ class WarmupSettings:
     eval_every_steps: int = 0  # 0: evaluate once per epoch
 
     @classmethod
-    def from_config(cls, section: dict) -> "WarmupSettings":
-        """From the config's ``warmup`` section."""
-        return typed_section(cls, section, "warmup")
+    def from_config(cls, section: dict, arch: str | None = None) -> "WarmupSettings":
+        """From the config's ``warmup`` section, with ``arch``'s overrides
+        (``warmup.overrides.<arch>``) applied."""
+        return typed_section(cls, warmup_section(section, arch), "warmup")
+
+
+def warmup_section(section: dict, arch: str | None = None) -> dict:
+    """The ``warmup`` section as one architecture's warm-up sees it: its overrides applied (a
+    transformer trained from scratch wants a lower rate than a ConvNet, say), the
+    ``overrides`` table itself left out. What a warm-up rule's params hold: tuning one family's
+    warm-up reruns that family only."""
+    own = {key: value for key, value in section.items() if key != "overrides"}
+    if arch is not None:
+        own.update(section.get("overrides", {}).get(arch, {}))
+    return own
 
 
 #: The keys of ``finetune`` that every method shares, so that all run at equal compute: the
@@ -229,7 +241,9 @@ def finetune_params(
 def check_training_config(config: dict) -> None:
     """Build every training setting of ``config`` once, so that a bad key fails at parse time
     with its name, not in a job an hour later."""
-    WarmupSettings.from_config(config["warmup"])
+    for arch in [None, *config["architectures"]]:
+        WarmupSettings.from_config(config["warmup"], arch)
+    check_override_names(config["warmup"], config["architectures"], "warmup")
     AugmentSettings.from_config(config["augment"])
     section = config["finetune"]
     for method in section["methods"]:
@@ -263,16 +277,22 @@ def check_training_config(config: dict) -> None:
             fix=f"registered methods: {', '.join(sorted(METHODS))}; register a new one in "
             "deepauc.methods, or remove the section.",
         )
-    # Overrides for an architecture not on the list are kept for when it is (one config serves
-    # several lists, as config/dam_study.yaml run one family at a time); a near miss of a listed
-    # one is a typo that would silently leave that architecture at the section's settings.
+    check_override_names(section, config["architectures"], "finetune")
+
+
+def check_override_names(section: dict, architectures: list[str], where: str) -> None:
+    """Refuse ``<where>.overrides`` for a near miss of a listed architecture.
+
+    Overrides for an architecture not on the list are kept for when it is (one config serves
+    several lists, as config/dam_study.yaml run one family at a time); a near miss of a listed
+    one is a typo that would silently leave that architecture at the section's settings."""
     for name in section.get("overrides", {}):
-        typo = difflib.get_close_matches(name, config["architectures"], n=1, cutoff=0.85)
-        if name not in config["architectures"] and typo:
+        typo = difflib.get_close_matches(name, architectures, n=1, cutoff=0.85)
+        if name not in architectures and typo:
             raise InputError(
                 f"overrides for {name!r}, which is not in architectures: did you mean {typo[0]!r}?",
-                where=f"config key finetune.overrides.{name}",
-                fix=f"spell it as in architectures ({', '.join(config['architectures'])}).",
+                where=f"config key {where}.overrides.{name}",
+                fix=f"spell it as in architectures ({', '.join(architectures)}).",
             )
 
 

@@ -34,6 +34,7 @@ from deepauc.settings import (
     rate_labels,
     preprocess_settings,
     synth_spec,
+    warmup_section,
 )
 
 # Fail at parse time with the config key to fix, before any job starts.

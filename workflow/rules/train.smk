@@ -25,7 +25,7 @@ rule warmup:
         image_size=config["image_size"],
         pretrained=config["pretrained"],
         augment=config["augment"],
-        warmup=config["warmup"],
+        warmup=lambda wildcards: warmup_section(config["warmup"], wildcards.arch),
     script:
         "../scripts/warmup.py"
 
