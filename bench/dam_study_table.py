@@ -48,12 +48,11 @@ def family_rows(folder: Path) -> list[dict]:
     rows = []
     for arch in [a for a in summary.architecture.unique() if a != "ensemble"]:
         for method in METHOD_NAMES:
-            mean = summary.query("architecture == @arch and method == @method and disease == 'mean'")
+            selected = "architecture == @arch and method == @method and disease == 'mean'"
+            mean = summary.query(selected)
             if mean.empty:
                 continue
-            per_seed = seeds.query(
-                "architecture == @arch and method == @method and disease == 'mean'"
-            ).auc
+            per_seed = seeds.query(selected).auc
             row = {
                 "family": arch,
                 "method": METHOD_NAMES[method],
