@@ -16,6 +16,8 @@ from libauc.optimizers import PDSCA, PESG
 
 from deepauc.dam import ResumableCompositionalAUCLoss, optimizer_class
 from deepauc.dam_fast import FastAUCMLoss, FastPDSCA, FastPESG
+from deepauc.training.runtime import Runtime
+from deepauc.training.stages import duals_rank_spread
 
 STEPS = 24
 TOLERANCE = dict(rtol=0, atol=1e-6)
@@ -284,6 +286,28 @@ def test_dual_variables_stay_equal_on_every_ddp_rank(tmp_path, optimizer_name):
     if optimizer_name == "pdsca":  # deliberate: libauc's PDSCA lets each rank's drift
         theirs = _duals_per_rank(tmp_path, optimizer_name, "libauc")
         assert not torch.equal(theirs[0], theirs[1])
+
+
+def _spread_rank(rank: int, world: int, init_file: str, out: str):
+    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world)
+    try:
+        runtime = Runtime(torch.device("cpu"), rank=rank, world_size=world)
+        equal = duals_rank_spread({"a": 0.5, "b": 0.25, "alpha": 0.1}, runtime)
+        apart = duals_rank_spread({"a": 0.5, "b": 0.25 + 0.01 * rank, "alpha": 0.1}, runtime)
+        if rank == 0:
+            torch.save(torch.tensor([equal, apart]), out)
+    finally:
+        dist.destroy_process_group()
+
+
+def test_the_fine_tune_reports_how_far_the_ranks_dual_variables_are_apart(tmp_path):
+    """What each DDP evaluation records (``duals_rank_spread``) and warns about; the real
+    two-GPU run (docs/benchmarks.md) checks its histories with it."""
+    out = tmp_path / "spread.pt"
+    mp.spawn(_spread_rank, args=(2, str(tmp_path / "init"), str(out)), nprocs=2, join=True)
+    equal, apart = torch.load(out).tolist()
+    assert equal == 0.0
+    assert apart == pytest.approx(0.01)
 
 
 @pytest.mark.parametrize(
