@@ -1,0 +1,80 @@
+#!/usr/bin/env bash
+# Issue 18's measurements on a machine with two GPUs (results in docs/benchmarks.md, "Two GPUs"):
+#
+#   bash bench/multi_gpu.sh fanout  # the bench DAG's fine-tune stage (densenet169: 5 diseases x
+#                                   # DAM and CE, one job per GPU) on one GPU, then on two
+#   bash bench/multi_gpu.sh ddp     # one fine-tune (Pleural Effusion, DAM and CE, densenet169 and
+#                                   # convnext_tiny) on one GPU and as two DDP ranks over NCCL, at
+#                                   # the same global batch; seed 1 on one GPU for the seed noise
+#
+# Configs: config/bench.yaml + config/multi_gpu.yaml. Each mode is one call of at most 10 minutes
+# on a bare machine (wheels as for bench/dam_study.sh); the small results (histories, logs,
+# benchmarks, timings) go to $OUT/<mode> (default bench/work/out/<mode>).
+set -euo pipefail
+mode=${1:?usage: bench/multi_gpu.sh fanout|ddp}
+repo=$(cd "$(dirname "$0")/.." && pwd)
+out=${OUT:-$repo/bench/work/out}/$mode
+work=$repo/bench/work/$mode
+cd "$repo"
+[ -d wheels ] && bash bench/device_setup.sh
+mkdir -p "$work" "$out"
+configs=("$repo/config/bench.yaml" "$repo/config/multi_gpu.yaml" ${MULTI_GPU_EXTRA_CONFIG:+"$MULTI_GPU_EXTRA_CONFIG"})
+
+gpu_count=$(nvidia-smi -L 2>/dev/null | wc -l || true)
+smk() {  # smk <GPUs at once> <GPUs per job> <targets...>: snakemake in the work folder
+  local gpus=$1 per_job=$2 keys
+  shift 2
+  # On a machine without GPUs (a smoke run with device: cpu) a "GPU" is a gloo process.
+  if [ "$gpu_count" -gt 0 ]; then keys="gpus_per_job=$per_job"; else
+    keys="gpus_per_job=0 processes_per_job=$per_job"; fi
+  # shellcheck disable=SC2086
+  snakemake --directory "$work" --snakefile "$repo/Snakefile" --configfile "${configs[@]}" \
+    --cores "$(nproc)" --resources gpu="$gpus" --config $keys -- "$@"
+}
+timed() {  # timed <label> <command...>: wall seconds to timing.txt
+  local label=$1 started
+  shift
+  started=$(date +%s.%N)
+  "$@" >> "$out/snakemake.log" 2>&1
+  echo "$label $(echo "$(date +%s.%N) - $started" | bc) s" | tee -a "$out/timing.txt"
+}
+finetunes() {  # finetunes <arch> <seed> <diseases...>: every method's fine-tune of them
+  local arch=$1 seed=$2
+  shift 2
+  for disease in "$@"; do
+    echo "results/models/$arch/seed$seed/dam/lr0.1/$disease.pt"
+    echo "results/models/$arch/seed$seed/ce/lr0.0001/$disease.pt"
+  done
+}
+set_aside() {  # keep a phase's fine-tunes (histories, logs, benchmarks) under <name>, rerun them
+  local name=$1
+  mkdir -p "$out/$name"
+  (cd "$work" && find results/models results/logs/finetune results/benchmarks/finetune \
+    -path '*/lr*' \( -name '*.csv' -o -name '*.log' -o -name '*.tsv' \) -print \
+    | tar cf "$out/$name/finetunes.tar" -T -)
+  find "$work/results/models" -path '*/lr*' -name '*.pt' -delete
+}
+nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | tee "$out/gpus.txt" || true
+echo "$(date -u +%FT%TZ) $mode at $(git rev-parse --short HEAD 2>/dev/null || echo '?')" \
+  | tee -a "$out/timing.txt"
+
+case $mode in
+fanout)
+  diseases=(cardiomegaly edema consolidation atelectasis pleural_effusion)
+  timed "warm-up" smk 2 1 results/models/densenet169/seed0/warmup.pt
+  timed "fine-tune stage on one GPU" smk 1 1 $(finetunes densenet169 0 "${diseases[@]}")
+  set_aside one_gpu
+  timed "fine-tune stage on two GPUs" smk 2 1 $(finetunes densenet169 0 "${diseases[@]}")
+  set_aside two_gpus
+  ;;
+ddp)
+  timed "warm-ups" smk 2 1 results/models/{densenet169,convnext_tiny}/seed{0,1}/warmup.pt
+  timed "one GPU, seeds 0 and 1" smk 2 1 $(for arch in densenet169 convnext_tiny; do
+    finetunes $arch 0 pleural_effusion; finetunes $arch 1 pleural_effusion; done)
+  set_aside one_gpu
+  timed "two DDP ranks, seed 0" smk 2 2 $(for arch in densenet169 convnext_tiny; do
+    finetunes $arch 0 pleural_effusion; done)
+  set_aside two_gpus
+  ;;
+*) echo "unknown mode $mode: fanout or ddp" >&2; exit 2 ;;
+esac
