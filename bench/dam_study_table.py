@@ -22,6 +22,7 @@ import sys
 from pathlib import Path
 
 import pandas as pd
+from markdown_table import markdown  # bench/, the script's own folder
 
 METHOD_NAMES = {
     "warmup": "warm-up",
@@ -94,12 +95,6 @@ def job_minutes(benchmarks: Path, arch: str, method: str) -> str:
         files = list((benchmarks / "finetune" / arch).glob(f"seed*/{method}/**/*.tsv"))
     seconds = sum(pd.read_csv(f, sep="\t").s.iloc[-1] for f in files)
     return f"{seconds / 60:.1f}"
-
-
-def markdown(table: pd.DataFrame) -> str:
-    lines = ["| " + " | ".join(table.columns) + " |", "|" + "---|" * len(table.columns)]
-    lines += ["| " + " | ".join(str(v) for v in row) + " |" for row in table.itertuples(False)]
-    return "\n".join(lines)
 
 
 if __name__ == "__main__":

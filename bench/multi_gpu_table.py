@@ -18,6 +18,7 @@ import tarfile
 from pathlib import Path
 
 import pandas as pd
+from markdown_table import markdown  # bench/, the script's own folder
 
 
 def main(argv=None) -> None:
@@ -84,12 +85,6 @@ def ddp_table(folder: Path) -> pd.DataFrame:
             }
         )
     return pd.DataFrame(rows)
-
-
-def markdown(table: pd.DataFrame) -> str:
-    lines = ["| " + " | ".join(table.columns) + " |", "|" + "---|" * len(table.columns)]
-    lines += ["| " + " | ".join(str(v) for v in row) + " |" for row in table.itertuples(False)]
-    return "\n".join(lines)
 
 
 if __name__ == "__main__":
