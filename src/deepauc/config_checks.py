@@ -9,7 +9,7 @@ import difflib
 from deepauc.chexpert import LABEL_COLUMNS
 from deepauc.errors import InputError
 
-__all__ = ["check_disease_keys", "check_mappings_given_as_mappings"]
+__all__ = ["check_disease_keys", "check_mappings_given_as_mappings", "check_override_names"]
 
 
 def check_mappings_given_as_mappings(config: dict, schema: dict) -> None:
@@ -46,3 +46,19 @@ def check_disease_keys(mapping: dict, key: str, diseases, extra=("default",)) ->
             fix=f"{hint}keys are diseases spelled as their CheXpert column "
             f"({', '.join(diseases)}, ...) or {', '.join(extra)}.",
         )
+
+
+def check_override_names(section: dict, architectures: list[str], where: str) -> None:
+    """Refuse ``<where>.overrides`` for a near miss of a listed architecture.
+
+    Overrides for an architecture not on the list are kept for when it is (one config serves
+    several lists, as config/dam_study.yaml run one family at a time); a near miss of a listed
+    one is a typo that would silently leave that architecture at the section's settings."""
+    for name in section.get("overrides", {}):
+        typo = difflib.get_close_matches(name, architectures, n=1, cutoff=0.85)
+        if name not in architectures and typo:
+            raise InputError(
+                f"overrides for {name!r}, which is not in architectures: did you mean {typo[0]!r}?",
+                where=f"config key {where}.overrides.{name}",
+                fix=f"spell it as in architectures ({', '.join(architectures)}).",
+            )

@@ -12,7 +12,7 @@ import difflib
 import typing
 from dataclasses import asdict, dataclass, fields
 
-from deepauc.config_checks import check_disease_keys
+from deepauc.config_checks import check_disease_keys, check_override_names
 from deepauc.errors import InputError
 from deepauc.methods import METHODS
 from deepauc.preprocess import PreprocessSettings
@@ -278,22 +278,6 @@ def check_training_config(config: dict) -> None:
             "deepauc.methods, or remove the section.",
         )
     check_override_names(section, config["architectures"], "finetune")
-
-
-def check_override_names(section: dict, architectures: list[str], where: str) -> None:
-    """Refuse ``<where>.overrides`` for a near miss of a listed architecture.
-
-    Overrides for an architecture not on the list are kept for when it is (one config serves
-    several lists, as config/dam_study.yaml run one family at a time); a near miss of a listed
-    one is a typo that would silently leave that architecture at the section's settings."""
-    for name in section.get("overrides", {}):
-        typo = difflib.get_close_matches(name, architectures, n=1, cutoff=0.85)
-        if name not in architectures and typo:
-            raise InputError(
-                f"overrides for {name!r}, which is not in architectures: did you mean {typo[0]!r}?",
-                where=f"config key {where}.overrides.{name}",
-                fix=f"spell it as in architectures ({', '.join(architectures)}).",
-            )
 
 
 @dataclass(frozen=True)
