@@ -46,12 +46,12 @@ finetunes() {  # finetunes <arch> <seed> <diseases...>: every method's fine-tune
     echo "results/models/$arch/seed$seed/ce/lr0.0001/$disease.pt"
   done
 }
-set_aside() {  # keep a phase's fine-tunes (histories, logs, benchmarks) under <name>, rerun them
-  local name=$1
+set_aside() {  # move a phase's fine-tunes (histories, logs, benchmarks) to <name>: the next
+  local name=$1  # phase reruns them from the same warm-ups
   mkdir -p "$out/$name"
   (cd "$work" && find results/models results/logs/finetune results/benchmarks/finetune \
-    -path '*/lr*' \( -name '*.csv' -o -name '*.log' -o -name '*.tsv' \) -print \
-    | tar cf "$out/$name/finetunes.tar" -T -)
+    -path '*/lr*' \( -name '*.csv' -o -name '*.log' -o -name '*.tsv' \) -print > set_aside.txt \
+    && tar cf "$out/$name/finetunes.tar" -T set_aside.txt && xargs rm -f < set_aside.txt)
   find "$work/results/models" -path '*/lr*' -name '*.pt' -delete
 }
 nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | tee "$out/gpus.txt" || true
