@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Issue 18's measurements on a machine with two GPUs (results in docs/benchmarks.md, "Two GPUs"):
+# Issue 18's measurements on a machine with two GPUs (results in docs/benchmarks.md, "Several GPUs"):
 #
 #   bash bench/multi_gpu.sh fanout  # the bench DAG's fine-tune stage (densenet169: 5 diseases x
 #                                   # DAM and CE, one job per GPU) on one GPU, then on two

@@ -1,4 +1,4 @@
-"""Tables of bench/multi_gpu.sh's results (docs/benchmarks.md, "Two GPUs").
+"""Tables of bench/multi_gpu.sh's results (docs/benchmarks.md, "Several GPUs").
 
     python bench/multi_gpu_table.py <out>/ddp <out>/fanout
 
