@@ -34,9 +34,11 @@ smk() {  # smk <GPUs at once> <GPUs per job> <targets...>: snakemake in the work
 timed() {  # timed <label> <command...>: wall seconds to timing.txt
   local label=$1 started
   shift
-  started=$(date +%s.%N)
+  started=$(date +%s%N)
   "$@" >> "$out/snakemake.log" 2>&1
-  echo "$label $(echo "$(date +%s.%N) - $started" | bc) s" | tee -a "$out/timing.txt"
+  local ns=$(( $(date +%s%N) - started ))  # bash arithmetic: the lent machines have no bc
+  printf '%s %d.%03d s\n' "$label" $(( ns / 1000000000 )) $(( ns / 1000000 % 1000 )) \
+    | tee -a "$out/timing.txt"
 }
 finetunes() {  # finetunes <arch> <seed> <diseases...>: every method's fine-tune of them
   local arch=$1 seed=$2
@@ -46,12 +48,11 @@ finetunes() {  # finetunes <arch> <seed> <diseases...>: every method's fine-tune
     echo "results/models/$arch/seed$seed/ce/lr0.0001/$disease.pt"
   done
 }
-set_aside() {  # move a phase's fine-tunes (histories, logs, benchmarks) to <name>: the next
-  local name=$1  # phase reruns them from the same warm-ups
-  mkdir -p "$out/$name"
+set_aside() {  # move a phase's fine-tunes (histories, logs, benchmarks) to <name>.tar: the next
+  local name=$1  # phase reruns them from the same warm-ups. (Flat: the device tool drops deeper folders.)
   (cd "$work" && find results/models results/logs/finetune results/benchmarks/finetune \
     -path '*/lr*' \( -name '*.csv' -o -name '*.log' -o -name '*.tsv' \) -print > set_aside.txt \
-    && tar cf "$out/$name/finetunes.tar" -T set_aside.txt && xargs rm -f < set_aside.txt)
+    && tar cf "$out/$name.tar" -T set_aside.txt && xargs rm -f < set_aside.txt)
   find "$work/results/models" -path '*/lr*' -name '*.pt' -delete
 }
 nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | tee "$out/gpus.txt" || true

@@ -63,8 +63,8 @@ def steady_rate(history: pd.DataFrame) -> float:
 
 
 def ddp_table(folder: Path) -> pd.DataFrame:
-    one = histories(folder / "one_gpu" / "finetunes.tar")
-    two = histories(folder / "two_gpus" / "finetunes.tar")
+    one = histories(folder / "one_gpu.tar")
+    two = histories(folder / "two_gpus.tar")
     rows = []
     for arch, seed, method in sorted(two):
         single, ddp = one[(arch, seed, method)], two[(arch, seed, method)]
