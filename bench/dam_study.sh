@@ -29,7 +29,8 @@ copy_results() {  # whatever exists, also after a stop at the deadline
   for folder in pretrain main; do
     [ -d "study/$folder/results" ] || continue
     (cd "study/$folder" && find results -path results/synthetic -prune -o \
-      \( -name '*.csv' -o -name '*.log' -o -name '*.tsv' \) -print | tar cf "$out/$folder.tar" -T -)
+      \( -name '*.csv' -o -name '*.log' -o -name '*.tsv' \) -print | tar cf - -T - \
+      | xz -T0 > "$out/$folder.tar.xz")  # plain, three families' results were too large to return
   done
 }
 trap copy_results EXIT
