@@ -5,13 +5,17 @@
 #                                   # DAM and CE, one job per GPU) on one GPU, then on two
 #   bash bench/multi_gpu.sh ddp     # one fine-tune (Pleural Effusion, DAM and CE, densenet169 and
 #                                   # convnext_tiny) on one GPU and as two DDP ranks over NCCL, at
-#                                   # the same global batch; seed 1 on one GPU for the seed noise
+#                                   # the same global batch; seed 1 on one GPU for the seed noise;
+#                                   # one GPU at a rank's (half) batch, to split the efficiency
+#   bash bench/multi_gpu.sh fanout one_gpu   # only the named phases (after the warm-ups): a
+#   bash bench/multi_gpu.sh fanout two_gpus  # mode too long for one call runs in two
 #
 # Configs: config/bench.yaml + config/multi_gpu.yaml. Each mode is one call of at most 10 minutes
 # on a bare machine (wheels as for bench/dam_study.sh); the small results (histories, logs,
 # benchmarks, timings) go to $OUT/<mode> (default bench/work/out/<mode>).
 set -euo pipefail
-mode=${1:?usage: bench/multi_gpu.sh fanout|ddp}
+mode=${1:?usage: bench/multi_gpu.sh fanout|ddp [phase ...]}
+phases=("${@:2}")  # some of: one_gpu half_batch (ddp only) two_gpus; none: all
 repo=$(cd "$(dirname "$0")/.." && pwd)
 out=${OUT:-$repo/bench/work/out}/$mode
 work=$repo/bench/work/$mode
@@ -59,23 +63,41 @@ nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | tee "$out/gpus.t
 echo "$(date -u +%FT%TZ) $mode at $(git rev-parse --short HEAD 2>/dev/null || echo '?')" \
   | tee -a "$out/timing.txt"
 
+want() {  # want <phase>: run it? (all phases when none were named on the command line)
+  [ ${#phases[@]} -eq 0 ] || [[ " ${phases[*]} " == *" $1 "* ]]
+}
 case $mode in
 fanout)
   diseases=(cardiomegaly edema consolidation atelectasis pleural_effusion)
   timed "warm-up" smk 2 1 results/models/densenet169/seed0/warmup.pt
-  timed "fine-tune stage on one GPU" smk 1 1 $(finetunes densenet169 0 "${diseases[@]}")
-  set_aside one_gpu
-  timed "fine-tune stage on two GPUs" smk 2 1 $(finetunes densenet169 0 "${diseases[@]}")
-  set_aside two_gpus
+  if want one_gpu; then
+    timed "fine-tune stage on one GPU" smk 1 1 $(finetunes densenet169 0 "${diseases[@]}")
+    set_aside one_gpu
+  fi
+  if want two_gpus; then
+    timed "fine-tune stage on two GPUs" smk 2 1 $(finetunes densenet169 0 "${diseases[@]}")
+    set_aside two_gpus
+  fi
   ;;
 ddp)
   timed "warm-ups" smk 2 1 results/models/{densenet169,convnext_tiny}/seed{0,1}/warmup.pt
-  timed "one GPU, seeds 0 and 1" smk 2 1 $(for arch in densenet169 convnext_tiny; do
-    finetunes $arch 0 pleural_effusion; finetunes $arch 1 pleural_effusion; done)
-  set_aside one_gpu
-  timed "two DDP ranks, seed 0" smk 2 2 $(for arch in densenet169 convnext_tiny; do
-    finetunes $arch 0 pleural_effusion; done)
-  set_aside two_gpus
+  if want one_gpu; then
+    timed "one GPU, seeds 0 and 1" smk 2 1 $(for arch in densenet169 convnext_tiny; do
+      finetunes $arch 0 pleural_effusion; finetunes $arch 1 pleural_effusion; done)
+    set_aside one_gpu
+  fi
+  if want half_batch; then  # one GPU at a DDP rank's batch: what the smaller batch alone costs
+    configs+=("$repo/config/multi_gpu_half_batch.yaml")
+    timed "one GPU at half the batch, seed 0" smk 2 1 $(for arch in densenet169 convnext_tiny; do
+      finetunes $arch 0 pleural_effusion; done)
+    set_aside half_batch
+    unset 'configs[-1]'
+  fi
+  if want two_gpus; then
+    timed "two DDP ranks, seed 0" smk 2 2 $(for arch in densenet169 convnext_tiny; do
+      finetunes $arch 0 pleural_effusion; done)
+    set_aside two_gpus
+  fi
   ;;
 *) echo "unknown mode $mode: fanout or ddp" >&2; exit 2 ;;
 esac
