@@ -19,6 +19,7 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
+import torch
 import torch.distributed as dist
 
 from deepauc.errors import InputError
@@ -101,6 +102,25 @@ def _torchrun(spec: WarmupSpec | FinetuneSpec, resources: JobResources) -> None:
         )
 
 
+def _log_rank_devices(runtime: Runtime) -> None:
+    """Rank 0 says where every rank runs: two ranks on one GPU would train at one GPU's speed
+    and look like poor scaling."""
+    mine = str(runtime.device)
+    if runtime.device.type == "cuda":
+        mine += f" ({torch.cuda.get_device_name(runtime.device)})"
+    devices = [None] * runtime.world_size
+    dist.all_gather_object(devices, mine)
+    backend = dist.get_backend()
+    log.info(
+        "%d DDP ranks over %s: %s",
+        runtime.world_size,
+        backend,
+        ", ".join(f"rank {rank} on {device}" for rank, device in enumerate(devices)),
+    )
+    if runtime.device.type == "cuda" and len(set(devices)) < len(devices):
+        log.warning("DDP ranks share a GPU (%s): each trains at a fraction of its speed", devices)
+
+
 def main(spec_path: str) -> int:
     """One DDP rank, as torchrun starts it (RANK, LOCAL_RANK and WORLD_SIZE are set)."""
     rank = int(os.environ["RANK"])
@@ -124,6 +144,7 @@ def main(spec_path: str) -> int:
             **({"device_id": runtime.device} if runtime.device.type == "cuda" else {}),
         )
         try:
+            _log_rank_devices(runtime)
             run_spec(spec, runtime)
         finally:
             dist.destroy_process_group()
