@@ -1,9 +1,13 @@
 """Rule finetune: stage 2, one disease's binary model from the warm-up, with one method."""
 
-from deepauc.diagnostics import chosen_rate
-from deepauc.jobs.launch import run_training
-from deepauc.jobs.logs import logged_to
-from deepauc.settings import (
+from deepauc.jobs.parallelism import step_back
+
+step_back()  # first: the warm-ups this fan-out started from go first on a shared CPU
+
+from deepauc.diagnostics import chosen_rate  # noqa: E402
+from deepauc.jobs.launch import run_training  # noqa: E402
+from deepauc.jobs.logs import logged_to  # noqa: E402
+from deepauc.settings import (  # noqa: E402
     AugmentSettings,
     FinetuneSettings,
     FinetuneSpec,

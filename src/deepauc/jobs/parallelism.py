@@ -36,3 +36,25 @@ def job_parallelism(config: dict, gpu_here: bool, on_cluster: bool = False) -> t
             fix=f"set processes_per_job: auto (or {gpus}), or device: cpu for CPU processes.",
         )
     return gpus, processes
+
+
+#: How far a fan-out job (a fine-tune) steps back on the CPU: see :func:`step_back`.
+FAN_OUT_NICENESS = 5
+
+
+def step_back(niceness: int = FAN_OUT_NICENESS) -> int:
+    """Lower this process's CPU priority; the new niceness.
+
+    Where jobs share too few cores (the quick start: eight jobs on two), a warm-up that ten
+    fine-tunes wait for would otherwise get an eighth of the CPU as soon as the other
+    architecture's fine-tunes start, and the whole run would wait on it. A fine-tune that steps
+    back lets the warm-ups, the DAG's fan-in points, finish first; alone on a core (a GPU
+    machine, a cluster node) it changes nothing. Called before the job's heavy imports, which
+    are a third of a small job's CPU time.
+    """
+    import os  # (this module is imported while the Snakefile parses: keep it lean)
+
+    try:
+        return os.nice(niceness)
+    except OSError:  # a platform or sandbox that refuses: run at normal priority
+        return 0
