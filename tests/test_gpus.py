@@ -15,7 +15,7 @@ import pytest
 
 from deepauc.errors import InputError
 from deepauc.jobs.gpus import LOCK_DIR_VARIABLE, VISIBLE, claimed_gpus
-from deepauc.jobs.parallelism import job_parallelism
+from deepauc.jobs.parallelism import FAN_OUT_NICENESS, job_parallelism
 from deepauc.training.runtime import Runtime
 
 REPO = Path(__file__).resolve().parents[1]
@@ -168,3 +168,26 @@ def test_batch_must_split_evenly_over_ranks():
     assert runtime.share_of(48, "finetune.batch_size") == 16
     with pytest.raises(InputError, match="finetune.batch_size"):
         runtime.share_of(32, "finetune.batch_size")
+
+
+def test_a_fine_tune_steps_back_on_the_cpu_before_its_heavy_imports():
+    # In a child process: niceness cannot be lowered again without privileges.
+    code = (
+        "import os, sys\n"
+        "from deepauc.jobs.parallelism import step_back\n"
+        "before = os.nice(0)\n"
+        "after = step_back()\n"
+        "print(before, after, 'torch' in sys.modules)\n"
+    )
+    before, after, torch_loaded = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout.split()
+    assert int(after) == min(int(before) + FAN_OUT_NICENESS, 19)
+    assert torch_loaded == "False"  # the step back comes before torch's seconds of import
+    script = Path(__file__).parents[1] / "workflow" / "scripts" / "finetune.py"
+    first_code = [
+        line
+        for line in script.read_text().splitlines()
+        if line and not line.startswith(('"""', "#", "from deepauc.jobs.parallelism"))
+    ]
+    assert first_code[0] == "step_back()" or first_code[0].startswith("step_back()  #")

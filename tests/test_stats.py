@@ -8,6 +8,7 @@ import pytest
 from sklearn.metrics import roc_auc_score
 
 from deepauc.stats import (
+    _bootstrap_aucs,
     auc,
     bootstrap_p_value,
     compare_methods,
@@ -119,6 +120,30 @@ def test_bootstrap_interval_covers_the_true_auc_at_about_the_nominal_rate():
         row = score_predictions(_table(y, scores), n_resamples=300, seed=trial).iloc[0]
         covered += row["auc_low"] <= true_auc <= row["auc_high"]
     assert 0.88 <= covered / trials <= 0.99
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_bootstrap_aucs_score_every_resample_as_auc_ranks_it(seed):
+    # The resamples are scored all at once from how often they draw each image; every number
+    # must be the one ranking that resample gives: ties, ignored labels, blocks of resamples
+    # and a resample without positives included.
+    rng = np.random.default_rng(seed)
+    y = (rng.random((300, 3)) < 0.3).astype(float)
+    y[rng.random((300, 3)) < 0.1] = np.nan  # ignored labels
+    y[:, 2] = 0.0
+    y[:3, 2] = 1.0  # rare: some resamples draw no positive
+    scores = np.round(rng.normal(size=(300, 3)) + y, 1)  # rounding makes ties
+    resamples = patient_bootstrap(rng.integers(0, 120, 300), 450, seed)
+    expected = np.full((450, 3), np.nan)
+    for j in range(3):
+        known = ~np.isnan(y[:, j])
+        for b, rows in enumerate(resamples):
+            rows = rows[known[rows]]
+            expected[b, j] = auc(y[rows, j], scores[rows, j])
+    got = _bootstrap_aucs(y, scores, resamples)
+    assert np.isnan(expected[:, 2]).any()
+    np.testing.assert_array_equal(np.isnan(got), np.isnan(expected))
+    np.testing.assert_allclose(got, expected, rtol=0, atol=1e-12, equal_nan=True)
 
 
 def test_patient_bootstrap_moves_a_patients_images_together():

@@ -201,14 +201,44 @@ def bootstrap_p_value(deltas: np.ndarray) -> float:
 
 
 def _bootstrap_aucs(y: np.ndarray, s: np.ndarray, resamples: list[np.ndarray]) -> np.ndarray:
-    """AUC of each resample (rows) and disease (columns); NaN where a resample lacks a class."""
+    """AUC of each resample (rows) and disease (columns); NaN where a resample lacks a class.
+
+    Each resample is read as how often it draws each image, and all resamples of a block are
+    scored at once (:func:`_drawn_aucs`): the same numbers as ranking every resample, at a
+    fraction of the time (a thousand resamples x five diseases x a dozen tables made
+    ``summarize`` the quick start's slowest step).
+    """
     out = np.full((len(resamples), y.shape[1]), np.nan)
-    for j in range(y.shape[1]):
-        known = ~np.isnan(y[:, j])
-        for b, rows in enumerate(resamples):
-            rows = rows[known[rows]]
-            out[b, j] = auc(y[rows, j], s[rows, j])
+    for first in range(0, len(resamples), _RESAMPLES_PER_BLOCK):
+        block = resamples[first : first + _RESAMPLES_PER_BLOCK]
+        draws = np.stack([np.bincount(rows, minlength=len(y)) for rows in block]).astype(float)
+        for j in range(y.shape[1]):
+            known = ~np.isnan(y[:, j])
+            out[first : first + len(block), j] = _drawn_aucs(
+                y[known, j].astype(bool), s[known, j], draws[:, known]
+            )
     return out
+
+
+#: Resamples scored together: bounds the (resamples x images) arrays on a large test split.
+_RESAMPLES_PER_BLOCK = 200
+
+
+def _drawn_aucs(positive: np.ndarray, scores: np.ndarray, draws: np.ndarray) -> np.ndarray:
+    """The AUC of each resample that draws sample i ``draws[b, i]`` times: the Mann-Whitney
+    statistic over its (positive, negative) pairs, a tie counted half, as :func:`auc` ranks it."""
+    if scores.size == 0:
+        return np.full(len(draws), np.nan)
+    order = np.argsort(scores, kind="stable")
+    ordered, positive, draws = scores[order], positive[order], draws[:, order]
+    groups = np.flatnonzero(np.r_[True, ordered[1:] != ordered[:-1]])  # runs of tied scores
+    pos = np.add.reduceat(draws * positive, groups, axis=1)
+    neg = np.add.reduceat(draws * ~positive, groups, axis=1)
+    neg_below = np.cumsum(neg, axis=1) - neg
+    pairs = pos.sum(axis=1) * neg.sum(axis=1)
+    wins = (pos * (neg_below + 0.5 * neg)).sum(axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(pairs > 0, wins / pairs, np.nan)
 
 
 def _interval(values: np.ndarray, level: float = 0.95) -> tuple[float, float]:
