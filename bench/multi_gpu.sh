@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Issue 18's measurements on a machine with two GPUs (results in docs/benchmarks.md, "Several GPUs"):
+# Issue 18's measurements on a machine with two GPUs (results: docs/benchmarks.md, "Several GPUs"
+# and "Several GPUs: DDP"):
 #
 #   bash bench/multi_gpu.sh fanout  # the bench DAG's fine-tune stage (densenet169: 5 diseases x
 #                                   # DAM and CE, one job per GPU) on one GPU, then on two
@@ -52,8 +53,10 @@ finetunes() {  # finetunes <arch> <seed> <diseases...>: every method's fine-tune
     echo "results/models/$arch/seed$seed/ce/lr0.0001/$disease.pt"
   done
 }
-set_aside() {  # move a phase's fine-tunes (histories, logs, benchmarks) to <name>.tar: the next
-  local name=$1  # phase reruns them from the same warm-ups. (Flat: the device tool drops deeper folders.)
+# set_aside <name>: move a phase's fine-tunes (histories, logs, benchmarks) to $out/<name>.tar, so
+# the next phase reruns them from the same warm-ups. A flat file: the device tool drops deeper ones.
+set_aside() {
+  local name=$1
   (cd "$work" && find results/models results/logs/finetune results/benchmarks/finetune \
     -path '*/lr*' \( -name '*.csv' -o -name '*.log' -o -name '*.tsv' \) -print > set_aside.txt \
     && tar cf "$out/$name.tar" -T set_aside.txt && xargs rm -f < set_aside.txt)
