@@ -10,16 +10,21 @@
 #                                   # one GPU at a rank's (half) batch, to split the efficiency
 #   bash bench/multi_gpu.sh fanout one_gpu   # only the named phases (after the warm-ups): a
 #   bash bench/multi_gpu.sh fanout two_gpus  # mode too long for one call runs in two
+#   bash bench/multi_gpu.sh steps   # where a step's time goes (bench/ddp_steps.py): the fine-tune
+#                                   # step on one GPU at batch 64, 128, 256 and as two DDP ranks at
+#                                   # global 128 and 256, timed and profiled
 #
 # Configs: config/bench.yaml + config/multi_gpu.yaml. Each mode is one call of at most 10 minutes
 # on a bare machine (wheels as for bench/dam_study.sh); the small results (histories, logs,
-# benchmarks, timings) go to $OUT/<mode> (default bench/work/out/<mode>).
+# benchmarks, timings) go to $OUT/<mode> (default bench/work/out/<mode>). All modes share one work
+# folder (the same configs: the same data and warm-ups), so on a still-warm machine a later call
+# reuses what an earlier one built.
 set -euo pipefail
-mode=${1:?usage: bench/multi_gpu.sh fanout|ddp [phase ...]}
+mode=${1:?usage: bench/multi_gpu.sh fanout|ddp|steps [phase ...]}
 phases=("${@:2}")  # some of: one_gpu half_batch (ddp only) two_gpus; none: all
 repo=$(cd "$(dirname "$0")/.." && pwd)
 out=${OUT:-$repo/bench/work/out}/$mode
-work=$repo/bench/work/$mode
+work=$repo/bench/work/multi_gpu
 cd "$repo"
 [ -d wheels ] && bash bench/device_setup.sh
 mkdir -p "$work" "$out"
@@ -102,5 +107,20 @@ ddp)
     set_aside two_gpus
   fi
   ;;
-*) echo "unknown mode $mode: fanout or ddp" >&2; exit 2 ;;
+steps)
+  timed "warm-ups" smk 2 1 results/models/{densenet169,convnext_tiny}/seed0/warmup.pt
+  nvidia-smi topo -m > "$out/topology.txt" 2>&1 || true
+  steps=(bench/ddp_steps.py --work "$work" --configs "${configs[@]}"
+    --archs densenet169 convnext_tiny)
+  # DDP_STEPS_OPTIONS, last so that they win (e.g. "--steps 1 --batches 16"): a smoke run on a CPU
+  # shellcheck disable=SC2206
+  smoke=(${DDP_STEPS_OPTIONS:-})
+  timed "one GPU, batches 64, 128, 256" env CUDA_VISIBLE_DEVICES=0 \
+    python "${steps[@]}" --batches 64 128 256 --out "$out/one_gpu.json" "${smoke[@]}"
+  timed "two DDP ranks, global batches 128, 256" python -m torch.distributed.run --standalone \
+    --nproc-per-node=2 "${steps[@]}" --batches 128 256 --variants default no_buffer_broadcast \
+    --out "$out/two_gpus.json" "${smoke[@]}"
+  python bench/ddp_steps.py --report "$out/one_gpu.json" "$out/two_gpus.json" | tee "$out/table.md"
+  ;;
+*) echo "unknown mode $mode: fanout, ddp or steps" >&2; exit 2 ;;
 esac
