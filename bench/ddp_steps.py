@@ -8,15 +8,19 @@ batch) runs ``--warmup-steps`` untimed steps (cuDNN's autotuning for the batch s
 batch, method and DDP variant, one row:
 
 - ``ms_per_step`` and ``images_per_second`` (all ranks' images) of the timed steps;
-- ``gpu_ms_per_step``: the time this rank's GPU runs any kernel (the union of the kernels'
-  intervals, profiled steps), and ``gpu_busy`` = that / ``ms_per_step``. Far below 1, the GPU waits
-  for the CPU to issue the step's kernels (or for another rank);
-- ``nccl_ms_per_step``: the NCCL kernels' time (gradient all-reduce, buffer broadcast);
+- ``gpu_ms_per_step``: the time this rank's GPU computes (the union of the intervals of its
+  kernels other than NCCL's, profiled steps), and ``gpu_busy`` = that / ``ms_per_step``. Far below
+  1, the GPU waits for the CPU to issue the step's kernels;
+- ``nccl_ms_per_step``: the NCCL kernels' time (gradient all-reduce, buffer broadcast). An NCCL
+  kernel runs from its launch until the other rank's joins it, so this holds the wait for the
+  slower rank too (and the profiler slows each rank unevenly): a sign, not the link's speed;
 - with two ranks, ``allreduce_ms``: one all-reduce of a float32 buffer the size of the
   network's parameters, alone (the link's speed for the gradients' bytes).
 
 DDP variants: ``default`` (the pipeline's wrapper) and ``no_buffer_broadcast``
 (``broadcast_buffers=False``: no broadcast of the BatchNorm statistics before every forward).
+``--compile``: the job as with the config's ``compile: true`` (network and the DAM update
+compiled; the warm-up steps then hold the compilation).
 
     python bench/ddp_steps.py --work bench/work/multi_gpu --batches 64 128 256 --out one.json
     torchrun --standalone --nproc-per-node=2 bench/ddp_steps.py --work bench/work/multi_gpu \
@@ -24,7 +28,8 @@ DDP variants: ``default`` (the pipeline's wrapper) and ``no_buffer_broadcast``
     python bench/ddp_steps.py --report one.json two.json   # the docs table
 
 The work folder is one where ``bench/multi_gpu.sh`` ran (its split tables, image caches and
-seed-0 warm-ups); the configs are the ones it ran with.
+seed-0 warm-ups); the configs are the ones it ran with. ``--out`` is rewritten after every row, so
+a run stopped by a time limit keeps what it measured.
 """
 
 import argparse
@@ -74,6 +79,7 @@ def main(argv=None) -> None:
     runtime = Runtime.create(
         device=args.device or config["device"],
         threads=max(1, config["train_threads"] // world_size),
+        compile=args.compile,
         images_on_gpu=config.get("images_on_gpu", "auto"),
         rank=rank,
         world_size=world_size,
@@ -104,14 +110,14 @@ def main(argv=None) -> None:
                     rows.append(row)
                     if runtime.is_main:
                         print(json.dumps(row), flush=True)
+                        write(rows, runtime, args.out)
         if world_size > 1:
             link = allreduce_ms(rows[-1]["parameters"], runtime)
             for row in rows:
                 if row["arch"] == arch:
                     row.setdefault("allreduce_ms", link)
-    if runtime.is_main and args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps({"machine": machine(runtime), "rows": rows}, indent=1))
+            if runtime.is_main:
+                write(rows, runtime, args.out)
     if world_size > 1:
         dist.destroy_process_group()
 
@@ -124,6 +130,7 @@ def parse_args(argv):
     parser.add_argument("--methods", nargs="+", help="default: the config's methods")
     parser.add_argument("--batches", type=int, nargs="+", default=[128], help="global batches")
     parser.add_argument("--variants", nargs="+", choices=sorted(VARIANTS), default=["default"])
+    parser.add_argument("--compile", action="store_true", help="as with compile: true")
     parser.add_argument("--disease", default="Pleural Effusion")
     parser.add_argument("--device", help="default: the config's device")
     parser.add_argument("--warmup-steps", type=int, default=8)
@@ -184,6 +191,7 @@ def measure(arch, batch, method, variant, warmup, splits, config, runtime, args)
         "global_batch": batch,
         "rank_batch": batch // runtime.world_size,
         "variant": variant,
+        "compiled": runtime.compile,
         "ms_per_step": ms,
         "images_per_second": batch * args.steps / seconds,
         "gpu_ms_per_step": gpu_ms,
@@ -225,8 +233,8 @@ def timed(step, steps: int, runtime: Runtime) -> float:
 
 
 def profiled(step, steps: int, runtime: Runtime) -> tuple[float, float]:
-    """This rank's GPU time per step (any kernel running) and NCCL kernel time per step, in ms;
-    NaN on a CPU."""
+    """This rank's GPU compute time per step (any kernel but NCCL's running) and NCCL kernel
+    time per step, in ms; NaN on a CPU."""
     if runtime.device.type != "cuda" or steps == 0:
         return float("nan"), float("nan")
     with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
@@ -241,7 +249,8 @@ def profiled(step, steps: int, runtime: Runtime) -> tuple[float, float]:
         logging.warning("no kernel times from the profiler: %s", err)
         return float("nan"), float("nan")
     nccl = sum(end - start for start, end, name in kernels if "nccl" in name.lower())
-    return union_length([(s, e) for s, e, _ in kernels]) / 1000 / steps, nccl / 1000 / steps
+    compute = union_length([(s, e) for s, e, name in kernels if "nccl" not in name.lower()])
+    return compute / 1000 / steps, nccl / 1000 / steps
 
 
 def union_length(intervals: list[tuple[float, float]]) -> float:
@@ -262,6 +271,15 @@ def allreduce_ms(parameters: int, runtime: Runtime, repeats: int = 10) -> float:
     return 1000 * timed(lambda: dist.all_reduce(buffer), repeats, runtime) / repeats
 
 
+def write(rows: list[dict], runtime: Runtime, path: Path | None) -> None:
+    if path is None:
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(path.name + ".partial")
+    partial.write_text(json.dumps({"machine": machine(runtime), "rows": rows}, indent=1))
+    partial.replace(path)
+
+
 def machine(runtime: Runtime) -> dict:
     device = runtime.device
     return {
@@ -275,21 +293,25 @@ def machine(runtime: Runtime) -> dict:
 
 
 def report(runs: list[dict]) -> pd.DataFrame:
-    """One row per architecture, method and global batch: one GPU against two ranks."""
+    """One row per architecture, method, global batch and variant: one GPU against two ranks
+    (compiled against compiled)."""
     table = pd.DataFrame([row for run in runs for row in run["rows"]])
-    one = table[table.ranks == 1].set_index(["arch", "method", "global_batch"])
+    # (runs from before --compile have no such column: they ran uncompiled)
+    table["compiled"] = table.get("compiled", pd.Series(False, index=table.index))
+    table["compiled"] = table["compiled"].fillna(False).astype(bool)
+    one = table[table.ranks == 1].set_index(["arch", "method", "compiled", "global_batch"])
     rows = []
     for _, ddp in table[table.ranks > 1].iterrows():
-        key = (ddp.arch, ddp.method, ddp.global_batch)
+        key = (ddp.arch, ddp.method, ddp.compiled, ddp.global_batch)
         whole = one.loc[key] if key in one.index else None
-        half_key = (ddp.arch, ddp.method, ddp.rank_batch)
+        half_key = (ddp.arch, ddp.method, ddp.compiled, ddp.rank_batch)
         half = one.loc[half_key] if half_key in one.index else None
         rows.append(
             {
                 "architecture": ddp.arch,
                 "method": ddp.method,
                 "global batch": ddp.global_batch,
-                "DDP variant": ddp.variant,
+                "DDP variant": ddp.variant + (", compiled" if ddp.compiled else ""),
                 "1 GPU ms/step": _f(whole, "ms_per_step"),
                 "1 GPU busy": _f(whole, "gpu_busy", 2),
                 "1 GPU at rank batch ms/step": _f(half, "ms_per_step"),

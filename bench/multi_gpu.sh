@@ -12,7 +12,8 @@
 #   bash bench/multi_gpu.sh fanout two_gpus  # mode too long for one call runs in two
 #   bash bench/multi_gpu.sh steps   # where a step's time goes (bench/ddp_steps.py): the fine-tune
 #                                   # step on one GPU at batch 64, 128, 256 and as two DDP ranks at
-#                                   # global 128 and 256, timed and profiled
+#                                   # global 128 and 256, timed and profiled (phase plain), then
+#                                   # with compile: true (phase compiled)
 #
 # Configs: config/bench.yaml + config/multi_gpu.yaml. Each mode is one call of at most 10 minutes
 # on a bare machine (wheels as for bench/dam_study.sh); the small results (histories, logs,
@@ -21,14 +22,15 @@
 # reuses what an earlier one built.
 set -euo pipefail
 mode=${1:?usage: bench/multi_gpu.sh fanout|ddp|steps [phase ...]}
-phases=("${@:2}")  # some of: one_gpu half_batch (ddp only) two_gpus; none: all
+phases=("${@:2}")  # some of: one_gpu half_batch (ddp only) two_gpus; plain compiled (steps)
 repo=$(cd "$(dirname "$0")/.." && pwd)
 out=${OUT:-$repo/bench/work/out}/$mode
 work=$repo/bench/work/multi_gpu
 cd "$repo"
 [ -d wheels ] && bash bench/device_setup.sh
 mkdir -p "$work" "$out"
-configs=("$repo/config/bench.yaml" "$repo/config/multi_gpu.yaml" ${MULTI_GPU_EXTRA_CONFIG:+"$MULTI_GPU_EXTRA_CONFIG"})
+configs=("$repo/config/bench.yaml" "$repo/config/multi_gpu.yaml"
+  ${MULTI_GPU_EXTRA_CONFIG:+"$MULTI_GPU_EXTRA_CONFIG"})
 
 gpu_count=$(nvidia-smi -L 2>/dev/null | wc -l || true)
 smk() {  # smk <GPUs at once> <GPUs per job> <targets...>: snakemake in the work folder
@@ -110,17 +112,27 @@ ddp)
 steps)
   timed "warm-ups" smk 2 1 results/models/{densenet169,convnext_tiny}/seed0/warmup.pt
   nvidia-smi topo -m > "$out/topology.txt" 2>&1 || true
+  export PYTHONPATH=$repo/src${PYTHONPATH:+:$PYTHONPATH}  # deepauc, not installed on a bare machine
   steps=(bench/ddp_steps.py --work "$work" --configs "${configs[@]}"
     --archs densenet169 convnext_tiny)
-  # DDP_STEPS_OPTIONS, last so that they win (e.g. "--steps 1 --batches 16"): a smoke run on a CPU
+  ranks=(python -m torch.distributed.run --standalone --nproc-per-node=2)
+  # DDP_STEPS_OPTIONS, last so that they win (e.g. "--steps 1 --archs densenet169"): a smoke run
+  # on a CPU, or a shorter run.
   # shellcheck disable=SC2206
-  smoke=(${DDP_STEPS_OPTIONS:-})
-  timed "one GPU, batches 64, 128, 256" env CUDA_VISIBLE_DEVICES=0 \
-    python "${steps[@]}" --batches 64 128 256 --out "$out/one_gpu.json" "${smoke[@]}"
-  timed "two DDP ranks, global batches 128, 256" python -m torch.distributed.run --standalone \
-    --nproc-per-node=2 "${steps[@]}" --batches 128 256 --variants default no_buffer_broadcast \
-    --out "$out/two_gpus.json" "${smoke[@]}"
-  python bench/ddp_steps.py --report "$out/one_gpu.json" "$out/two_gpus.json" | tee "$out/table.md"
+  options=(${DDP_STEPS_OPTIONS:-})
+  if want plain; then
+    timed "one GPU, batches 64, 128, 256" env CUDA_VISIBLE_DEVICES=0 \
+      python "${steps[@]}" --batches 64 128 256 --out "$out/one_gpu.json" "${options[@]}"
+    timed "two DDP ranks, global batches 128, 256" "${ranks[@]}" "${steps[@]}" --batches 128 256 \
+      --variants default no_buffer_broadcast --out "$out/two_gpus.json" "${options[@]}"
+  fi
+  if want compiled; then  # compile: true, DAM: does a cheaper CPU side of the step scale?
+    timed "one GPU, compiled, batches 64, 128" env CUDA_VISIBLE_DEVICES=0 python "${steps[@]}" \
+      --compile --methods dam --batches 64 128 --out "$out/one_gpu_compiled.json" "${options[@]}"
+    timed "two DDP ranks, compiled, global batch 128" "${ranks[@]}" "${steps[@]}" --compile \
+      --methods dam --batches 128 --out "$out/two_gpus_compiled.json" "${options[@]}"
+  fi
+  python bench/ddp_steps.py --report "$out"/*.json | tee "$out/table.md"
   ;;
 *) echo "unknown mode $mode: fanout, ddp or steps" >&2; exit 2 ;;
 esac
