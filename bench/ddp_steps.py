@@ -296,9 +296,12 @@ def report(runs: list[dict]) -> pd.DataFrame:
     """One row per architecture, method, global batch and variant: one GPU against two ranks
     (compiled against compiled)."""
     table = pd.DataFrame([row for run in runs for row in run["rows"]])
-    # (runs from before --compile have no such column: they ran uncompiled)
-    table["compiled"] = table.get("compiled", pd.Series(False, index=table.index))
+    # Rows without "compiled" come from this script's first version: uncompiled, and its GPU time
+    # counted NCCL's kernels, which under DDP run on while waiting for the other rank.
+    table["compiled"] = table.get("compiled", pd.Series(pd.NA, index=table.index))
+    first_version = table["compiled"].isna()
     table["compiled"] = table["compiled"].fillna(False).astype(bool)
+    table.loc[first_version & (table.ranks > 1), "gpu_busy"] = float("nan")
     one = table[table.ranks == 1].set_index(["arch", "method", "compiled", "global_batch"])
     rows = []
     for _, ddp in table[table.ranks > 1].iterrows():
@@ -317,7 +320,7 @@ def report(runs: list[dict]) -> pd.DataFrame:
                 "1 GPU at rank batch ms/step": _f(half, "ms_per_step"),
                 "its busy": _f(half, "gpu_busy", 2),
                 "2 ranks ms/step": f"{ddp.ms_per_step:.1f}",
-                "rank busy": f"{ddp.gpu_busy:.2f}",
+                "rank busy": "-" if pd.isna(ddp.gpu_busy) else f"{ddp.gpu_busy:.2f}",
                 "NCCL ms/step": f"{ddp.nccl_ms_per_step:.1f}",
                 "all-reduce ms": f"{ddp.get('allreduce_ms', float('nan')):.1f}",
                 "efficiency": _ratio(ddp.images_per_second, whole, 2),

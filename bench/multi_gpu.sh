@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Issue 18's measurements on a machine with two GPUs (results: docs/benchmarks.md, "Several GPUs"
-# and "Several GPUs: DDP"):
+# Issue 18's measurements on a machine with two GPUs (results: docs/benchmarks.md, "Several GPUs",
+# and bench/results/multi_gpu/):
 #
 #   bash bench/multi_gpu.sh fanout  # the bench DAG's fine-tune stage (densenet169: 5 diseases x
 #                                   # DAM and CE, one job per GPU) on one GPU, then on two

@@ -15,6 +15,8 @@ BENCH = Path(__file__).resolve().parents[1] / "bench"
 
 
 def _load(name):
+    if str(BENCH) not in sys.path:  # the scripts import their neighbours (markdown_table)
+        sys.path.append(str(BENCH))
     spec = importlib.util.spec_from_file_location(name, BENCH / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
     sys.modules[name] = module
@@ -75,3 +77,45 @@ def test_extrapolation_scales_images_at_the_steady_rate_and_keeps_fixed_costs(tm
     assert estimate["net"]["gpu_hours"] == pytest.approx((20 + 18) / 3600)
     assert estimate["slow"]["gpu_hours"] == pytest.approx((40 + 18) / 3600)
     assert estimate["all"]["gpu_hours"] == pytest.approx((38 + 58) / 3600)
+
+
+def _steps_row(ranks, batch, ms, busy=0.5, **extra):
+    return {
+        "arch": "net",
+        "method": "dam",
+        "ranks": ranks,
+        "global_batch": batch,
+        "rank_batch": batch // ranks,
+        "variant": "default",
+        "ms_per_step": ms,
+        "images_per_second": 1000 * batch / ms,
+        "gpu_busy": busy,
+        "nccl_ms_per_step": 1.0 if ranks > 1 else 0.0,
+        "allreduce_ms": 0.5,
+        **extra,
+    }
+
+
+def test_ddp_steps_report_splits_the_efficiency_into_batch_and_ddp_factors():
+    steps = _load("ddp_steps")
+    one = [_steps_row(1, 64, 80.0, compiled=False), _steps_row(1, 128, 100.0, compiled=False)]
+    two = [_steps_row(2, 128, 100.0, busy=0.9, compiled=False)]
+    row = steps.report([{"rows": one}, {"rows": two}]).iloc[0]
+    # 1 GPU: 1280 images/s at 128, 800 at 64; two ranks of 64: 1280 images/s.
+    assert row["efficiency"] == "0.50"  # 1280 / (2 x 1280)
+    assert row["batch factor"] == "0.62"  # 800 / 1280
+    assert row["DDP factor"] == "0.80"  # 1280 / (2 x 800)
+    assert row["rank busy"] == "0.90" and row["DDP variant"] == "default"
+    # The first version's rows (no "compiled") counted NCCL's waiting kernels as busy: not shown.
+    first = [{k: v for k, v in r.items() if k != "compiled"} for r in one + two]
+    assert steps.report([{"rows": first}]).iloc[0]["rank busy"] == "-"
+
+
+def test_ddp_steps_counts_overlapping_kernels_once_and_merges_configs_like_snakemake(tmp_path):
+    steps = _load("ddp_steps")
+    assert steps.union_length([(0, 10), (5, 15), (20, 25), (21, 22)]) == 20
+    assert steps.union_length([]) == 0
+    (tmp_path / "a.yaml").write_text("finetune: {batch_size: 128, epochs: 2}\ndevice: cuda\n")
+    (tmp_path / "b.yaml").write_text("finetune: {batch_size: 64}\n")
+    config = steps.read_config([tmp_path / "a.yaml", tmp_path / "b.yaml"])
+    assert config == {"finetune": {"batch_size": 64, "epochs": 2}, "device": "cuda"}

@@ -284,7 +284,7 @@ def test_two_ddp_processes_learn_and_a_rank_error_reaches_the_log(easy, tmp_path
     history = pd.read_csv(tmp_path / "warmup.history.csv")
     assert history["epoch"].tolist() == [0, 1, 2] and history["val_auc"].max() > 0.6
     ranks = "2 DDP ranks over gloo: rank 0 on cpu, rank 1 on cpu"  # (on GPUs: one GPU each)
-    assert ranks in (tmp_path / "ok.log").read_text()
+    assert f"rank 0 INFO deepauc.jobs.launch: {ranks}" in (tmp_path / "ok.log").read_text()
     assert load_model(tmp_path / "warmup.pt")[1]["outputs"] == DISEASES
 
     # 15 images a step cannot be split over two processes: each rank says so, and the job fails

@@ -29,7 +29,8 @@ from deepauc.settings import SPECS, FinetuneSpec, JobResources, WarmupSpec
 from deepauc.training.runtime import Runtime
 from deepauc.training.stages import run_spec
 
-log = logging.getLogger(__name__)
+# By name, not __name__: torchrun runs this module as __main__, and the log should say who spoke.
+log = logging.getLogger("deepauc.jobs.launch")
 
 
 @contextlib.contextmanager
