@@ -111,7 +111,8 @@ ddp)
   ;;
 steps)
   timed "warm-ups" smk 2 1 results/models/{densenet169,convnext_tiny}/seed0/warmup.pt
-  nvidia-smi topo -m > "$out/topology.txt" 2>&1 || true
+  # (beside the GPUs' names: the device tool returns at most 8 files, and both phases make 8)
+  nvidia-smi topo -m >> "$out/gpus.txt" 2>&1 || true
   export PYTHONPATH=$repo/src${PYTHONPATH:+:$PYTHONPATH}  # deepauc, not installed on a bare machine
   steps=(bench/ddp_steps.py --work "$work" --configs "${configs[@]}"
     --archs densenet169 convnext_tiny)
