@@ -49,6 +49,7 @@ import torch
 import torch.distributed as dist
 import yaml
 from markdown_table import markdown  # bench/, the script's own folder
+from throughput import synchronize
 from torch.autograd import DeviceType
 from torch.nn.parallel import DistributedDataParallel
 from torch.profiler import ProfilerActivity, profile
@@ -214,13 +215,6 @@ def endless(job):
             job.train_loader.sampler.set_epoch(epoch)
         yield from job.train_loader
         epoch += 1
-
-
-def synchronize(runtime: Runtime) -> None:
-    if runtime.device.type == "cuda":
-        torch.cuda.synchronize(runtime.device)
-    if runtime.distributed:  # every rank starts and stops the clock together
-        dist.barrier()
 
 
 def timed(step, steps: int, runtime: Runtime) -> float:

@@ -6,8 +6,7 @@
 #                                   # DAM and CE, one job per GPU) on one GPU, then on two
 #   bash bench/multi_gpu.sh ddp     # one fine-tune (Pleural Effusion, DAM and CE, densenet169 and
 #                                   # convnext_tiny) on one GPU and as two DDP ranks over NCCL, at
-#                                   # the same global batch; seed 1 on one GPU for the seed noise;
-#                                   # one GPU at a rank's (half) batch, to split the efficiency
+#                                   # the same global batch; seed 1 on one GPU for the seed noise
 #   bash bench/multi_gpu.sh fanout one_gpu   # only the named phases (after the warm-ups): a
 #   bash bench/multi_gpu.sh fanout two_gpus  # mode too long for one call runs in two
 #   bash bench/multi_gpu.sh steps   # where a step's time goes (bench/ddp_steps.py): the fine-tune
@@ -22,7 +21,7 @@
 # reuses what an earlier one built.
 set -euo pipefail
 mode=${1:?usage: bench/multi_gpu.sh fanout|ddp|steps [phase ...]}
-phases=("${@:2}")  # some of: one_gpu half_batch (ddp only) two_gpus; plain compiled (steps)
+phases=("${@:2}")  # some of: one_gpu two_gpus (fanout, ddp); plain compiled (steps)
 repo=$(cd "$(dirname "$0")/.." && pwd)
 out=${OUT:-$repo/bench/work/out}/$mode
 work=$repo/bench/work/multi_gpu
@@ -95,13 +94,6 @@ ddp)
     timed "one GPU, seeds 0 and 1" smk 2 1 $(for arch in densenet169 convnext_tiny; do
       finetunes $arch 0 pleural_effusion; finetunes $arch 1 pleural_effusion; done)
     set_aside one_gpu
-  fi
-  if want half_batch; then  # one GPU at a DDP rank's batch: what the smaller batch alone costs
-    configs+=("$repo/config/multi_gpu_half_batch.yaml")
-    timed "one GPU at half the batch, seed 0" smk 2 1 $(for arch in densenet169 convnext_tiny; do
-      finetunes $arch 0 pleural_effusion; done)
-    set_aside half_batch
-    unset 'configs[-1]'
   fi
   if want two_gpus; then
     timed "two DDP ranks, seed 0" smk 2 2 $(for arch in densenet169 convnext_tiny; do

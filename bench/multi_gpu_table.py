@@ -6,9 +6,8 @@
 DDP ranks (epochs after the first, which holds cuDNN's autotuning), the scaling efficiency
 (two-GPU rate / twice the one-GPU rate), the best val AUC on one GPU (seeds 0 and 1: the seed
 noise) and with DDP (seed 0, the same global batch), and the largest difference of the dual
-variables between the ranks at any evaluation; with the ``half_batch`` phase, the efficiency
-split into the smaller per-GPU batch's factor and the ranks' communication factor. ``fanout``:
-the fine-tune stage's wall time on one GPU and on two, and the speed-up.
+variables between the ranks at any evaluation (where that efficiency goes: bench/ddp_steps.py).
+``fanout``: the fine-tune stage's wall time on one GPU and on two, and the speed-up.
 """
 
 import argparse
@@ -70,8 +69,6 @@ def steady_rate(history: pd.DataFrame) -> float:
 def ddp_table(folder: Path) -> pd.DataFrame:
     one = histories(folder / "one_gpu.tar")
     two = histories(folder / "two_gpus.tar")
-    half_tar = folder / "half_batch.tar"
-    half = histories(half_tar) if half_tar.exists() else {}
     rows = []
     for arch, seed, method in sorted(two):
         single, ddp = one[(arch, seed, method)], two[(arch, seed, method)]
@@ -86,25 +83,12 @@ def ddp_table(folder: Path) -> pd.DataFrame:
                 "val AUC 1 GPU (seed 0, 1)": f"{single.val_auc.max():.4f}, "
                 + (f"{other_seed.val_auc.max():.4f}" if other_seed is not None else "-"),
                 "val AUC 2 GPUs": f"{ddp.val_auc.max():.4f}",
-                **_split_efficiency(single, half.get((arch, seed, method)), ddp),
                 "dual spread": (
                     f"{ddp.duals_rank_spread.max():.1e}" if "duals_rank_spread" in ddp else "-"
                 ),
             }
         )
     return pd.DataFrame(rows)
-
-
-def _split_efficiency(single, half, ddp) -> dict:
-    """Efficiency = (what halving the per-GPU batch costs on one GPU) x (what the ranks'
-    communication and synchronisation cost at that batch), when the half-batch run exists."""
-    if half is None:
-        return {}
-    return {
-        "1 GPU img/s, half batch": f"{steady_rate(half):.0f}",
-        "batch factor": f"{steady_rate(half) / steady_rate(single):.2f}",
-        "DDP factor": f"{steady_rate(ddp) / (2 * steady_rate(half)):.2f}",
-    }
 
 
 if __name__ == "__main__":

@@ -351,8 +351,12 @@ def endless(loader):
 
 
 def synchronize(runtime: Runtime) -> None:
+    """Wait for the GPU; under DDP also for the other ranks, so that all start and stop the clock
+    together (bench/ddp_steps.py)."""
     if runtime.device.type == "cuda":
         torch.cuda.synchronize()
+    if runtime.distributed:
+        torch.distributed.barrier()
 
 
 class PeakMemory:
