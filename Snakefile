@@ -41,3 +41,5 @@ rule all:
 
 # Every rule runs in the one environment of envs/deepauc.yaml (with `--sdm conda`).
 use_one_conda_env(workflow.rules)
+# Nothing outside results/ is written: a user's data stays as it was.
+check_outputs_stay_in_results(workflow.rules)

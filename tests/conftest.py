@@ -1,12 +1,16 @@
 """Shared fixtures: a small hand-made CheXpert download whose label counts are known exactly."""
 
 import csv
+import functools
+import shutil
+import tempfile
 from pathlib import Path
 
 import pytest
 from PIL import Image
 
 from deepauc.chexpert import HEADER
+from deepauc.timm_index import INDEX_FOLDER, model_index
 
 DISEASES = ["Cardiomegaly", "Edema", "Consolidation", "Atelectasis", "Pleural Effusion"]
 
@@ -114,3 +118,16 @@ def chexpert_root(tmp_path) -> Path:
         (dataset / relative).parent.mkdir(parents=True, exist_ok=True)
         Image.new("L", (8, 8), color=128).save(dataset / relative)
     return tmp_path
+
+
+@functools.cache
+def _timm_index_folder() -> Path:
+    folder = Path(tempfile.mkdtemp(prefix="deepauc-timm-index-"))
+    model_index(folder)
+    return folder
+
+
+def copy_timm_index(work: Path) -> None:
+    """Give a workflow copy the timm model index a first run would list (seconds of importing
+    timm, once per test session instead of once per copy)."""
+    shutil.copytree(_timm_index_folder(), work / INDEX_FOLDER, dirs_exist_ok=True)

@@ -15,7 +15,7 @@ from sklearn.metrics import roc_auc_score
 
 from deepauc.diagnostics import DIAGNOSTICS_COLUMNS
 from deepauc.methods import DamSettings
-from tests.conftest import TRAIN_ROWS, VALID_ROWS, write_chexpert_csv
+from tests.conftest import TRAIN_ROWS, VALID_ROWS, copy_timm_index, write_chexpert_csv
 
 REPO = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.e2e
@@ -53,6 +53,7 @@ def checkout(tmp_path: Path, name: str) -> Path:
             shutil.copytree(source, work / part, ignore=shutil.ignore_patterns("__pycache__"))
         else:
             shutil.copy(source, work / part)
+    copy_timm_index(work)
     return work
 
 
@@ -558,7 +559,15 @@ BAD_CONFIGS = {
     ),
     "section of no method": (
         {"finetune": {"methods": ["dam"], "damm": {"lr": 0.1}}},
-        ["finetune.damm", "names no registered fine-tune method"],
+        ["config key finetune.damm", "unknown setting 'damm'", "did you mean 'dam'?"],
+    ),
+    "a misspelt key in a section of sections": (
+        {"finetune": {"epoch": 2}},
+        ["config key finetune.epoch", "in section finetune", "did you mean 'epochs'?"],
+    ),
+    "a misspelt key in an override": (
+        {"finetune": {"overrides": {"resnet10t": {"dam": {"lrr": 0.1}}}}},
+        ["finetune.overrides.resnet10t.dam.lrr", "did you mean 'lr'?"],
     ),
     "test CSV missing": (
         {"synthetic": {"enabled": False}, "data_root": "{tmp}/no_valid"},

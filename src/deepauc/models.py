@@ -5,7 +5,6 @@ single-disease one. Inputs are three-channel (the grayscale image repeated), so 
 weights load unchanged.
 """
 
-import difflib
 import logging
 import os
 from pathlib import Path
@@ -14,11 +13,11 @@ import timm
 import torch
 from torch import nn
 
+from deepauc import timm_index
 from deepauc.errors import InputError
+from deepauc.weights import describe_weights_file, weights_file
 
 log = logging.getLogger(__name__)
-
-WEIGHT_SUFFIXES = (".safetensors", ".pth", ".pt", ".bin")
 
 
 def create_model(
@@ -55,17 +54,8 @@ def create_model(
 
 def check_architectures(names: list[str]) -> None:
     """Refuse the first name that is not a timm model, suggesting the closest ones."""
-    for arch in names:
-        if timm.is_model(arch):
-            continue
-        close = difflib.get_close_matches(arch, timm.list_models(), n=3, cutoff=0.6)
-        hint = f"did you mean {', '.join(close)}? " if close else ""
-        raise InputError(
-            f"unknown timm model {arch!r}",
-            where="config key architectures",
-            fix=f"{hint}Use a name from timm.list_models(), e.g. convnext_tiny, densenet169, "
-            "swin_tiny_patch4_window7_224, davit_tiny.",
-        )
+    if not all(timm.is_model(arch) for arch in names):
+        timm_index.check_architectures(names, timm.list_models())
 
 
 def size_kwargs(arch: str, image_size: int) -> dict:
@@ -129,46 +119,6 @@ def _from_file(arch: str, path: Path, kwargs: dict) -> nn.Module:
         ) from err
     log.info("%s: initialised from %s", arch, file)
     return model
-
-
-def describe_weights_file(file: Path) -> str:
-    """What a file that should hold weights looks like, for an error message."""
-    size = file.stat().st_size
-    with open(file, "rb") as handle:
-        head = handle.read(512)
-    text = head.lstrip().lower()
-    if size == 0:
-        return "the file is empty"
-    if text.startswith((b"<!doctype html", b"<html", b"<?xml", b"<head")):
-        return f"the file is an HTML page ({size:,} bytes), not weights"
-    if head.startswith(b"PK\x03\x04"):
-        return (
-            f"the file is a zip archive, as torch saves weights ({size:,} bytes), but it "
-            "cannot be read: likely cut short"
-        )
-    if all(32 <= b < 127 or b in b"\r\n\t" for b in head):
-        return f"the file is text ({size:,} bytes, starting {head[:40].decode()!r}), not weights"
-    return f"the file ({size:,} bytes) could not be read as weights: damaged or cut short"
-
-
-def weights_file(arch: str, path: Path) -> Path:
-    """The weights of ``arch``: ``path`` itself, or ``path/<arch>.<suffix>`` for a folder."""
-    if path.is_file():
-        return path
-    if path.is_dir():
-        for suffix in WEIGHT_SUFFIXES:
-            if (path / f"{arch}{suffix}").is_file():
-                return path / f"{arch}{suffix}"
-        raise InputError(
-            f"no weights for {arch!r} in folder {path}",
-            where="config key pretrained",
-            fix=f"put {arch}.safetensors (or .pth/.bin) there, or set pretrained: false.",
-        )
-    raise InputError(
-        f"weights path {path} does not exist",
-        where="config key pretrained",
-        fix="set pretrained to false, true, a weights file or a folder of <arch>.safetensors.",
-    )
 
 
 class HeadInFp32(nn.Module):

@@ -14,6 +14,7 @@ os.environ.update(
     PYTHONPATH=os.pathsep.join([LIBRARY, *filter(None, [os.environ.get("PYTHONPATH")])])
 )
 
+import functools
 import re
 import shutil
 
@@ -24,7 +25,16 @@ from deepauc.chexpert import slug
 from deepauc.errors import InputError
 from deepauc.jobs.parallelism import job_parallelism
 from deepauc.methods import CONTROL, WARMUP
-from deepauc.config_checks import check_mappings_given_as_mappings
+from deepauc.config_checks import (
+    RESULTS,
+    check_known_keys,
+    check_mappings_given_as_mappings,
+    check_synthetic_stays_in_results,
+    outside_results,
+    strict_schema,
+)
+from deepauc.timm_index import check_architectures, model_index
+from deepauc.weights import check_pretrained
 from deepauc.settings import (
     check_training_config,
     finetune_params,
@@ -42,7 +52,9 @@ try:
     with open(
         os.path.join(workflow.basedir, "workflow", "schemas", "config.schema.yaml")
     ) as f:
-        check_mappings_given_as_mappings(config, yaml.safe_load(f))
+        SCHEMA = yaml.safe_load(f)
+    check_mappings_given_as_mappings(config, SCHEMA)
+    check_known_keys(config, strict_schema(SCHEMA))
 except InputError as err:
     raise WorkflowError(str(err)) from None
 validate(config, schema="../schemas/config.schema.yaml")
@@ -51,6 +63,7 @@ try:
     SYNTHETIC = config["synthetic"]["enabled"]
     if SYNTHETIC:
         synth_spec(config)
+        check_synthetic_stays_in_results(config)
     check_training_config(config)
     if not workflow.dryrun:
         check_writable("results")
@@ -107,6 +120,19 @@ check_showcase_method()
 
 
 CONDA_ENV = os.path.join(workflow.basedir, "envs", "deepauc.yaml")
+
+
+def check_outputs_stay_in_results(rules):
+    """Refuse an output, log or benchmark outside results/: a user's data is read-only to us."""
+    for each in rules:
+        benchmark = [each.benchmark] if each.benchmark else []
+        for path in [*each.output, *each.log, *benchmark]:
+            if outside_results(str(path), RESULTS):
+                raise WorkflowError(
+                    f"{each.name} would write {path}, outside {RESULTS}/.\n"
+                    f"Fix: outputs, logs and benchmarks belong under {RESULTS}/; for "
+                    "synthesize_dataset, set data_root to a folder under results/."
+                )
 
 
 def use_one_conda_env(rules):
@@ -208,7 +234,9 @@ def check_dataset_present():
                 f"{path} not found (config keys data_root={config['data_root']!r}, "
                 f"dataset_dir={config['dataset_dir']!r}, {key}={config[key]!r}).\n"
                 "Fix: pass the folder that holds CheXpert-v1.0-small/, e.g. "
-                "--config data_root=/data/chexpert, or set synthetic.enabled: true."
+                "--config data_root=/data/chexpert. (Without a download, the quick start runs "
+                "on the embedded synthetic dataset: leave out --configfile config/chexpert.yaml "
+                "and data_root, and it is generated under results/synthetic.)"
             )
 
 
@@ -224,13 +252,26 @@ if not SYNTHETIC:
     check_dataset_present()
 
 
-onstart:
-    # Before any job, not while parsing: importing timm costs seconds that a dry run should not pay.
-    from deepauc.errors import InputError
-    from deepauc.models import check_architectures
+def starting_weights(wildcards):
+    """The warm-up's `pretrained` setting. Planning a warm-up that has not run yet (dry runs
+    included) checks first that it can start: every architecture is a timm model, and the
+    weights it starts from are there (a file that holds weights, or the hub in reach).
+    """
+    model = f"results/models/{wildcards.arch}/seed{wildcards.seed}/warmup.pt"
+    if not os.path.exists(model):
+        check_warmup_can_start(wildcards.arch)
+    return config["pretrained"]
 
+
+@functools.cache  # once per architecture: the hub is asked once
+def check_warmup_can_start(arch):
     try:
-        check_architectures(ARCHITECTURES)
+        index = (
+            model_index()
+        )  # timm's names, listed once per timm version (without timm)
+        if index is not None:
+            check_architectures(ARCHITECTURES, index["models"])
+        check_pretrained(config["pretrained"], [arch], index)
     except InputError as err:
         raise WorkflowError(str(err)) from None
 

@@ -23,7 +23,7 @@ rule warmup:
     params:
         diseases=config["diseases"],
         image_size=config["image_size"],
-        pretrained=config["pretrained"],
+        pretrained=starting_weights,
         augment=config["augment"],
         warmup=lambda wildcards: warmup_section(config["warmup"], wildcards.arch),
     script:
