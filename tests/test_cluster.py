@@ -18,7 +18,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from deepauc.training.stages import DUALS_RANK_TOLERANCE
+from deepauc.training.monitor import DUALS_RANK_TOLERANCE
 from tests.slurm_cluster import PARTITION, LocalSlurm, install_packages
 from tests.test_workflow import DISEASES, TINY, checkout, snakemake
 

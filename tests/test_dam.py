@@ -207,7 +207,17 @@ def test_diagnostics_keep_the_best_rate_on_val_and_count_collapsed_rates():
         ("resnet10t", 0, "dam", "Edema", 0.1): history([0.7, 0.8, 0.75], [False, False, True]),
         ("resnet10t", 0, "dam", "Edema", 0.01): history([0.7, 0.72, 0.71], [False] * 3),
     }
-    row = diagnostics_table(runs).iloc[0]
+    audit = pd.DataFrame(
+        {"split": ["val"], "disease": ["Edema"], "positive": [25], "negative": [80]}
+    )
+    row = diagnostics_table(runs, audit, {"resnet10t": {0: 12}}).iloc[0]
     assert (row["chosen_lr"], row["chosen_step"], row["best_val_auc"]) == (0.1, 4, 0.8)
     assert (row["collapsed"], row["collapsed_rates"], row["rates_tried"]) == ("yes", 1, 2)
     assert (row["a"], row["b"]) == (0.3, 0.1) and np.isnan(row["alpha"])
+    assert (row["val_pos"], row["warmup_best_step"], row["caution"]) == (25, 12, "")
+    # a val split with few positives, a warm-up that never learned: both said
+    audit["positive"] = 7
+    row = diagnostics_table(runs, audit, {"resnet10t": {0: 0}}).iloc[0]
+    assert (
+        row["caution"] == "only 7 val positives; the warm-up never learned (best val AUC at step 0)"
+    )

@@ -16,8 +16,8 @@ from libauc.optimizers import PDSCA, PESG
 
 from deepauc.dam import ResumableCompositionalAUCLoss, optimizer_class
 from deepauc.dam_fast import FastAUCMLoss, FastPDSCA, FastPESG
+from deepauc.training.monitor import duals_rank_spread
 from deepauc.training.runtime import Runtime
-from deepauc.training.stages import duals_rank_spread
 
 STEPS = 24
 TOLERANCE = dict(rtol=0, atol=1e-6)

@@ -163,7 +163,11 @@ def test_first_seed_rate_search_runs_later_seeds_at_the_chosen_rate(tmp_path):
     assert FinetuneSettings.from_config(params, "dam").method_settings.lr == 0.03
     # and the diagnostics read its rate from its history
     history = pd.DataFrame({"step": [0, 4], "val_auc": [0.7, 0.75], "lr": [0.03, 0.003]})
-    row = diagnostics_table({("resnet10t", 1, "dam", "Edema", "chosen"): history}).iloc[0]
+    audit = pd.DataFrame(
+        {"split": ["val"], "disease": ["Edema"], "positive": [20], "negative": [90]}
+    )
+    runs = {("resnet10t", 1, "dam", "Edema", "chosen"): history}
+    row = diagnostics_table(runs, audit, {"resnet10t": {1: 3}}).iloc[0]
     assert row["chosen_lr"] == 0.03 and row["rates_tried"] == 1
 
 

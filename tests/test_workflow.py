@@ -250,6 +250,17 @@ def test_a_plot_change_reruns_the_plot_and_nothing_upstream(finished, tmp_path):
     assert "localrule summarize" not in run.stderr and "rule predict" not in run.stderr
 
 
+def test_a_copied_or_moved_results_folder_reruns_nothing(finished, tmp_path):
+    """`cp -a` of a finished run (workflow, results and Snakemake's records), then a move of
+    the copy: a dry run of the default targets plans no job in either."""
+    work = copy_of(finished, tmp_path)
+    assert planned_jobs(work, "--configfile", "tiny.yaml") == []
+    moved = tmp_path / "elsewhere" / "moved"
+    moved.parent.mkdir()
+    work.rename(moved)
+    assert planned_jobs(moved, "--configfile", "tiny.yaml") == []
+
+
 def test_same_config_and_seed_give_byte_identical_answers(finished, tmp_path):
     """One architecture's chain again from the data up (synthetic images, splits, caches,
     warm-up, fine-tunes, test scores), on a CPU: byte-identical predictions."""
@@ -312,8 +323,14 @@ def check_summary(work: Path) -> None:
         "auprc",
         "n_pos",
         "n_neg",
+        "caution",
     ]
     assert set(summary["architecture"]) == {"resnet10t", "efficientvit_b0", "ensemble"}
+    # a row whose test split has fewer than ten cases of a class says so
+    summary["caution"] = summary["caution"].fillna("")
+    for row in summary[summary["disease"] != "mean"].itertuples():
+        few = min(row.n_pos, row.n_neg) < 10
+        assert few == ("test positives" in row.caution or "test negatives" in row.caution), row
     assert set(summary["method"]) == {"warmup", "ce", "dam", "sgd_ce"}
     assert set(summary["disease"]) == {*DISEASES, "mean"}
     for column in ("auc", "auc_low", "auc_high", "auprc"):

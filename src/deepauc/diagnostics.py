@@ -12,6 +12,8 @@ import math
 import numpy as np
 import pandas as pd
 
+from deepauc import caution
+
 #: Collapsed: fewer than this share of the val scores are distinct ...
 MIN_DISTINCT_SHARE = 0.5
 #: ... or their spread (standard deviation of the probabilities) fell below this share of the
@@ -33,6 +35,9 @@ DIAGNOSTICS_COLUMNS = [
     "a",
     "b",
     "alpha",
+    "val_pos",
+    "warmup_best_step",
+    "caution",
 ]
 
 
@@ -110,16 +115,31 @@ def diagnostics_row(key: dict, histories: dict[float, pd.DataFrame]) -> dict:
     }
 
 
-def diagnostics_table(runs: dict[tuple, pd.DataFrame]) -> pd.DataFrame:
+def diagnostics_table(
+    runs: dict[tuple, pd.DataFrame],
+    audit: pd.DataFrame,
+    warmup_steps: dict[str, dict[int, int]],
+) -> pd.DataFrame:
     """``results/diagnostics.csv`` from every fine-tune run's history, keyed by (architecture,
-    seed, method, disease, learning rate): one row per fine-tune, its rates taken together."""
+    seed, method, disease, learning rate): one row per fine-tune, its rates taken together,
+    with the val split's positives for the disease (``audit``: label_audit.csv), the best step
+    of the warm-up it started from and what makes the row mean little (``deepauc.caution``)."""
     grouped: dict[tuple, dict[float, pd.DataFrame]] = {}
     for (*key, label), history in runs.items():
         grouped.setdefault(tuple(key), {})[rate_of(label, history)] = history
-    rows = [
-        diagnostics_row(dict(zip(DIAGNOSTICS_COLUMNS[:4], key, strict=True)), histories)
-        for key, histories in grouped.items()
-    ]
+    val = audit[audit["split"] == "val"].set_index("disease")
+    rows = []
+    for key, histories in grouped.items():
+        row = diagnostics_row(dict(zip(DIAGNOSTICS_COLUMNS[:4], key, strict=True)), histories)
+        counts = val.loc[row["disease"]]
+        warmup_step = warmup_steps.get(row["architecture"], {}).get(int(row["seed"]))
+        row["val_pos"] = int(counts["positive"])
+        row["warmup_best_step"] = warmup_step
+        row["caution"] = caution.join(
+            caution.few_cases("val", int(counts["positive"]), int(counts["negative"])),
+            caution.untrained_warmup(warmup_step) if warmup_step is not None else "",
+        )
+        rows.append(row)
     return pd.DataFrame(rows, columns=DIAGNOSTICS_COLUMNS)
 
 

@@ -16,6 +16,7 @@ from PIL import Image
 
 from deepauc import DEFAULT_DISEASES
 from deepauc.atomic import write_csv
+from deepauc.caution import few_cases
 from deepauc.chexpert import LABEL_COLUMNS, PATH_PREFIXES, read_chexpert_csv
 from deepauc.errors import InputError
 from deepauc.labels import DEFAULT_POLICY, apply_policy, audit_labels, policy_for
@@ -128,6 +129,15 @@ def prepare_splits(
     audit = pd.concat(audits, ignore_index=True)
     if require_scorable:
         _require_both_classes(audit, ("val", "test"), test_csv)
+    for row in audit[audit["split"].isin(("val", "test"))].itertuples():
+        few = few_cases(row.split, row.positive, row.negative)
+        if few:
+            log.warning(
+                "%s for %s: its AUC means little (the confidence interval spans much of "
+                "[0, 1]); results/summary.csv marks it in column caution",
+                few,
+                row.disease,
+            )
     for split in SPLITS:
         log.info(
             "%s: %d images of %d patients",

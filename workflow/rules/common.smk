@@ -15,6 +15,7 @@ os.environ.update(
 )
 
 import functools
+import hashlib
 import re
 import shutil
 
@@ -98,13 +99,24 @@ DISEASE_BY_SLUG = {slug(d): d for d in config["diseases"]}
 # "ensemble" averages every architecture; config may name further subsets.
 ENSEMBLES = {"ensemble": ARCHITECTURES, **config["ensemble"]["subsets"]}
 PREDICTORS = ARCHITECTURES + list(ENSEMBLES)
-# Plot rules take the plotting code and the method registry (labels, colours) as inputs, so
-# editing them reruns the plots and nothing else (Snakemake compares content checksums too:
-# touching a file is not a change).
-PLOTS_CODE = [
+
+
+def code_digest(paths):
+    """A short digest of the files' contents."""
+    digest = hashlib.sha256()
+    for path in paths:
+        with open(path, "rb") as f:
+            digest.update(f.read())
+    return digest.hexdigest()[:16]
+
+
+# Plot rules take a digest of the plotting code and the method registry (labels, colours) as a
+# param, so editing them reruns the plots and nothing else. A digest of their content, not
+# their paths: a copied or moved results folder (or checkout) reruns nothing.
+PLOTS_CODE = code_digest(
     os.path.join(workflow.basedir, "src", "deepauc", name)
     for name in ("plots.py", "methods.py")
-]
+)
 
 
 def check_showcase_method():
@@ -339,6 +351,11 @@ FINETUNE_RUN_KEYS = [
 FINETUNE_RUN_HISTORIES = [
     f"results/models/{arch}/seed{seed}/{method}/lr{label}/{slug(disease)}.history.csv"
     for arch, seed, method, disease, label in FINETUNE_RUN_KEYS
+]
+# Every warm-up's history, and its (architecture, seed).
+WARMUP_KEYS = [(arch, seed) for arch in ARCHITECTURES for seed in SEEDS]
+WARMUP_HISTORIES = [
+    f"results/models/{arch}/seed{seed}/warmup.history.csv" for arch, seed in WARMUP_KEYS
 ]
 FINETUNE_HISTORY_KEYS = [
     (m, DISEASE_BY_SLUG[d], s) for s in SEEDS for m in METHODS for d in DISEASE_BY_SLUG

@@ -66,7 +66,9 @@ rule ensemble_seeds:
 
 rule summarize:
     input:
-        SUMMARY_TABLES,
+        tables=SUMMARY_TABLES,
+        audit="results/data/label_audit.csv",
+        warmups=WARMUP_HISTORIES,
     output:
         summary="results/summary.csv",
         comparison="results/comparison.csv",
@@ -76,6 +78,8 @@ rule summarize:
         "results/benchmarks/summarize.tsv"
     params:
         table_keys=SUMMARY_KEYS,
+        warmup_keys=WARMUP_KEYS,
+        members=ENSEMBLES,
         control=CONTROL,
         resamples=config["evaluation"]["bootstrap_resamples"],
         seed=config["evaluation"]["bootstrap_seed"],

@@ -1,7 +1,6 @@
 rule plot_auc_by_architecture:
     input:
         summary="results/summary.csv",
-        code=PLOTS_CODE,
     output:
         png=report(
             "results/figures/auc_by_architecture.png",
@@ -12,6 +11,7 @@ rule plot_auc_by_architecture:
     log:
         "results/logs/plot_auc_by_architecture.log",
     params:
+        code=PLOTS_CODE,
         dpi=config["figures"]["dpi"],
     script:
         "../scripts/plot_auc_by_architecture.py"
@@ -20,7 +20,6 @@ rule plot_auc_by_architecture:
 rule plot_roc:
     input:
         tables=ROC_TABLES,
-        code=PLOTS_CODE,
     output:
         png=report(
             "results/figures/roc_{disease}.png",
@@ -32,6 +31,7 @@ rule plot_roc:
     log:
         "results/logs/plot_roc/{disease}.log",
     params:
+        code=PLOTS_CODE,
         table_keys=ROC_KEYS,
         disease=disease_name,
         dpi=config["figures"]["dpi"],
@@ -45,7 +45,6 @@ rule plot_showcase:
             config["figures"]["showcase_predictor"],
             config["figures"]["showcase_method"],
         ),
-        code=PLOTS_CODE,
     output:
         png=report(
             "results/figures/showcase_grid.png",
@@ -56,6 +55,7 @@ rule plot_showcase:
     log:
         "results/logs/plot_showcase.log",
     params:
+        code=PLOTS_CODE,
         n_images=config["figures"]["showcase_images"],
         dpi=config["figures"]["dpi"],
     script:
@@ -65,7 +65,6 @@ rule plot_showcase:
 rule plot_training_curves:
     input:
         unpack(training_histories),
-        code=PLOTS_CODE,
     output:
         png=report(
             "results/figures/training_{arch}.png",
@@ -76,6 +75,7 @@ rule plot_training_curves:
     log:
         "results/logs/plot_training_curves/{arch}.log",
     params:
+        code=PLOTS_CODE,
         seeds=SEEDS,
         finetune_keys=FINETUNE_HISTORY_KEYS,
         dpi=config["figures"]["dpi"],

@@ -82,12 +82,15 @@ rule select_lr:
 # One row per fine-tune: the chosen rate and step, val AUC at step 0 and at best, collapse.
 rule diagnose:
     input:
-        FINETUNE_RUN_HISTORIES,
+        histories=FINETUNE_RUN_HISTORIES,
+        audit="results/data/label_audit.csv",
+        warmups=WARMUP_HISTORIES,
     output:
         "results/diagnostics.csv",
     log:
         "results/logs/diagnose.log",
     params:
         runs=FINETUNE_RUN_KEYS,
+        warmup_keys=WARMUP_KEYS,
     script:
         "../scripts/diagnose.py"

@@ -3,12 +3,16 @@
 import pandas as pd
 
 from deepauc.atomic import write_csv
+from deepauc.caution import warmup_best_steps
 from deepauc.diagnostics import diagnostics_table
 from deepauc.jobs.logs import logged_to
 
+inputs, params = snakemake.input, snakemake.params
 with logged_to(snakemake.log[0]):
     runs = {
         tuple(key): pd.read_csv(path)
-        for key, path in zip(snakemake.params.runs, snakemake.input, strict=True)
+        for key, path in zip(params.runs, inputs.histories, strict=True)
     }
-    write_csv(diagnostics_table(runs), snakemake.output[0])
+    warmups = warmup_best_steps(params.warmup_keys, inputs.warmups)
+    table = diagnostics_table(runs, pd.read_csv(inputs.audit), warmups)
+    write_csv(table, snakemake.output[0])

@@ -23,9 +23,10 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DistributedSampler
 
+from deepauc.caution import few_cases, untrained_warmup
 from deepauc.checkpoints import load_model
 from deepauc.data import CachedSplit, augment_generator
-from deepauc.diagnostics import backbone_drift, score_diagnostics
+from deepauc.diagnostics import best_row
 from deepauc.errors import InputError
 from deepauc.methods import METHODS, BuildContext
 from deepauc.models import create_model, init_head_from_row, replace_head
@@ -46,6 +47,7 @@ from deepauc.training.loaders import (
     place_images,
     sampling_rate_for,
 )
+from deepauc.training.monitor import evaluation_diagnostics
 from deepauc.training.runtime import Runtime, seed_everything
 from deepauc.training.scoring import predict_logits
 
@@ -124,9 +126,23 @@ def run_warmup(
     pretrained: bool | str = False,
     inputs: list[str] = (),
 ) -> pd.DataFrame:
-    """Stage 1. Writes the best-on-val model to ``checkpoint`` and per-epoch rows to ``history``."""
+    """Stage 1. Writes the best-on-val model to ``checkpoint`` and per-epoch rows to ``history``.
+    A warm-up whose best val evaluation is step 0 never learned: the log says so (WARNING)."""
     job = warmup_job(arch, train, val, diseases, image_size, settings, augment, runtime, pretrained)
-    return fit(job, runtime, Path(checkpoint), Path(history), inputs)
+    table = fit(job, runtime, Path(checkpoint), Path(history), inputs)
+    scored = table["val_auc"].notna().any()
+    if runtime.is_main and scored and int(best_row(table)["step"]) == 0:
+        log.warning(
+            "%s: %s: no later evaluation beat the untrained model (val AUC %.4f), so every "
+            "fine-tune of %s starts from it. Check warmup.lr (or warmup.overrides.%s) and the val "
+            "split's positives in results/data/label_audit.csv",
+            job.name,
+            untrained_warmup(0),
+            table["val_auc"].iloc[0],
+            arch,
+            arch,
+        )
+    return table
 
 
 def finetune_job(
@@ -181,6 +197,15 @@ def finetune_job(
         "the warm-up" if settings.head_init == "warmup" else "random weights",
     )
     val_images = place_images(val.images([disease], image_size), runtime)
+    val_labels = val_images.targets[:, 0]
+    few = few_cases("val", int((val_labels == 1).sum()), int((val_labels == 0).sum()))
+    if few and runtime.is_main:
+        log.warning(
+            "%s %s: %s: the val AUC that picks the model (and its rate) rests on few cases",
+            method.name,
+            disease,
+            few,
+        )
 
     def after_epoch(epoch: int) -> None:
         if epoch in settings.lr_decay_epochs:
@@ -212,7 +237,7 @@ def finetune_job(
         extra_state=recipe.extra_state,
         sampler=sampler,
         train_model=_training_module(model, runtime),
-        diagnose=_diagnose(model, recipe, runtime),
+        diagnose=evaluation_diagnostics(model, recipe, runtime),
     )
 
 
@@ -291,63 +316,6 @@ def _start_scores(model, images, batch_size: int, runtime: Runtime):
     return scores.to(runtime.device), torch.from_numpy(images.targets[np.sort(picked), 0]).to(
         runtime.device
     )
-
-
-def _diagnose(model: nn.Module, recipe, runtime: Runtime):
-    """A fine-tune's diagnostics for each evaluation: the val scores' spread, the method's
-    dual variables and how far the backbone has moved from where it started. Under DDP also
-    how far the ranks' dual variables are apart (``duals_rank_spread``): the AUC loss's ``a``
-    and ``b`` live outside DistributedDataParallel, so only the optimizer's all-reduce keeps
-    them equal, and a rank that drifts would be training another model."""
-    head = {id(p) for p in model.get_classifier().parameters()}
-    backbone = [p for p in model.parameters() if id(p) not in head]
-    start = [p.detach().clone() for p in backbone]
-
-    def diagnose(scores: np.ndarray, targets: np.ndarray) -> dict:
-        duals = recipe.duals() if recipe.duals else {}
-        with torch.no_grad():
-            drift = backbone_drift([p.detach() for p in backbone], start)
-        row = {
-            **score_diagnostics(scores, targets),
-            **{name: duals.get(name, float("nan")) for name in ("a", "b", "alpha")},
-            "drift": drift,
-        }
-        if runtime.distributed and duals:
-            row["duals_rank_spread"] = duals_rank_spread(duals, runtime)
-        return row
-
-    return diagnose
-
-
-#: Dual variables further apart than this across DDP ranks get a WARNING in the log.
-DUALS_RANK_TOLERANCE = 1e-5
-
-
-def duals_rank_spread(duals: dict[str, float], runtime: Runtime) -> float:
-    """The largest difference of one dual variable between two DDP ranks (a collective: every
-    rank calls it at the same evaluation). Above :data:`DUALS_RANK_TOLERANCE` rank 0 says
-    WARNING."""
-    import torch.distributed as dist
-
-    names = sorted(duals)
-    mine = torch.tensor([duals[name] for name in names], dtype=torch.float64)
-    if runtime.device.type == "cuda":  # NCCL moves CUDA tensors only
-        mine = mine.to(runtime.device)
-    ranks = [torch.empty_like(mine) for _ in range(runtime.world_size)]
-    dist.all_gather(ranks, mine)
-    stacked = torch.stack(ranks)
-    spread = float((stacked.max(dim=0).values - stacked.min(dim=0).values).max())
-    if spread > DUALS_RANK_TOLERANCE and runtime.is_main:
-        log.warning(
-            "dual variables differ across the %d DDP ranks by up to %.3g: %s",
-            runtime.world_size,
-            spread,
-            ", ".join(
-                f"{name} {[round(float(v), 6) for v in stacked[:, i]]}"
-                for i, name in enumerate(names)
-            ),
-        )
-    return spread
 
 
 def _read_split(files: SplitFiles) -> CachedSplit:

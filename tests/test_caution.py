@@ -1,0 +1,62 @@
+"""Results that mean little are said to: few cases of a class, a warm-up that never learned."""
+
+import pandas as pd
+
+from deepauc.caution import MIN_CASES, few_cases, summary_cautions, warmup_best_steps
+
+
+def test_a_class_with_fewer_than_ten_cases_is_marked_whichever_class_it_is():
+    assert MIN_CASES == 10
+    assert few_cases("test", 9, 200) == "only 9 test positives"
+    assert few_cases("val", 150, 4) == "only 4 val negatives"
+    assert few_cases("test", 10, 10) == ""
+
+
+def _summary(rows):
+    columns = ["architecture", "method", "disease", "n_pos", "n_neg"]
+    return pd.DataFrame(rows, columns=columns)
+
+
+def test_summary_rows_carry_their_cautions_and_the_mean_names_its_diseases():
+    summary = _summary(
+        [
+            ("resnet10t", "dam", "Edema", 40, 200),
+            ("resnet10t", "dam", "Consolidation", 7, 233),
+            ("resnet10t", "dam", "mean", 47, 433),
+            ("convnext_atto", "ce", "Edema", 40, 200),
+            ("convnext_atto", "ce", "Consolidation", 7, 233),
+            ("convnext_atto", "ce", "mean", 47, 433),
+            ("ensemble", "ce", "Edema", 40, 200),
+            ("ensemble", "ce", "mean", 40, 200),
+        ]
+    )
+    audit = pd.DataFrame(
+        {
+            "split": ["val", "val", "test"],
+            "disease": ["Edema", "Consolidation", "Edema"],
+            "positive": [30, 6, 40],
+            "negative": [90, 114, 200],
+        }
+    )
+    steps = {"resnet10t": {0: 40, 1: 40}, "convnext_atto": {0: 0, 1: 60}}
+    members = {"ensemble": ["resnet10t", "convnext_atto"]}
+    caution = summary_cautions(summary, audit, steps, members).tolist()
+    never = "seed 0's warm-up never learned (best val AUC at step 0)"
+    assert caution == [
+        "",
+        "only 7 test positives; only 6 val positives",
+        "includes Consolidation, with few cases",
+        never,
+        f"only 7 test positives; only 6 val positives; {never}",
+        f"{never}; includes Consolidation, with few cases",
+        f"convnext_atto: {never}",
+        f"convnext_atto: {never}",
+    ]
+
+
+def test_a_warmups_best_step_is_its_first_best_evaluation(tmp_path):
+    learned, never = tmp_path / "a.csv", tmp_path / "b.csv"
+    pd.DataFrame({"step": [0, 10, 20], "val_auc": [0.5, 0.7, 0.7]}).to_csv(learned, index=False)
+    pd.DataFrame({"step": [0, 10], "val_auc": [0.6, 0.55]}).to_csv(never, index=False)
+    steps = warmup_best_steps([("a", 0), ("a", 1)], [learned, never])
+    assert steps == {"a": {0: 10, 1: 0}}
