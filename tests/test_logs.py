@@ -2,13 +2,14 @@
 
 import errno
 import logging
+import signal
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
 from deepauc.atomic import write_csv
-from deepauc.errors import InputError
+from deepauc.errors import InputError, JobStopped
 from deepauc.jobs.logs import logged_to
 
 
@@ -100,3 +101,24 @@ def test_other_runtime_errors_while_saving_stay_errors(tmp_path, monkeypatch):
     monkeypatch.setattr(torch, "save", broken)
     with pytest.raises(RuntimeError, match="cannot pickle"):
         save_model(tmp_path / "m.pt", {}, {"arch": "x", "image_size": 8, "outputs": ["a"]})
+
+
+def test_a_stopped_jobs_log_survives_snakemake_deleting_it_and_the_rerun_continues_it(
+    tmp_path, capsys
+):
+    """Snakemake deletes a job's log before running it again; a training job's log goes through
+    a journal beside its resume file, so the rerun's log still holds the earlier epochs."""
+    log, journal = tmp_path / "logs" / "warmup.log", tmp_path / "models" / "warmup.pt.resume.log"
+    with pytest.raises(SystemExit) as exit_info, logged_to(log, journal=journal):
+        logging.getLogger("deepauc.test").info("epoch 1/10: train loss 0.5")
+        raise JobStopped("stopped by SIGTERM after step 7", signal.SIGTERM)
+    assert exit_info.value.code == 143  # the shell's status for SIGTERM
+    assert "deepauc: stopped by SIGTERM after step 7" in capsys.readouterr().err
+    log.unlink()  # what Snakemake does before it runs the job again
+    with logged_to(log, journal=journal):
+        logging.getLogger("deepauc.test").info("epoch 2/10: train loss 0.4")
+        assert "epoch 1/10" in log.read_text()  # while it runs, too
+    text = log.read_text()
+    assert text.index("epoch 1/10") < text.index("this job starts again") < text.index("epoch 2")
+    assert "WARNING" in text and "stopped by SIGTERM after step 7" in text
+    assert not journal.exists()  # finished: the log alone remains

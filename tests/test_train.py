@@ -1,6 +1,8 @@
 """Training on an easy signal: both stages learn, DAM really is LibAUC's, and resuming is exact."""
 
 import logging
+import os
+import signal
 
 import libauc.losses
 import libauc.optimizers
@@ -16,6 +18,7 @@ import deepauc.training.loaders as loaders_module
 from deepauc.cache import build_cache
 from deepauc.checkpoints import load_model
 from deepauc.data import CachedSplit
+from deepauc.errors import JobStopped
 from deepauc.jobs.launch import run_training
 from deepauc.jobs.logs import logged_to
 from deepauc.methods import METHODS
@@ -245,6 +248,72 @@ def test_interrupted_run_resumes_at_epoch_two_with_identical_weights(
     a = torch.load(tmp_path / "straight" / "model.pt", weights_only=False)["state_dict"]
     b = torch.load(tmp_path / "resumed" / "model.pt", weights_only=False)["state_dict"]
     assert a.keys() == b.keys()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+@pytest.mark.parametrize("stage", ["warmup", "dam", "compositional"])
+def test_a_sigterm_saves_the_current_step_and_the_rerun_continues_there_with_identical_weights(
+    easy, warm, tmp_path, monkeypatch, caplog, stage
+):
+    """As a scheduler's preemption or time limit does: SIGTERM mid-epoch. The job saves its
+    state at that step and stops; the rerun continues from that step (stopped a second time,
+    in the next epoch, it continues again) and ends with the weights of a run never stopped."""
+    train, val, _ = easy
+
+    def run(out):
+        runtime = Runtime.create("cpu", seed=3, threads=2)
+        if stage == "warmup":
+            settings = WarmupSettings(epochs=2, batch_size=16, lr=1e-3)
+            return run_warmup(
+                ARCH, train, val, DISEASES, SIZE, settings, AugmentSettings(), runtime,
+                out / "model.pt", out / "history.csv",
+            )  # fmt: skip
+        settings = FinetuneSettings(
+            method=stage, method_settings=METHODS[stage].settings(lr=0.05), epochs=2,
+            batch_size=16, eval_every_steps=4,
+        )  # fmt: skip
+        return run_finetune(
+            warm[0], "Edema", train, val, settings, AugmentSettings(), runtime,
+            out / "model.pt", out / "history.csv",
+        )  # fmt: skip
+
+    straight = run(tmp_path / "straight")
+    per_epoch = int(straight.loc[straight["epoch"] == 1, "step"].max())
+    real_step = fit_module.train_step
+
+    def signal_at(stop_step):
+        calls = {"n": 0}
+
+        def step_then_signal(*args):
+            loss = real_step(*args)
+            calls["n"] += 1
+            if calls["n"] == stop_step:
+                os.kill(os.getpid(), signal.SIGTERM)
+            return loss
+
+        return step_then_signal
+
+    out = tmp_path / "stopped"
+    monkeypatch.setattr(fit_module, "train_step", signal_at(5))
+    with pytest.raises(JobStopped, match="stopped by SIGTERM after step 5 \\(epoch 1, batch 5"):
+        run(out)
+    assert (out / "model.pt.resume").exists() and not (out / "model.pt").exists()
+    monkeypatch.setattr(fit_module, "train_step", signal_at(per_epoch - 5 + 3))  # epoch 2
+    with caplog.at_level(logging.INFO, logger="deepauc"), pytest.raises(JobStopped):
+        run(out)
+    assert f"resuming at step 5 (epoch 1, after batch 5 of {per_epoch})" in caplog.text
+    monkeypatch.setattr(fit_module, "train_step", real_step)
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="deepauc"):
+        resumed = run(out)
+    assert f"resuming at step {per_epoch + 3} (epoch 2, after batch 3" in caplog.text
+    assert not (out / "model.pt.resume").exists()
+    pd.testing.assert_frame_equal(
+        straight.drop(columns=["seconds", "images_per_second"]),
+        resumed.drop(columns=["seconds", "images_per_second"]),
+    )
+    a = torch.load(tmp_path / "straight" / "model.pt", weights_only=False)["state_dict"]
+    b = torch.load(out / "model.pt", weights_only=False)["state_dict"]
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 

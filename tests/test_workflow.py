@@ -1,6 +1,7 @@
 """The Snakemake workflow end to end, on a copy of this checkout in a temporary folder."""
 
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -500,9 +501,23 @@ def _interrupt_after_first_epoch(tmp_path: Path, signum: int) -> tuple[Path, lis
     return work, command
 
 
-def _assert_resumed_and_finished(work: Path) -> None:
+def _assert_resumed_and_finished(work: Path, signum: int) -> None:
     log = (work / "results/logs/warmup/resnet10t/seed0.log").read_text()
-    assert "resuming after epoch" in log
+    # the rerun's log holds the first run's epoch too (Snakemake deleted the log in between)
+    assert "warmup resnet10t epoch 1/6: train loss" in log
+    assert log.index("epoch 1/6") < log.index("this job starts again") < log.index("epoch 6/6")
+    if signum == signal.SIGKILL:
+        assert "resuming after epoch" in log
+    else:  # stopped at its step (or between two epochs), and continued from there
+        stopped = re.search(
+            rf"stopped by {signal.Signals(signum).name} after step (\d+) \((.*?)\)", log
+        )
+        assert stopped, log[-3000:]
+        step, where = stopped.groups()
+        if where.startswith("epoch"):
+            assert f"resuming at step {step} ({where.replace('batch', 'after batch')} of" in log
+        else:
+            assert "resuming after epoch" in log
     history = pd.read_csv(work / "results/models/resnet10t/seed0/warmup.history.csv")
     assert history["epoch"].tolist() == list(range(7))  # step 0, then each of 6 epochs
     assert (work / WARMUP_TARGET).exists()
@@ -517,7 +532,7 @@ def test_killed_training_job_resumes_after_its_last_epoch(tmp_path):
     assert snakemake(work, "--configfile", "tiny.yaml", "--unlock").returncode == 0
     run = snakemake(work, "--configfile", "tiny.yaml", "--rerun-incomplete", "--", WARMUP_TARGET)
     assert run.returncode == 0, run.stderr[-3000:]
-    _assert_resumed_and_finished(work)
+    _assert_resumed_and_finished(work, signal.SIGKILL)
 
 
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
@@ -530,7 +545,7 @@ def test_interrupted_snakemake_resumes_with_the_same_command(tmp_path, signum):
         [*command, "--", WARMUP_TARGET], cwd=work, capture_output=True, text=True, timeout=600
     )
     assert run.returncode == 0, run.stderr[-3000:]
-    _assert_resumed_and_finished(work)
+    _assert_resumed_and_finished(work, signum)
 
 
 def test_unknown_architecture_is_refused_before_any_job(tmp_path):

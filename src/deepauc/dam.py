@@ -90,14 +90,20 @@ def aucm_loss_class(implementation: str) -> type:
 
 class ResumableCompositionalAUCLoss(CompositionalAUCLoss):
     """libauc's CompositionalAUCLoss whose state dict also holds its step counter, which decides
-    whether the next step is a BCE or an AUC step: a resumed run alternates as an uninterrupted
-    one does."""
+    whether the next step is a BCE or an AUC step, and ``alpha``'s gradient: PDSCA takes a step
+    for an AUC step when ``alpha`` has a gradient, and nothing clears it after the first AUC
+    step (``alpha`` is not among the optimizer's parameters), so from then on BCE steps too
+    take PDSCA's AUC branch. A run resumed part-way through an epoch alternates, and branches,
+    as an uninterrupted one does."""
 
     def get_extra_state(self):
-        return {"step": self.step}
+        grad = self.alpha.grad
+        return {"step": self.step, "alpha_grad": None if grad is None else grad.detach().clone()}
 
     def set_extra_state(self, state):
         self.step = state["step"]
+        grad = state.get("alpha_grad")
+        self.alpha.grad = None if grad is None else grad.to(self.alpha.device).clone()
 
     @torch.no_grad()
     def load_state_dict(self, state_dict, strict=True):

@@ -16,3 +16,14 @@ class InputError(ValueError):
         if fix:
             parts.append(f"Fix: {fix}")
         super().__init__("\n".join(parts))
+
+
+class JobStopped(Exception):
+    """A training job stopped on request (SIGTERM from a scheduler, Ctrl-C) after saving where
+    it was. Not an error: the same command continues it. ``exit_status`` is the shell's
+    convention for a process ended by ``signum`` (143 for SIGTERM, 130 for SIGINT)."""
+
+    def __init__(self, message: str, signum: int):
+        super().__init__(message)
+        self.signum = signum
+        self.exit_status = 128 + signum

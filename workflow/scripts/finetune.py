@@ -15,9 +15,10 @@ from deepauc.settings import (  # noqa: E402
     SplitFiles,
     at_rate,
 )
+from deepauc.training.resume import journal_path  # noqa: E402
 
 params, inputs, output = snakemake.params, snakemake.input, snakemake.output
-with logged_to(snakemake.log[0]):
+with logged_to(snakemake.log[0], journal=journal_path(output.model)):
     method, finetune = snakemake.wildcards.method, params.finetune
     if inputs.chosen_rates:  # rate_search: first_seed, a later seed: the first seed's choice
         finetune = at_rate(finetune, method, chosen_rate(inputs.chosen_rates))

@@ -9,9 +9,10 @@ from deepauc.settings import (
     WarmupSettings,
     WarmupSpec,
 )
+from deepauc.training.resume import journal_path
 
 params, inputs, output = snakemake.params, snakemake.input, snakemake.output
-with logged_to(snakemake.log[0]):
+with logged_to(snakemake.log[0], journal=journal_path(output.model)):
     spec = WarmupSpec(
         arch=snakemake.wildcards.arch,
         seed=int(snakemake.wildcards.seed),

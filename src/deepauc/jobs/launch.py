@@ -22,10 +22,11 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 
-from deepauc.errors import InputError
+from deepauc.errors import InputError, JobStopped
 from deepauc.jobs.gpus import claimed_gpus
 from deepauc.jobs.logs import FORMAT
 from deepauc.settings import SPECS, FinetuneSpec, JobResources, WarmupSpec
+from deepauc.training.preemption import StopRequest
 from deepauc.training.runtime import Runtime
 from deepauc.training.stages import run_spec
 
@@ -92,10 +93,20 @@ def _torchrun(spec: WarmupSpec | FinetuneSpec, resources: JobResources) -> None:
     ]
     log.info("starting %d DDP processes: %s", resources.processes, " ".join(command))
     sys.stderr.flush()
-    try:
-        finished = subprocess.run(command, env=env, stdout=sys.stderr, stderr=sys.stderr)
-    finally:
-        Path(handle.name).unlink(missing_ok=True)
+    # A signal for the job reaches its ranks too (they stop at an agreed step and save it):
+    # this process waits for them instead of ending first.
+    with StopRequest() as stop:
+        try:
+            finished = subprocess.run(command, env=env, stdout=sys.stderr, stderr=sys.stderr)
+        finally:
+            Path(handle.name).unlink(missing_ok=True)
+    if finished.returncode != 0 and stop.signum is not None:
+        raise JobStopped(
+            f"DDP training stopped by {stop.name} (torchrun exited with status "
+            f"{finished.returncode}); the ranks' messages above say at which step. Run the "
+            "same command again to continue from there.",
+            stop.signum,
+        )
     if finished.returncode != 0:
         raise InputError(
             f"DDP training failed: torchrun exited with status {finished.returncode}",
@@ -153,6 +164,9 @@ def main(spec_path: str) -> int:
         logging.getLogger("deepauc").error("%s", err)
         print(f"deepauc: error (rank {rank}): {err}", file=sys.stderr)
         return 1
+    except JobStopped as stop:
+        logging.getLogger("deepauc").warning("%s", stop)
+        return stop.exit_status
     return 0
 
 

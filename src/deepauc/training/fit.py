@@ -24,9 +24,18 @@ from deepauc.atomic import write_csv
 from deepauc.checkpoints import save_model
 from deepauc.data import to_model_input
 from deepauc.diagnostics import is_collapsed, tied_scores
+from deepauc.errors import JobStopped
 from deepauc.stats import aucs_by_column
 from deepauc.training.job import Job
-from deepauc.training.resume import fingerprint, load_resume, restore, save_resume
+from deepauc.training.preemption import StopRequest
+from deepauc.training.resume import (
+    fingerprint,
+    load_resume,
+    restore,
+    restore_streams,
+    resume_path,
+    save_resume,
+)
 from deepauc.training.runtime import Runtime
 from deepauc.training.scoring import predict_logits
 
@@ -61,71 +70,111 @@ def fit(
     """Train ``job`` for its epochs, keep the best-on-val weights, resume if interrupted.
 
     ``inputs`` are the files the job was built from: a resume file made from other versions of
-    them (or from other settings) is not reused.
+    them (or from other settings) is not reused. SIGTERM or SIGINT stops the job after its
+    current step with a resume file of that step (:mod:`deepauc.training.preemption`), and
+    raises :class:`~deepauc.errors.JobStopped`; a rerun continues from that step.
     """
     model = job.model
     key = fingerprint(job.meta, job.settings, runtime, inputs)
-    resume_path = checkpoint.with_name(checkpoint.name + ".resume")
+    resume_file = resume_path(checkpoint)
+    order = job.train_loader.sampler  # an EpochOrder: the order of the epoch in progress
     start_epoch, step, best, history = 1, 0, {"score": -math.inf, "epoch": 0, "state": None}, []
-    resumed = load_resume(resume_path, key, runtime.device)
+    saved_step, stopped = None, None  # the step the resume file holds; a stopped epoch's state
+    resumed = load_resume(resume_file, key, runtime.device)
     if resumed is not None:
-        restore(job, resumed, runtime)
+        restore(job, resumed)
         start_epoch, step = resumed["epoch"] + 1, resumed["step"]
-        best, history = resumed["best"], resumed["history"]
-        log.info("%s: resuming after epoch %d of %d", job.name, resumed["epoch"], job.epochs)
+        best, history, saved_step = resumed["best"], resumed["history"], resumed["step"]
+        stopped = resumed.get("partial")
+        if stopped is None:
+            restore_streams(job, resumed, runtime)
+            log.info("%s: resuming after epoch %d of %d", job.name, resumed["epoch"], job.epochs)
+        else:
+            log.info(
+                "%s: resuming at step %d (epoch %d, after batch %d of %d)",
+                job.name,
+                step,
+                start_epoch,
+                stopped["batch"],
+                _batches_per_epoch(job),
+            )
     else:  # the starting model is a candidate too, scored like every later evaluation
         history.append(_evaluation_row(job, runtime, history, epoch=0, step=0))
         best = _keep_best(best, history[-1]["val_auc"], 0, model, runtime)
 
-    for epoch in range(start_epoch, job.epochs + 1):
-        model.train()
-        if hasattr(job.train_loader.sampler, "set_epoch"):  # DDP samplers: a new order per epoch
-            job.train_loader.sampler.set_epoch(epoch)
-        started, seen, batch = time.perf_counter(), 0, 0
-        loss_sum = torch.zeros((), device=runtime.device)
-        steps = _batches_per_epoch(job)
-        bar = tqdm(
-            total=steps,
-            desc=f"{job.name} epoch {epoch}/{job.epochs}",
-            unit="batch",
-            file=sys.stderr,
-            mininterval=1.0 if sys.stderr.isatty() else 30.0,
-            disable=not runtime.is_main,
-        )
-        for batch, (images, targets) in enumerate(job.train_loader, 1):
-            model_input = prepare_batch(job, images, runtime)
-            targets = targets.to(runtime.device, non_blocking=True)
-            loss_sum += train_step(job, model_input, targets, runtime)
-            seen += len(images)
-            step += 1
-            bar.update()
-            if batch % 50 == 0:  # reading the loss waits for the GPU: not every step
-                rate = seen / (time.perf_counter() - started)
-                bar.set_postfix(loss=f"{loss_sum.item() / batch:.4f}", img_s=f"{rate:.0f}")
-            # (the epoch's last step is evaluated just below, once)
-            if job.eval_every_steps and step % job.eval_every_steps == 0 and batch < steps:
-                training = _training_row(runtime, loss_sum, batch, started, seen)
-                history.append(_evaluation_row(job, runtime, history, epoch, step, training))
-                best = _keep_best(best, history[-1]["val_auc"], epoch, model, runtime)
-                model.train()
-        bar.close()
-        training = _training_row(runtime, loss_sum, batch, started, seen)
-        row = _evaluation_row(job, runtime, history, epoch, step, training)
-        history.append(row)
-        best = _keep_best(best, row["val_auc"], epoch, model, runtime)
-        job.after_epoch(epoch)
-        log.info(
-            "%s epoch %d/%d: train loss %.4f, val AUC %.4f, lr %.3g, %.1f s, %.0f images/s",
-            job.name,
-            epoch,
-            job.epochs,
-            row["train_loss"],
-            row["val_auc"],
-            row["lr"],
-            row["seconds"],
-            row["images_per_second"],
-        )
-        save_resume(resume_path, job, runtime, key, epoch, step, best, history)
+    with StopRequest() as stop:
+        for epoch in range(start_epoch, job.epochs + 1):
+            if stop.agreed(runtime):  # asked between epochs: the last one's file is current
+                if saved_step != step:
+                    save_resume(resume_file, job, runtime, key, epoch - 1, step, best, history)
+                raise _stopped(job, stop, step, epoch - 1, 0, resume_file)
+            model.train()
+            order.set_epoch(epoch)
+            if stopped is not None:  # the rest of the stopped epoch, in its order
+                mine = resumed["streams"][runtime.rank]["partial"]
+                order.continue_from(mine["order"], stopped["batch"] * job.train_loader.batch_size)
+            batches = iter(job.train_loader)
+            progress = EpochProgress(runtime)
+            if stopped is not None:
+                restore_streams(job, resumed, runtime)  # as they were when it stopped
+                progress = EpochProgress(runtime, stopped, mine["loss_sum"])
+                stopped = None
+            steps = _batches_per_epoch(job)
+            bar = tqdm(
+                total=steps,
+                initial=progress.batch,
+                desc=f"{job.name} epoch {epoch}/{job.epochs}",
+                unit="batch",
+                file=sys.stderr,
+                mininterval=1.0 if sys.stderr.isatty() else 30.0,
+                disable=not runtime.is_main,
+            )
+            for images, targets in batches:
+                model_input = prepare_batch(job, images, runtime)
+                targets = targets.to(runtime.device, non_blocking=True)
+                progress.loss_sum += train_step(job, model_input, targets, runtime)
+                progress.seen += len(images)
+                progress.batch += 1
+                step += 1
+                bar.update()
+                batch = progress.batch
+                if batch % 50 == 0:  # reading the loss waits for the GPU: not every step
+                    bar.set_postfix(
+                        loss=f"{progress.loss_sum.item() / batch:.4f}",
+                        img_s=f"{progress.seen / progress.seconds():.0f}",
+                    )
+                # (the epoch's last step is evaluated just below, once)
+                if job.eval_every_steps and step % job.eval_every_steps == 0 and batch < steps:
+                    history.append(
+                        _evaluation_row(job, runtime, history, epoch, step, progress.row())
+                    )
+                    best = _keep_best(best, history[-1]["val_auc"], epoch, model, runtime)
+                    model.train()
+                if stop.agreed(runtime, step):
+                    bar.close()
+                    part = progress.state(order.order)
+                    save_resume(
+                        resume_file, job, runtime, key, epoch - 1, step, best, history, part
+                    )
+                    raise _stopped(job, stop, step, epoch, batch, resume_file)
+            bar.close()
+            row = _evaluation_row(job, runtime, history, epoch, step, progress.row())
+            history.append(row)
+            best = _keep_best(best, row["val_auc"], epoch, model, runtime)
+            job.after_epoch(epoch)
+            log.info(
+                "%s epoch %d/%d: train loss %.4f, val AUC %.4f, lr %.3g, %.1f s, %.0f images/s",
+                job.name,
+                epoch,
+                job.epochs,
+                row["train_loss"],
+                row["val_auc"],
+                row["lr"],
+                row["seconds"],
+                row["images_per_second"],
+            )
+            save_resume(resume_file, job, runtime, key, epoch, step, best, history)
+            saved_step = step
 
     table = pd.DataFrame(history)
     if not runtime.is_main:  # rank 0 writes the job's files
@@ -139,7 +188,7 @@ def fit(
     meta = {**job.meta, "epoch": best["epoch"], "val_auc": best["score"], "seed": runtime.seed}
     save_model(checkpoint, best["state"], meta)
     write_csv(table, history_path)
-    resume_path.unlink(missing_ok=True)
+    resume_file.unlink(missing_ok=True)
     log.info(
         "%s: best val AUC %.4f at epoch %d -> %s",
         job.name,
@@ -187,20 +236,54 @@ def _keep_best(best: dict, score: float, epoch: int, model: nn.Module, runtime: 
     return best
 
 
-def _training_row(runtime: Runtime, loss_sum, batches: int, started: float, seen: int) -> dict:
-    """The training side of a history row: mean loss since the epoch began, time, images/s."""
-    seconds = time.perf_counter() - started
-    loss = loss_sum / max(batches, 1)
-    if runtime.distributed:  # the mean over ranks, and images of all ranks
-        loss = loss.clone()
-        dist.all_reduce(loss)
-        loss /= runtime.world_size
-        seen *= runtime.world_size
-    return {
-        "train_loss": loss.item(),
-        "seconds": seconds,
-        "images_per_second": seen / seconds if seconds else float("nan"),
-    }
+class EpochProgress:
+    """The epoch in progress: batches done, their summed loss (on the device: read only when
+    needed), images seen and seconds spent; continued from a resume file's ``partial`` state
+    when the epoch was stopped part-way (its seconds count the time before the stop)."""
+
+    def __init__(self, runtime: Runtime, stopped: dict | None = None, loss_sum: float = 0.0):
+        self.runtime = runtime
+        self.batch = stopped["batch"] if stopped else 0
+        self.seen = stopped["seen"] if stopped else 0
+        self.loss_sum = torch.tensor(loss_sum, dtype=torch.float32, device=runtime.device)
+        self.started = time.perf_counter() - (stopped["seconds"] if stopped else 0.0)
+
+    def seconds(self) -> float:
+        return time.perf_counter() - self.started
+
+    def state(self, order) -> dict:
+        """What a resume file keeps of it: shared by the ranks, and each rank's own part."""
+        return {
+            "batch": self.batch,
+            "seen": self.seen,
+            "seconds": self.seconds(),
+            "rank": {"order": order, "loss_sum": float(self.loss_sum.item())},
+        }
+
+    def row(self) -> dict:
+        """The training side of a history row: mean loss since the epoch began, time,
+        images/s (under DDP the mean loss over ranks, and the images of all ranks)."""
+        seconds = self.seconds()
+        loss, seen = self.loss_sum / max(self.batch, 1), self.seen
+        if self.runtime.distributed:
+            loss = loss.clone()
+            dist.all_reduce(loss)
+            loss /= self.runtime.world_size
+            seen *= self.runtime.world_size
+        return {
+            "train_loss": loss.item(),
+            "seconds": seconds,
+            "images_per_second": seen / seconds if seconds else float("nan"),
+        }
+
+
+def _stopped(job: Job, stop: StopRequest, step: int, epoch: int, batch: int, path) -> JobStopped:
+    where = f"epoch {epoch}, batch {batch}" if batch else f"the end of epoch {epoch}"
+    return JobStopped(
+        f"{job.name}: stopped by {stop.name} after step {step} ({where}), its state saved in "
+        f"{path}. Run the same command again to continue from step {step}.",
+        stop.signum,
+    )
 
 
 def _evaluation_row(

@@ -10,9 +10,10 @@ import time
 import numpy as np
 import torch
 from libauc.sampler import DistributedDualSampler, DualSampler
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, RandomSampler, Sampler
 
 from deepauc.data import CachedImages, collate_batch
+from deepauc.training.preemption import ignore_stop_signals
 from deepauc.training.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -56,6 +57,61 @@ def dual_sampler(
     )
 
 
+class EpochOrder(Sampler):
+    """A training sampler whose order of each epoch is kept (``order``), so that an epoch
+    stopped part-way can be continued where it stopped (:meth:`continue_from`) on a rerun.
+
+    The wrapped sampler runs as it would inside the DataLoader, once per epoch, drawing the
+    same random numbers at the same points (DualSampler computes its whole epoch at once;
+    RandomSampler draws its permutation when the epoch's first batch is asked for)."""
+
+    def __init__(self, sampler):
+        self.sampler = sampler
+        self.order: np.ndarray | None = None
+        self._continue: tuple[np.ndarray, int] | None = None
+
+    def __iter__(self):
+        if self._continue is not None:  # the rest of a stopped epoch; nothing is drawn
+            self.order, start = self._continue
+            self._continue = None
+            return iter(self.order[start:].tolist())
+        self.order = np.fromiter(iter(self.sampler), dtype=np.int64)
+        return iter(self.order.tolist())
+
+    def __len__(self) -> int:
+        return len(self.sampler)
+
+    def set_epoch(self, epoch: int) -> None:
+        if hasattr(self.sampler, "set_epoch"):  # DDP samplers: a new order per epoch
+            self.sampler.set_epoch(epoch)
+
+    def continue_from(self, order, start: int) -> None:
+        """The next epoch is the rest of ``order``, from its ``start``-th index on."""
+        self._continue = (np.asarray(order, dtype=np.int64), int(start))
+
+
+def training_loader(
+    images: CachedImages,
+    runtime: Runtime,
+    batch_size: int,
+    generator: torch.Generator,
+    sampler=None,
+    drop_last: bool = False,
+) -> DataLoader:
+    """A training DataLoader: ``sampler`` (a shuffle drawn from ``generator`` if None) in an
+    :class:`EpochOrder`."""
+    if sampler is None:
+        sampler = RandomSampler(images, generator=generator)
+    return make_loader(
+        images,
+        runtime,
+        batch_size=batch_size,
+        sampler=EpochOrder(sampler),
+        drop_last=drop_last,
+        generator=generator,
+    )
+
+
 def eval_loader(images: CachedImages, batch_size: int, runtime: Runtime) -> DataLoader:
     """``images`` in order, for scoring; a DDP rank's share is every world_size-th of them."""
     share = range(runtime.rank, len(images), runtime.world_size) if runtime.distributed else None
@@ -81,7 +137,7 @@ def make_loader(images: CachedImages, runtime: Runtime, **options) -> DataLoader
         # Pinned host memory lets the copy to the GPU run while the GPU computes.
         pin_memory=runtime.device.type == "cuda" and not on_device,
         persistent_workers=workers > 0,
-        **({"prefetch_factor": 4} if workers else {}),
+        **({"prefetch_factor": 4, "worker_init_fn": ignore_stop_signals} if workers else {}),
         **options,
     )
 

@@ -26,6 +26,17 @@ from deepauc.training.runtime import Runtime
 log = logging.getLogger(__name__)
 
 
+def resume_path(checkpoint: str | os.PathLike) -> Path:
+    """Where the job that writes ``checkpoint`` keeps its resume file."""
+    return Path(f"{checkpoint}.resume")
+
+
+def journal_path(checkpoint: str | os.PathLike) -> Path:
+    """Where that job's log is kept until it finishes (``deepauc.jobs.logs.logged_to``), so
+    that a stopped job's rerun continues its log instead of starting a new one."""
+    return Path(f"{checkpoint}.resume.log")
+
+
 def fingerprint(meta: dict, settings: dict, runtime: Runtime, inputs) -> str:
     """What a resume file must match to be reused: the job's settings, its inputs' versions and
     its number of DDP processes (which decides who draws which images)."""
@@ -40,10 +51,17 @@ def fingerprint(meta: dict, settings: dict, runtime: Runtime, inputs) -> str:
     return hashlib.sha256(payload.encode()).hexdigest()
 
 
-def save_resume(path: Path, job: Job, runtime: Runtime, fingerprint, epoch, step, best, history):
-    """Everything to continue after ``epoch``. Under DDP, rank 0 writes it with every rank's own
-    random streams (augmentation, RNGs); the weights and optimizer are the same on all ranks."""
+def save_resume(
+    path: Path, job: Job, runtime: Runtime, fingerprint, epoch, step, best, history, partial=None
+):
+    """Everything to continue after ``epoch``, or, with ``partial`` (an epoch stopped part-way:
+    see ``fit``), after ``step`` of the next epoch. Under DDP, rank 0 writes it with every
+    rank's own random streams (augmentation, RNGs) and its part of ``partial`` (its share of the
+    epoch's order, its loss sum); the weights and optimizer are the same on all ranks."""
     own_streams = random_streams(job)
+    if partial is not None:
+        partial = dict(partial)
+        own_streams["partial"] = partial.pop("rank")
     if runtime.distributed:
         streams = [None] * runtime.world_size
         dist.all_gather_object(streams, own_streams)
@@ -63,6 +81,7 @@ def save_resume(path: Path, job: Job, runtime: Runtime, fingerprint, epoch, step
         "sampler": sampler_state(job.sampler),
         "loader_generator": job.train_loader.generator.get_state(),
         "streams": streams,
+        "partial": partial,
     }
     save_torch(state, path)
 
@@ -93,7 +112,9 @@ def load_resume(path: Path, fingerprint: str, device: torch.device) -> dict | No
     return state
 
 
-def restore(job: Job, state: dict, runtime: Runtime) -> None:
+def restore(job: Job, state: dict) -> None:
+    """The model, optimizer, method state and sampler position of a resume file (the random
+    streams: :func:`restore_streams`)."""
     job.model.load_state_dict(state["model"])
     # PESG's load_state_dict consumes its argument: hand it a copy.
     job.optimizer.load_state_dict(copy.copy(state["optimizer"]))
@@ -102,6 +123,12 @@ def restore(job: Job, state: dict, runtime: Runtime) -> None:
     if job.sampler is not None:
         for key, value in state["sampler"].items():
             setattr(job.sampler, key, value)
+
+
+def restore_streams(job: Job, state: dict, runtime: Runtime) -> None:
+    """The random streams as :func:`save_resume` found them: the loader's generator, the
+    augmentation's and the global ones of this rank. Apart from :func:`restore` because
+    starting an epoch draws from them: a stopped epoch restores them after its start."""
     job.train_loader.generator.set_state(state["loader_generator"].cpu())
     streams = state["streams"][runtime.rank]
     job.augment_generator.set_state(streams["augment_generator"].cpu())

@@ -46,6 +46,7 @@ from deepauc.training.loaders import (
     make_loader,
     place_images,
     sampling_rate_for,
+    training_loader,
 )
 from deepauc.training.monitor import evaluation_diagnostics
 from deepauc.training.runtime import Runtime, seed_everything
@@ -70,26 +71,23 @@ def warmup_job(
     model = _on_device(create_model(arch, len(diseases), image_size, pretrained), runtime)
     train_images = place_images(train.images(diseases, image_size), runtime)
     batch_size = runtime.share_of(settings.batch_size, "warmup.batch_size")
+    shuffle = None  # one process: a shuffle drawn from the loader's generator
     if runtime.distributed:  # each rank a disjoint share of every epoch's shuffle
-        order = {
-            "sampler": DistributedSampler(
-                train_images,
-                num_replicas=runtime.world_size,
-                rank=runtime.rank,
-                shuffle=True,
-                seed=runtime.seed,
-                drop_last=True,
-            )
-        }
-    else:
-        order = {"shuffle": True}
-    train_loader = make_loader(
+        shuffle = DistributedSampler(
+            train_images,
+            num_replicas=runtime.world_size,
+            rank=runtime.rank,
+            shuffle=True,
+            seed=runtime.seed,
+            drop_last=True,
+        )
+    train_loader = training_loader(
         train_images,
         runtime,
         batch_size=batch_size,
-        drop_last=len(train_images) > settings.batch_size,
         generator=torch.Generator().manual_seed(runtime.seed),
-        **order,
+        sampler=shuffle,
+        drop_last=len(train_images) > settings.batch_size,
     )
     val_images = place_images(val.images(diseases, image_size), runtime)
     return Job(
@@ -171,12 +169,12 @@ def finetune_job(
     rate = sampling_rate_for(labels, settings.sampling_rate)
     batch_size = runtime.share_of(settings.batch_size, "finetune.batch_size")
     sampler = dual_sampler(train_images, labels, rate, batch_size, runtime)
-    train_loader = make_loader(
+    train_loader = training_loader(
         train_images,
         runtime,
         batch_size=batch_size,
-        sampler=sampler,
         generator=torch.Generator().manual_seed(runtime.seed),
+        sampler=sampler,
     )
     context = BuildContext(
         device=runtime.device,
