@@ -89,6 +89,8 @@ def test_tiny_config_through_the_slurm_profile_matches_a_local_run(tmp_path, slu
     settings["default-resources"].update(slurm_partition=PARTITION, mem_mb=1000, runtime=30)
     for resources in settings["set-resources"].values():
         resources["mem_mb"] = 1000
+        if "slurm_partition" in resources:  # the GPU rules' partition: one for all here
+            resources["slurm_partition"] = PARTITION
     settings["max-threads"] = slurm.cpus
     settings["slurm-init-seconds-before-status-checks"] = 2
     profile.write_text(yaml.safe_dump(settings))

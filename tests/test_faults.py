@@ -362,3 +362,15 @@ def test_cut_short_torch_weights_are_named_and_described(tmp_path):
     weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])
     with pytest.raises(InputError, match="zip archive.*cut short"):
         create_model("resnet10t", num_outputs=5, image_size=32, pretrained=weights)
+
+
+def test_checking_a_results_folder_not_made_yet_writes_nothing_beside_it(tmp_path):
+    """The check asks whether the folder above could hold results/; it writes nothing there
+    (that folder may be a user's)."""
+    from deepauc.atomic import check_writable
+
+    check_writable(tmp_path / "results")
+    assert list(tmp_path.iterdir()) == []
+    with mounted_tmpfs(tmp_path / "ro", "ro,size=1m") as disk:
+        with pytest.raises(InputError, match="Read-only file system"):
+            check_writable(disk / "results")

@@ -90,10 +90,16 @@ def check_writable(folder: str | os.PathLike) -> None:
     """Refuse, with one message, a results folder this user cannot write (read-only mount,
     another user's folder), before any job starts and fails in it."""
     folder = Path(folder).resolve()
-    existing = next(p for p in (folder, *folder.parents) if p.exists())  # created later if need be
     try:
-        with tempfile.NamedTemporaryFile(dir=existing, prefix=".write-check."):
-            pass
+        if folder.exists():
+            with tempfile.NamedTemporaryFile(dir=folder, prefix=".write-check."):
+                pass
+        else:  # asked, not tried: nothing outside the results folder is ever written
+            existing = next(p for p in folder.parents if p.exists())
+            if os.statvfs(existing).f_flag & os.ST_RDONLY:
+                raise OSError(errno.EROFS, os.strerror(errno.EROFS), str(existing))
+            if not os.access(existing, os.W_OK):
+                raise OSError(errno.EACCES, os.strerror(errno.EACCES), str(existing))
     except OSError as err:
         raise InputError(
             f"cannot write the results here ({err.strerror or err})",

@@ -68,20 +68,14 @@ try:
     check_training_config(config)
     if not workflow.dryrun:
         check_writable("results")
-    # GPUs and DDP processes of each training job. Whether a GPU is here is asked of the NVIDIA
-    # driver's tool, not of torch: importing torch at parse time costs seconds. They reach jobs
-    # as resources, not params: where a job runs does not change what it computes.
-    GPUS_PER_JOB, PROCESSES_PER_JOB = job_parallelism(
-        config,
-        gpu_here=shutil.which("nvidia-smi") is not None,
-        on_cluster=workflow.non_local_exec,
-    )
+    # Whether a GPU is here is asked of the NVIDIA driver's tool, not of torch: importing torch
+    # while parsing costs seconds. The contradictions of the keys are refused here already.
+    GPU_HERE = shutil.which("nvidia-smi") is not None
+    job_parallelism(config, gpu_here=GPU_HERE)
 except InputError as err:
     raise WorkflowError(str(err)) from None
 
 SPLITS = ["train", "val", "test"]
-# Scoring the test split is one process on at most one GPU.
-PREDICT_GPUS = min(GPUS_PER_JOB, 1)
 ARCHITECTURES = config["architectures"]
 SEEDS = config["seeds"]
 # The fine-tune methods to run (each a registry entry of deepauc.methods, checked above).
@@ -117,6 +111,39 @@ PLOTS_CODE = code_digest(
     os.path.join(workflow.basedir, "src", "deepauc", name)
     for name in ("plots.py", "methods.py")
 )
+
+
+def jobs_go_to_a_cluster():
+    """Whether the jobs being planned run on a cluster (SLURM): a remote executor, a job of it
+    on its node, or a dry run planned for one. Known only once jobs are planned, not while
+    the Snakefile is parsed. A dry run plans with Snakemake's dry-run executor, and only the
+    execution settings show the executor asked for: Snakemake waits on a remote executor's
+    jobs in threads, on a local one's in processes."""
+    if workflow.non_local_exec or workflow.remote_exec:
+        return True
+    return workflow.dryrun and workflow.execution_settings.use_threads
+
+
+def parallelism():
+    """(GPUs, DDP processes) of each training job (deepauc.jobs.parallelism): resources, not
+    params, since where a job runs does not change what it computes."""
+    try:
+        return job_parallelism(config, gpu_here=GPU_HERE, on_cluster=jobs_go_to_a_cluster())
+    except InputError as err:
+        raise WorkflowError(str(err)) from None
+
+
+def training_gpus(wildcards):
+    return parallelism()[0]
+
+
+def training_processes(wildcards):
+    return parallelism()[1]
+
+
+def scoring_gpus(wildcards):
+    """Scoring the test split is one process on at most one GPU."""
+    return min(parallelism()[0], 1)
 
 
 def check_showcase_method():

@@ -14,7 +14,7 @@ rule predict:
         "results/benchmarks/predict/{arch}/seed{seed}/{method}.tsv"
     threads: config["train_threads"]
     resources:
-        gpu=PREDICT_GPUS,
+        gpu=scoring_gpus,
     params:
         diseases=list(DISEASE_BY_SLUG.values()),
     script:

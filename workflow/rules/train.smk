@@ -18,8 +18,8 @@ rule warmup:
         "results/benchmarks/warmup/{arch}/seed{seed}.tsv"
     threads: config["train_threads"]
     resources:
-        gpu=GPUS_PER_JOB,
-        ddp_processes=PROCESSES_PER_JOB,
+        gpu=training_gpus,
+        ddp_processes=training_processes,
     params:
         diseases=config["diseases"],
         image_size=config["image_size"],
@@ -52,8 +52,8 @@ rule finetune:
         "results/benchmarks/finetune/{arch}/seed{seed}/{method}/lr{lr}/{disease}.tsv"
     threads: config["train_threads"]
     resources:
-        gpu=GPUS_PER_JOB,
-        ddp_processes=PROCESSES_PER_JOB,
+        gpu=training_gpus,
+        ddp_processes=training_processes,
     params:
         disease=disease_name,
         augment=config["augment"],
