@@ -1,8 +1,15 @@
 """Training on an easy signal: both stages learn, DAM really is LibAUC's, and resuming is exact."""
 
+import dataclasses
+import json
 import logging
 import os
+import re
 import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import libauc.losses
 import libauc.optimizers
@@ -365,3 +372,59 @@ def test_two_ddp_processes_learn_and_a_rank_error_reaches_the_log(easy, tmp_path
     assert "does not split evenly over 2 DDP processes" in log
     assert "DDP training failed: torchrun exited with status 1" in log
     assert not (tmp_path / "bad" / "warmup.pt").exists()
+
+
+_DDP_JOB = """
+import json, sys
+from pathlib import Path
+from deepauc.jobs.launch import run_training
+from deepauc.jobs.logs import logged_to
+from deepauc.settings import JobResources, WarmupSpec
+spec = WarmupSpec.from_dict(json.loads(Path(sys.argv[1]).read_text()))
+resources = JobResources(device="cpu", threads=2, gpus=0, processes=2)
+with logged_to(sys.argv[2]):
+    run_training(spec, resources)
+"""
+
+
+def test_sigterm_to_ddp_ranks_stops_them_at_one_agreed_step_and_the_rerun_continues(easy, tmp_path):
+    """SIGTERM to the whole job (launcher, torchrun and both gloo ranks), as a scheduler sends
+    it: the ranks agree on a step, rank 0 saves it with both ranks' streams, and the rerun
+    continues from that step to the weights of a run never stopped."""
+
+    def job(out: Path) -> list[str]:
+        spec = dataclasses.replace(
+            _ddp_spec(easy, out, 4), settings=WarmupSettings(epochs=2, batch_size=4, lr=2e-3)
+        )
+        (out).mkdir(parents=True, exist_ok=True)
+        (out / "spec.json").write_text(json.dumps(dataclasses.asdict(spec)))
+        return [sys.executable, "-c", _DDP_JOB, str(out / "spec.json"), str(out / "job.log")]
+
+    straight = subprocess.run(job(tmp_path / "straight"), capture_output=True, text=True)
+    assert straight.returncode == 0, straight.stderr[-3000:]
+
+    out = tmp_path / "stopped"
+    command = job(out)
+    process = subprocess.Popen(command, start_new_session=True, stderr=subprocess.PIPE, text=True)
+    resume = out / "warmup.pt.resume"
+    deadline = time.monotonic() + 300
+    while not resume.exists() and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert resume.exists(), "the DDP job never finished an epoch"
+    os.killpg(process.pid, signal.SIGTERM)
+    _, console = process.communicate(timeout=120)
+    assert process.returncode == 128 + signal.SIGTERM, (process.returncode, console[-3000:])
+    assert "DDP training stopped by SIGTERM" in console, console[-600:]
+    log = (out / "job.log").read_text()
+    stopped = re.findall(
+        r"rank 0 WARNING deepauc: warmup resnet10t: stopped by SIGTERM after step (\d+)", log
+    )
+    assert stopped, log[-3000:]
+
+    again = subprocess.run(command, capture_output=True, text=True)
+    assert again.returncode == 0, again.stderr[-3000:]
+    log = (out / "job.log").read_text()
+    assert f"resuming at step {stopped[0]} (epoch 2" in log or "resuming after epoch" in log
+    a = torch.load(tmp_path / "straight" / "warmup.pt", weights_only=False)["state_dict"]
+    b = torch.load(out / "warmup.pt", weights_only=False)["state_dict"]
+    assert all(torch.equal(a[k], b[k]) for k in a)
