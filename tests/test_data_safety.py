@@ -145,7 +145,7 @@ def test_every_rule_writes_under_results_only(tmp_path):
     assert paths and not outside, outside
 
     tree = chexpert_tree(tmp_path / "download")
-    (work / "real.yaml").write_text(yaml.safe_dump({"diseases": DISEASES}))
+    (work / "real.yaml").write_text(yaml.safe_dump({"diseases": DISEASES, "pretrained": False}))
     _, paths = planned_paths(
         work, "--configfile", "config/chexpert.yaml", "real.yaml", "--config", f"data_root={tree}"
     )

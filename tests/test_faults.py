@@ -371,6 +371,6 @@ def test_checking_a_results_folder_not_made_yet_writes_nothing_beside_it(tmp_pat
 
     check_writable(tmp_path / "results")
     assert list(tmp_path.iterdir()) == []
-    with mounted_tmpfs(tmp_path / "ro", "ro,size=1m") as disk:
-        with pytest.raises(InputError, match="Read-only file system"):
-            check_writable(disk / "results")
+    read_only = pytest.raises(InputError, match="Read-only file system")
+    with mounted_tmpfs(tmp_path / "ro", "ro,size=1m") as disk, read_only:
+        check_writable(disk / "results")

@@ -1,5 +1,7 @@
 """Preprocessing on the hand-made fixture download (tests/conftest.py), counts pinned."""
 
+import logging
+
 import pandas as pd
 import pytest
 from PIL import Image
@@ -201,3 +203,11 @@ def test_split_empty_after_the_view_filter_names_the_file_and_the_key(tmp_path):
     write_chexpert_csv(tmp_path / DATASET / "valid.csv", frontal)
     with pytest.raises(InputError, match=r"(?s)train.csv: no rows left after keeping views.*views"):
         _prepare(tmp_path, views=("Lateral",), check_images=False)
+
+
+def test_a_split_with_few_cases_of_a_disease_is_warned_about(chexpert_root, caplog):
+    """The fixture's test CSV has 4 images: every disease has fewer than ten of each class."""
+    with caplog.at_level(logging.WARNING, logger="deepauc"):
+        _prepare(chexpert_root, val_fraction=0.3)
+    assert "only 1 test positives for Cardiomegaly: its AUC means little" in caplog.text
+    assert "results/summary.csv marks it in column caution" in caplog.text

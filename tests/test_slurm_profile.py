@@ -39,7 +39,7 @@ def work(tmp_path_factory):
 def test_a_dry_run_shows_the_gpus_and_partition_each_job_asks_for(work):
     jobs = planned_resources(work, "--configfile", "tiny.yaml", "--", "results/summary.csv")
     rules = {rule for rule, _ in jobs}
-    assert GPU_RULES | CPU_RULES <= rules
+    assert rules >= GPU_RULES | CPU_RULES
     for rule, resources in jobs:
         assert "tasks" not in resources, (rule, resources)  # see test below
         if rule in GPU_RULES:  # gpus_per_job: auto is one GPU a job on a cluster

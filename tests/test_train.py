@@ -324,6 +324,26 @@ def test_a_sigterm_saves_the_current_step_and_the_rerun_continues_there_with_ide
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
+def test_a_warmup_that_never_learns_says_so(easy, tmp_path, caplog, monkeypatch):
+    """Its best val evaluation is step 0: every fine-tune would start from an untrained net."""
+    import deepauc.training.stages as stages
+
+    train, val, _ = easy
+    learned = {"never": [0.61, 0.55, 0.60], "did": [0.61, 0.55, 0.70]}
+    for case, aucs in learned.items():
+        history = pd.DataFrame({"step": [0, 12, 24], "val_auc": aucs})
+        monkeypatch.setattr(stages, "fit", lambda *args, history=history: history)
+        caplog.clear()
+        with caplog.at_level(logging.WARNING, logger="deepauc"):
+            run_warmup(
+                ARCH, train, val, DISEASES, SIZE, WarmupSettings(epochs=2, batch_size=16),
+                AugmentSettings(), Runtime.create("cpu", seed=3, threads=2),
+                tmp_path / "model.pt", tmp_path / "history.csv",
+            )  # fmt: skip
+        said = "warmup resnet10t: the warm-up never learned (best val AUC at step 0)"
+        assert (said in caplog.text) == (case == "never"), case
+
+
 def test_resume_file_from_other_settings_is_not_reused(easy, warm, tmp_path, caplog):
     out = tmp_path / "out"
     _finetune(easy, warm[0], "ce", out, epochs=1)

@@ -128,7 +128,9 @@ def parallelism():
     """(GPUs, DDP processes) of each training job (deepauc.jobs.parallelism): resources, not
     params, since where a job runs does not change what it computes."""
     try:
-        return job_parallelism(config, gpu_here=GPU_HERE, on_cluster=jobs_go_to_a_cluster())
+        return job_parallelism(
+            config, gpu_here=GPU_HERE, on_cluster=jobs_go_to_a_cluster()
+        )
     except InputError as err:
         raise WorkflowError(str(err)) from None
 
