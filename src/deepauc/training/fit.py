@@ -107,18 +107,19 @@ def fit(
             if stop.agreed(runtime):  # asked between epochs: the last one's file is current
                 if saved_step != step:
                     save_resume(resume_file, job, runtime, key, epoch - 1, step, best, history)
-                raise _stopped(job, stop, step, epoch - 1, 0, resume_file)
+                raise _stopped(job, stop, step, epoch, 0, resume_file)
             model.train()
             order.set_epoch(epoch)
             if stopped is not None:  # the rest of the stopped epoch, in its order
                 mine = resumed["streams"][runtime.rank]["partial"]
                 order.continue_from(mine["order"], stopped["batch"] * job.train_loader.batch_size)
             batches = iter(job.train_loader)
-            progress = EpochProgress(runtime)
             if stopped is not None:
                 restore_streams(job, resumed, runtime)  # as they were when it stopped
                 progress = EpochProgress(runtime, stopped, mine["loss_sum"])
                 stopped = None
+            else:
+                progress = EpochProgress(runtime)
             steps = _batches_per_epoch(job)
             bar = tqdm(
                 total=steps,
@@ -278,7 +279,8 @@ class EpochProgress:
 
 
 def _stopped(job: Job, stop: StopRequest, step: int, epoch: int, batch: int, path) -> JobStopped:
-    where = f"epoch {epoch}, batch {batch}" if batch else f"the end of epoch {epoch}"
+    """The stop after ``batch`` of ``epoch`` (0: before the epoch began)."""
+    where = f"epoch {epoch}, batch {batch}" if batch else f"before epoch {epoch}"
     return JobStopped(
         f"{job.name}: stopped by {stop.name} after step {step} ({where}), its state saved in "
         f"{path}. Run the same command again to continue from step {step}.",
