@@ -2,7 +2,8 @@
 
 import pandas as pd
 
-from deepauc.caution import MIN_CASES, few_cases, summary_cautions, warmup_best_steps
+from deepauc.caution import MIN_CASES, few_cases, summary_cautions
+from deepauc.diagnostics import warmup_best_steps
 
 
 def test_a_class_with_fewer_than_ten_cases_is_marked_whichever_class_it_is():

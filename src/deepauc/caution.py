@@ -32,19 +32,6 @@ def untrained_warmup(best_step: int, seed: int | None = None) -> str:
     return f"{which} never learned (best val AUC at step 0)"
 
 
-def warmup_best_steps(keys, histories) -> dict[str, dict[int, int]]:
-    """Per architecture and seed (``keys``: (architecture, seed) pairs), the step of the
-    warm-up's best val evaluation (the one its model file keeps: the first with the highest val
-    AUC), read from each one's ``warmup.history.csv`` (``histories``, in the same order)."""
-    steps: dict[str, dict[int, int]] = {}
-    for (arch, seed), path in zip(keys, histories, strict=True):
-        history = pd.read_csv(path)
-        scored = history["val_auc"].notna().any()
-        best = int(history.loc[history["val_auc"].idxmax(), "step"]) if scored else 0
-        steps.setdefault(arch, {})[int(seed)] = best
-    return steps
-
-
 def split_cautions(audit: pd.DataFrame, split: str) -> dict[str, str]:
     """Per disease, the few-cases caution of ``split`` in a label audit (label_audit.csv)."""
     rows = audit[audit["split"] == split]

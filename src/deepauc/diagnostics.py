@@ -90,6 +90,18 @@ def best_row(history: pd.DataFrame) -> pd.Series:
     return history.loc[history["val_auc"].idxmax()]
 
 
+def warmup_best_steps(keys, histories) -> dict[str, dict[int, int]]:
+    """Per architecture and seed (``keys``: (architecture, seed) pairs), the step of the
+    warm-up's best val evaluation (the one its model file keeps: the first with the highest val
+    AUC), read from each one's ``warmup.history.csv`` (``histories``, in the same order)."""
+    steps: dict[str, dict[int, int]] = {}
+    for (arch, seed), path in zip(keys, histories, strict=True):
+        history = pd.read_csv(path)
+        best = int(best_row(history)["step"]) if history["val_auc"].notna().any() else 0
+        steps.setdefault(arch, {})[int(seed)] = best
+    return steps
+
+
 def choose_rate(histories: dict[float, pd.DataFrame]) -> float:
     """The learning rate whose best val AUC is highest (the smaller rate on a tie)."""
     return max(sorted(histories), key=lambda rate: (histories[rate]["val_auc"].max(), -rate))

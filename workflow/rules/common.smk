@@ -307,9 +307,8 @@ def starting_weights(wildcards):
 @functools.cache  # once per architecture: the hub is asked once
 def check_warmup_can_start(arch):
     try:
-        index = (
-            model_index()
-        )  # timm's names, listed once per timm version (without timm)
+        # timm's names, listed once per timm version (without importing timm here)
+        index = model_index()
         if index is not None:
             check_architectures(ARCHITECTURES, index["models"])
         check_pretrained(config["pretrained"], [arch], index)

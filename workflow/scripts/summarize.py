@@ -3,7 +3,8 @@
 import pandas as pd
 
 from deepauc.atomic import write_csv
-from deepauc.caution import summary_cautions, warmup_best_steps
+from deepauc.caution import summary_cautions
+from deepauc.diagnostics import warmup_best_steps
 from deepauc.jobs.logs import logged_to
 from deepauc.summary import compare_with_control, summarize
 
