@@ -10,6 +10,7 @@ import pytest
 from PIL import Image
 
 from deepauc.chexpert import HEADER
+from deepauc.normalization import normalization_index
 from deepauc.timm_index import INDEX_FOLDER, model_index
 
 DISEASES = ["Cardiomegaly", "Edema", "Consolidation", "Atelectasis", "Pleural Effusion"]
@@ -124,10 +125,11 @@ def chexpert_root(tmp_path) -> Path:
 def _timm_index_folder() -> Path:
     folder = Path(tempfile.mkdtemp(prefix="deepauc-timm-index-"))
     model_index(folder)
+    normalization_index(["resnet10t", "convnext_atto"], folder)  # the test configs' networks
     return folder
 
 
 def copy_timm_index(work: Path) -> None:
-    """Give a workflow copy the timm model index a first run would list (seconds of importing
-    timm, once per test session instead of once per copy)."""
+    """Give a workflow copy the timm model index and the networks' normalization a first run
+    would list (seconds of importing timm, once per test session instead of once per copy)."""
     shutil.copytree(_timm_index_folder(), work / INDEX_FOLDER, dirs_exist_ok=True)

@@ -7,6 +7,7 @@ import pytest
 import yaml
 
 from deepauc.config_checks import check_known_keys, strict_schema
+from deepauc.config_layers import load_config
 from deepauc.errors import InputError
 from deepauc.methods import METHODS
 
@@ -71,7 +72,7 @@ def test_a_method_registered_beyond_the_schema_has_its_fields_checked():
 
 @pytest.mark.parametrize("name", sorted(p.name for p in (REPO / "config").glob("*.yaml")))
 def test_every_shipped_config_passes(name):
-    config = yaml.safe_load((REPO / "config" / name).read_text())
+    config = load_config(REPO / "config" / name)
     check_known_keys(config, strict_schema(SCHEMA))
 
 

@@ -22,6 +22,7 @@ from deepauc.atomic import write_csv
 from deepauc.cache import build_cache
 from deepauc.chexpert import LABEL_COLUMNS, read_chexpert_csv
 from deepauc.config_checks import check_mappings_given_as_mappings
+from deepauc.config_layers import load_config
 from deepauc.errors import InputError
 from deepauc.models import create_model
 from deepauc.preprocess import PreprocessSettings, prepare_splits
@@ -138,7 +139,7 @@ def test_a_header_only_csv_gets_a_fix(train_csv):
 
 
 def _config() -> dict:
-    return yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+    return load_config(REPO / "config" / "config.yaml")
 
 
 def test_a_misspelt_disease_under_uncertainty_is_refused_naming_the_closest():

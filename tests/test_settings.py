@@ -9,6 +9,7 @@ import pytest
 import yaml
 
 from deepauc.config_checks import check_known_keys, strict_schema
+from deepauc.config_layers import load_config
 from deepauc.diagnostics import chosen_rate, diagnostics_table
 from deepauc.errors import InputError
 from deepauc.methods import CONTROL, METHODS, WARMUP, CeSettings, DamSettings, Method, register
@@ -28,21 +29,49 @@ from deepauc.settings import (
     lr_grid,
     lr_label,
     rate_labels,
+    resolve_pesg_modes,
     warmup_section,
 )
 
 REPO = Path(__file__).resolve().parents[1]
 
 
-def quick_start() -> dict:
-    return yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+#: The PESG modes deepauc.normalization gives the quick start's networks (tests/test_normalization).
+QUICK_START_MODES = {"resnet10t": "sgd", "convnext_atto": "adam"}
+
+
+def quick_start(modes: bool = True) -> dict:
+    """The quick start's config as the workflow resolves it: overlays, then (``modes``) PESG
+    modes."""
+    config = load_config(REPO / "config" / "config.yaml")
+    return resolved_modes(config) if modes else config
+
+
+def resolved_modes(config: dict) -> dict:
+    config["finetune"], _ = resolve_pesg_modes(
+        config["finetune"], config["architectures"], lambda archs: QUICK_START_MODES
+    )
+    return config
+
+
+def check(config: dict) -> None:
+    """What the workflow does while it parses: modes resolved, then every setting built."""
+    check_training_config(resolved_modes(config))
 
 
 def test_the_quick_start_config_builds_every_setting():
     config = quick_start()
     check_training_config(config)
-    dam = FinetuneSettings.from_config(config["finetune"], "dam")
-    assert dam.method_settings == DamSettings(lr=config["finetune"]["dam"]["lr"])
+    section = config["finetune"]
+    dams = {
+        arch: FinetuneSettings.from_config(finetune_params(section, "dam", arch), "dam")
+        for arch in config["architectures"]
+    }
+    # PESG mode auto: sgd for the BatchNorm network, adam for the LayerNorm one, each with the
+    # quick start's rate for its mode
+    assert dams["resnet10t"].method_settings == DamSettings(lr=0.03, mode="sgd")
+    assert dams["convnext_atto"].method_settings == DamSettings(lr=3e-4, mode="adam")
+    dam = dams["resnet10t"]
     # one fine-tune epoch in the quick start, so no step of the schedule; the study decays after 1
     assert dam.lr_decay_epochs == () and dam.head_init == "warmup"
     assert dam.epochs == config["finetune"]["epochs"]
@@ -172,12 +201,12 @@ def test_first_seed_rate_search_runs_later_seeds_at_the_chosen_rate(tmp_path):
 
 
 def test_overrides_for_a_misspelt_architecture_are_refused_others_kept():
-    config = quick_start()
+    config = quick_start(modes=False)
     config["finetune"]["overrides"] = {"convnext_tiny": {"dam": {"mode": "adam"}}}
-    check_training_config(config)  # not on the list: kept for a run that lists it
+    check(config)  # not on the list: kept for a run that lists it
     config["finetune"]["overrides"] = {"convnext_ato": {"dam": {"mode": "adam"}}}
     with pytest.raises(InputError, match="did you mean 'convnext_atto'"):
-        check_training_config(config)
+        check(config)
 
 
 def test_warmup_overrides_apply_to_their_architecture_only():
@@ -198,11 +227,11 @@ def test_warmup_overrides_apply_to_their_architecture_only():
 
 
 def test_grids_of_unequal_size_are_refused():
-    config = quick_start()
+    config = quick_start(modes=False)
     config["finetune"]["dam"]["lr"] = [0.01, 0.1]
     with pytest.raises(InputError, match="grids differ in size"):
-        check_training_config(config)
+        check(config)
     config["finetune"]["ce"]["lr"] = [1e-4, 3e-4]
     config["finetune"]["compositional"]["lr"] = [0.01, 0.1]
     config["finetune"]["overrides"] = {}
-    check_training_config(config)
+    check(config)

@@ -1,4 +1,5 @@
-"""Statistics: AUC, DeLong (against a published example and a paired bootstrap), bootstrap CIs."""
+"""Statistics: AUC, DeLong (against a published example and a paired bootstrap), bootstrap CIs,
+the two-level (seeds, then patients) bootstrap, Benjamini-Hochberg q-values, p as reported."""
 
 from math import erf, sqrt
 
@@ -8,12 +9,18 @@ import pytest
 from sklearn.metrics import roc_auc_score
 
 from deepauc.stats import (
+    DELONG,
+    MEAN,
+    PATIENTS,
+    SEEDS_AND_PATIENTS,
     _bootstrap_aucs,
     auc,
+    benjamini_hochberg,
     bootstrap_p_value,
     compare_methods,
     delong_test,
     delong_variance,
+    format_p,
     patient_bootstrap,
     score_predictions,
 )
@@ -187,3 +194,98 @@ def test_compare_methods_uses_delong_per_disease_and_bootstrap_for_the_mean():
 def test_bootstrap_p_value_is_two_sided_and_bounded():
     assert bootstrap_p_value(np.full(999, 0.1)) == pytest.approx(2 / 1000)
     assert bootstrap_p_value(np.r_[np.full(500, -0.1), np.full(500, 0.1)]) == 1.0
+
+
+def test_delong_interval_excludes_zero_exactly_when_p_is_below_005():
+    rng = np.random.default_rng(4)
+    agree = []
+    for _ in range(40):
+        y = (rng.random(120) < 0.3).astype(int)
+        a = rng.normal(size=120) + y * rng.uniform(0.5, 1.5)
+        b = 0.6 * a + rng.normal(size=120) * 0.8 + y * rng.uniform(0.0, 1.0)
+        test = delong_test(y, a, b)
+        low, high = test.interval()
+        assert low < test.auc_a - test.auc_b < high
+        agree.append((low > 0 or high < 0) == (test.p_value < 0.05))
+    assert all(agree)
+
+
+def test_compare_methods_says_how_each_p_was_obtained():
+    rng = np.random.default_rng(5)
+    y = rng.random(200) < 0.3
+    a, b = rng.normal(size=200) + y, rng.normal(size=200) + 0.5 * y
+    compared = compare_methods(_table(y, a), _table(y, b), n_resamples=200).set_index("disease")
+    assert compared.at["Edema", "p_resampling"] == DELONG
+    assert compared.at[MEAN, "p_resampling"] == PATIENTS
+    assert compared.at[MEAN, "delta_low"] < compared.at[MEAN, "delta"]
+    assert compared.at[MEAN, "delta"] < compared.at[MEAN, "delta_high"]
+
+
+def test_benjamini_hochberg_against_a_hand_computed_example():
+    # sorted p 0.001, 0.02, 0.03, 0.04, 0.9 (m = 5) times m / rank: 0.005, 0.05, 0.05, 0.05, 0.9
+    q = benjamini_hochberg([0.04, 0.001, 0.03, 0.02, 0.9])
+    np.testing.assert_allclose(q, [0.05, 0.005, 0.05, 0.05, 0.9])
+    # The step-up: 0.01 * 3 / 1 = 0.03 is lowered to the next one's 0.011 * 3 / 2 = 0.0165.
+    np.testing.assert_allclose(benjamini_hochberg([0.011, 0.03, 0.01]), [0.0165, 0.03, 0.0165])
+    # NaN (a mean row, an AUC without both classes) stays NaN and does not count in m.
+    q = benjamini_hochberg([0.01, np.nan, 0.04])
+    assert np.isnan(q[1]) and q[[0, 2]] == pytest.approx([0.02, 0.04])
+    assert benjamini_hochberg([0.5, 0.9]).max() == 0.9 and benjamini_hochberg([0.8, 0.9]).max() <= 1
+
+
+def test_benjamini_hochberg_is_monotone_and_never_below_p():
+    rng = np.random.default_rng(6)
+    p = rng.random(60) ** 3
+    q = benjamini_hochberg(p)
+    order = np.argsort(p)
+    assert (np.diff(q[order]) >= 0).all()  # a smaller p never gets a larger q
+    assert (q >= p).all() and (q <= 1).all()
+
+
+def test_a_bootstrap_p_at_its_resolution_limit_is_written_below_one_over_b():
+    floor = bootstrap_p_value(np.full(1000, 0.1))  # no resample on the other side of 0
+    assert floor == pytest.approx(2 / 1001)
+    assert format_p(floor, resamples=1000) == "< 0.001"
+    assert format_p(bootstrap_p_value(np.full(200, -0.1)), resamples=200) == "< 0.005"
+    one_across = bootstrap_p_value(np.r_[-0.1, np.full(999, 0.1)])
+    assert format_p(one_across, resamples=1000) == "0.004"  # above the limit: its value
+    assert format_p(0.0004) == "< 0.001"  # DeLong
+    assert [format_p(p) for p in (0.49, 0.035, 0.0081, 1.0)] == ["0.49", "0.035", "0.0081", "1.00"]
+    assert format_p(float("nan")) == ""
+
+
+def _seeded_tables(y, seed_scores, patients):
+    """Per-seed tables of one arm and their mean (the seed ensemble's final table)."""
+    tables = [_table(y, s, patients) for s in seed_scores]
+    return tables, _table(y, np.mean(seed_scores, axis=0), patients)
+
+
+def test_two_level_bootstrap_carries_the_seeds_disagreement():
+    # Arm A's two seeds disagree strongly (one has the signal, the other has none), arm B's
+    # agree. Patients alone see one averaged predictor; resampling seeds also sees A with two
+    # copies of either seed, so the mean difference's interval widens.
+    rng = np.random.default_rng(7)
+    n = 400
+    y = rng.random(n) < 0.3
+    patients = np.array([f"p{i // 2}" for i in range(n)])
+    latent = y + rng.normal(size=n)
+    good, bad = latent + 0.3 * rng.normal(size=n), rng.normal(size=n)
+    steady = [latent + 0.8 * rng.normal(size=n) for _ in range(2)]
+    seeds_a, final_a = _seeded_tables(y, [good, bad], patients)
+    seeds_b, final_b = _seeded_tables(y, steady, patients)
+    one = compare_methods(final_a, final_b, n_resamples=400, seed=0).iloc[-1]
+    two = compare_methods(final_a, final_b, 400, 0, seeds_a, seeds_b).iloc[-1]
+    assert (one["p_resampling"], two["p_resampling"]) == (PATIENTS, SEEDS_AND_PATIENTS)
+    assert two["delta"] == pytest.approx(one["delta"])  # the point estimate is the final table's
+    assert two["delta_high"] - two["delta_low"] > 2 * (one["delta_high"] - one["delta_low"])
+    assert two["p_value"] >= one["p_value"]
+
+
+def test_two_level_bootstrap_refuses_seeds_that_do_not_average_to_the_final_table():
+    rng = np.random.default_rng(8)
+    y = rng.random(60) < 0.4
+    patients = np.array([f"p{i}" for i in range(60)])
+    seeds_a, final_a = _seeded_tables(y, [rng.random(60), rng.random(60)], patients)
+    seeds_b, final_b = _seeded_tables(y, [rng.random(60), rng.random(60)], patients)
+    with pytest.raises(ValueError, match="do not average"):
+        compare_methods(final_a, final_b, 50, 0, seeds_a, seeds_b[::-1][:1] + seeds_a[:1])

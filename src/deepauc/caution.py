@@ -6,10 +6,19 @@ picks models by chance), and a warm-up that never learned (its best val evaluati
 before any training: every fine-tune of that architecture starts from an untrained network).
 Both are warned about in the job logs and marked in ``results/diagnostics.csv`` and in the
 ``caution`` column of ``results/summary.csv``; an empty caution means none applies.
+
+A third says what a fine-tune's row is a result of: a fine-tune that did not train
+(``results/diagnostics.csv`` column ``trained`` is ``no``: val kept step 0, the warm-up itself,
+or the backbone hardly moved) is the warm-up under another name, so its row measures the
+warm-up, not the method. :func:`trained_marks` turns those rows into the ``trained`` column of
+``summary.csv`` and ``comparison.csv`` (``yes``, ``no``, ``partly`` where some seeds or ensemble
+members did not train; empty for the warm-up and where diagnostics have no row), and
+:func:`summary_cautions` names the seeds (or members) in ``caution``.
 """
 
 import pandas as pd
 
+from deepauc.methods import WARMUP
 from deepauc.stats import MEAN
 
 #: A split with fewer positives (or negatives) than this for a disease is marked.
@@ -32,6 +41,13 @@ def untrained_warmup(best_step: int, seed: int | None = None) -> str:
     return f"{which} never learned (best val AUC at step 0)"
 
 
+def untrained_finetune(where: str = "", min_drift: float | None = None) -> str:
+    """The caution for fine-tunes that did not train; ``where`` names seeds or members, and
+    ``min_drift`` is the diagnose rule's threshold of backbone drift, when known."""
+    moved = f"backbone drift < {min_drift:g}" if min_drift is not None else "backbone hardly moved"
+    return f"did not train (kept the warm-up or {moved})" + (f" {where}" if where else "")
+
+
 def split_cautions(audit: pd.DataFrame, split: str) -> dict[str, str]:
     """Per disease, the few-cases caution of ``split`` in a label audit (label_audit.csv)."""
     rows = audit[audit["split"] == split]
@@ -45,17 +61,110 @@ def join(*notes: str) -> str:
     return "; ".join(note for note in notes if note)
 
 
+#: ``trained`` values (summary.csv, comparison.csv).
+TRAINED, UNTRAINED, PARTLY = "yes", "no", "partly"
+
+#: (architecture, method, disease) -> {seed: "yes" or "no"}, from diagnostics.csv.
+RunMarks = dict[tuple[str, str, str], dict[int, str]]
+
+
+def run_marks(diagnostics: pd.DataFrame | None) -> RunMarks:
+    """Each fine-tune's ``trained`` mark from ``results/diagnostics.csv``; empty without the
+    column (diagnostics of an older run), and a row without a yes/no stays unmarked."""
+    marks: RunMarks = {}
+    if diagnostics is None or "trained" not in diagnostics:
+        return marks
+    for row in diagnostics.itertuples():
+        value = str(row.trained).strip().lower()
+        if value in (TRAINED, UNTRAINED):
+            key = (row.architecture, row.method, row.disease)
+            marks.setdefault(key, {})[int(row.seed)] = value
+    return marks
+
+
+def _combined(values: list[str]) -> str:
+    """yes if every known mark is yes, no if every one is no, partly otherwise; '' if none."""
+    known = {value for value in values if value}
+    if not known:
+        return ""
+    return known.pop() if len(known) == 1 else PARTLY
+
+
+def _untrained_runs(
+    row, marks: RunMarks, members: dict[str, list[str]]
+) -> tuple[list[str], dict[str, list[int]], dict[str, int]]:
+    """For a disease row: the marks of its fine-tunes (each member and seed), the seeds that
+    did not train per architecture, and how many seeds each architecture has marks for."""
+    values, untrained, seen = [], {}, {}
+    for arch in members.get(row.architecture, [row.architecture]):
+        by_seed = marks.get((arch, row.method, row.disease), {})
+        values += by_seed.values()
+        seen[arch] = len(by_seed)
+        failed = [seed for seed, value in sorted(by_seed.items()) if value == UNTRAINED]
+        if failed:
+            untrained[arch] = failed
+    return values, untrained, seen
+
+
+def trained_marks(
+    summary: pd.DataFrame, diagnostics: pd.DataFrame | None, members: dict[str, list[str]]
+) -> pd.Series:
+    """The ``trained`` column of summary.csv: per disease row, whether the fine-tunes behind
+    it (every seed, and every member of an ensemble) trained; a ``mean`` row combines its
+    diseases' rows. Empty for the warm-up and where diagnostics have no row."""
+    marks = run_marks(diagnostics)
+    trained = {}
+    for row in summary.itertuples():
+        if row.disease != MEAN and row.method != WARMUP:
+            trained[row.Index] = _combined(_untrained_runs(row, marks, members)[0])
+    for row in summary.itertuples():
+        if row.disease == MEAN and row.method != WARMUP:
+            same = (summary["architecture"] == row.architecture) & (summary["method"] == row.method)
+            trained[row.Index] = _combined([trained.get(i, "") for i in summary.index[same]])
+    return pd.Series(trained, dtype=object).reindex(summary.index).fillna("")
+
+
+def _seeds(seeds: list[int]) -> str:
+    return ("seed " if len(seeds) == 1 else "seeds ") + ", ".join(str(s) for s in seeds)
+
+
+def _untrained_note(
+    row, marks: RunMarks, members: dict[str, list[str]], min_drift: float | None
+) -> str:
+    """A disease row's caution for its fine-tunes that did not train, naming the seeds (when
+    the architecture ran several) or, for an ensemble, the members and their seeds."""
+    _, untrained, seen = _untrained_runs(row, marks, members)
+    if not untrained:
+        return ""
+    if row.architecture not in members:
+        seeds = untrained[row.architecture]
+        return untrained_finetune(
+            f"on {_seeds(seeds)}" if seen[row.architecture] > 1 else "", min_drift
+        )
+    names = [
+        f"{arch} ({_seeds(seeds)})" if seen[arch] > 1 else arch for arch, seeds in untrained.items()
+    ]
+    which = "member" if len(names) == 1 else "members"
+    return untrained_finetune(f"for {which} {', '.join(names)}", min_drift)
+
+
 def summary_cautions(
     summary: pd.DataFrame,
     audit: pd.DataFrame,
     warmup_steps: dict[str, dict[int, int]],
     members: dict[str, list[str]],
+    diagnostics: pd.DataFrame | None = None,
+    min_drift: float | None = None,
 ) -> pd.Series:
-    """The ``caution`` of each summary row: few test or val cases of its disease, and warm-ups
-    of its architecture (or of an ensemble's members) that never learned. A ``mean`` row names
-    the diseases whose rows carry a caution. ``warmup_steps`` maps each architecture to the best
-    val step of each seed's warm-up; ``members`` each ensemble to its architectures."""
+    """The ``caution`` of each summary row: few test or val cases of its disease, warm-ups of
+    its architecture (or of an ensemble's members) that never learned, and fine-tunes behind
+    it that did not train (``diagnostics``: diagnostics.csv; ``min_drift``: its drift
+    threshold, for the wording). A ``mean`` row names the diseases whose rows carry a caution
+    of few cases, and says how many of its diseases rest on fine-tunes that did not train.
+    ``warmup_steps`` maps each architecture to the best val step of each seed's warm-up;
+    ``members`` each ensemble to its architectures."""
     val = split_cautions(audit, "val")
+    marks = run_marks(diagnostics)
 
     def warmups(predictor: str) -> str:
         archs = members.get(predictor, [predictor])
@@ -70,21 +179,33 @@ def summary_cautions(
             notes += [prefix + untrained_warmup(0, None if single else seed) for seed in seeds]
         return join(*notes)
 
-    data, cautions = {}, {}
+    data, untrained, cautions = {}, {}, {}
     for row in summary.itertuples():
         if row.disease != MEAN:
             test = few_cases("test", int(row.n_pos), int(row.n_neg))
             data[row.Index] = join(test, val.get(row.disease, ""))
+            if row.method != WARMUP:
+                untrained[row.Index] = _untrained_note(row, marks, members, min_drift)
     for row in summary.itertuples():
         if row.disease != MEAN:
-            cautions[row.Index] = join(data[row.Index], warmups(row.architecture))
+            cautions[row.Index] = join(
+                data[row.Index], warmups(row.architecture), untrained.get(row.Index, "")
+            )
             continue
-        flagged = [
-            other.disease
+        diseases = [
+            other
             for other in summary.itertuples()
-            if data.get(other.Index)
+            if other.disease != MEAN
             and (other.architecture, other.method) == (row.architecture, row.method)
         ]
+        flagged = [other.disease for other in diseases if data.get(other.Index)]
         few = f"includes {', '.join(flagged)}, with few cases" if flagged else ""
-        cautions[row.Index] = join(warmups(row.architecture), few)
+        failed = [other.disease for other in diseases if untrained.get(other.Index)]
+        rests = (
+            f"mean includes {len(failed)} of {len(diseases)} diseases whose fine-tune did not "
+            f"train: {', '.join(failed)}"
+            if failed
+            else ""
+        )
+        cautions[row.Index] = join(warmups(row.architecture), few, rests)
     return pd.Series(cautions).reindex(summary.index).fillna("")

@@ -14,6 +14,11 @@ import pandas as pd
 
 from deepauc import caution
 
+#: A chosen fine-tune "did not train" when it kept step 0 (the warm-up model) or its backbone
+#: moved by less than this, relative (``||w - w0|| / ||w0||``): its row then compares the
+#: warm-up, not the method, with the others.
+MIN_BACKBONE_DRIFT = 0.005
+
 #: Collapsed: fewer than this share of the val scores are distinct ...
 MIN_DISTINCT_SHARE = 0.5
 #: ... or their spread (standard deviation of the probabilities) fell below this share of the
@@ -35,6 +40,8 @@ DIAGNOSTICS_COLUMNS = [
     "a",
     "b",
     "alpha",
+    "backbone_drift",
+    "trained",
     "val_pos",
     "warmup_best_step",
     "caution",
@@ -103,8 +110,32 @@ def warmup_best_steps(keys, histories) -> dict[str, dict[int, int]]:
 
 
 def choose_rate(histories: dict[float, pd.DataFrame]) -> float:
-    """The learning rate whose best val AUC is highest (the smaller rate on a tie)."""
-    return max(sorted(histories), key=lambda rate: (histories[rate]["val_auc"].max(), -rate))
+    """The learning rate whose best val AUC is highest.
+
+    Every rate's step 0 is the same model (the warm-up, with the same head), so its val AUC is
+    one value for all of them: their step-0 scores differ only by evaluation jitter (GPU
+    kernels, bf16), up to 3e-4. Each rate is therefore ranked on the better of the common step
+    0 (the highest of theirs) and its own best evaluation after step 0; rates that tie there
+    (all kept step 0, typically) are ranked on their best evaluation after step 0, then the
+    smaller rate wins."""
+    start = max(float(h["val_auc"].iloc[0]) for h in histories.values())
+
+    def rank(rate: float) -> tuple[float, float, float]:
+        later = _best_after_start(histories[rate])
+        return (max(start, later), later, -rate)
+
+    return max(sorted(histories), key=rank)
+
+
+def _best_after_start(history: pd.DataFrame) -> float:
+    later = history["val_auc"].iloc[1:].dropna()
+    return float(later.max()) if len(later) else float("-inf")
+
+
+def did_train(chosen_step: int, drift: float) -> bool:
+    """Whether a chosen fine-tune moved off the warm-up: not step 0, and its backbone drift (NaN
+    where not recorded) at least :data:`MIN_BACKBONE_DRIFT`."""
+    return chosen_step != 0 and not (drift < MIN_BACKBONE_DRIFT)
 
 
 def diagnostics_row(key: dict, histories: dict[float, pd.DataFrame]) -> dict:
@@ -113,7 +144,10 @@ def diagnostics_row(key: dict, histories: dict[float, pd.DataFrame]) -> dict:
     chosen run collapsed (at its last evaluation) and how many rates did, and the final duals."""
     rates = rate_table(histories)
     chosen = rates[rates["chosen"]].iloc[0]
-    last = histories[chosen["lr"]].iloc[-1]
+    history = histories[chosen["lr"]]
+    last = history.iloc[-1]
+    kept = history[history["step"] == chosen["best_step"]].iloc[0]
+    drift = float(kept.get("drift", float("nan")))
     return {
         **key,
         "chosen_lr": chosen["lr"],
@@ -124,6 +158,8 @@ def diagnostics_row(key: dict, histories: dict[float, pd.DataFrame]) -> dict:
         "collapsed_rates": int(rates["collapsed"].sum()),
         "rates_tried": len(rates),
         **{name: float(last.get(name, float("nan"))) for name in ("a", "b", "alpha")},
+        "backbone_drift": drift,
+        "trained": "yes" if did_train(int(chosen["best_step"]), drift) else "no",
     }
 
 
@@ -149,10 +185,18 @@ def diagnostics_table(
         row["warmup_best_step"] = warmup_step
         row["caution"] = caution.join(
             caution.few_cases("val", int(counts["positive"]), int(counts["negative"])),
+            "" if row["trained"] == "yes" else untrained_note(row),
             caution.untrained_warmup(warmup_step) if warmup_step is not None else "",
         )
         rows.append(row)
     return pd.DataFrame(rows, columns=DIAGNOSTICS_COLUMNS)
+
+
+def untrained_note(row: dict) -> str:
+    """Why a chosen fine-tune counts as not trained."""
+    if int(row["chosen_step"]) == 0:
+        return "did not train: kept step 0 (the warm-up model)"
+    return f"did not train: backbone drift {row['backbone_drift']:.2g} < {MIN_BACKBONE_DRIFT:g}"
 
 
 def _mean(values: np.ndarray) -> float:
@@ -181,18 +225,25 @@ def rate_of(label, history: pd.DataFrame) -> float:
         return float(history["lr"].iloc[0])
 
 
-def rate_table(histories: dict[float, pd.DataFrame]) -> pd.DataFrame:
-    """Per learning rate tried: its best val AUC and step, val AUC at step 0, whether it ended
-    collapsed, and which rate was chosen."""
+def rate_table(
+    histories: dict[float, pd.DataFrame], added_in_round: dict[float, int] | None = None
+) -> pd.DataFrame:
+    """Per learning rate tried, smallest first: the search round that added it (0: the grid,
+    k: its k-th extension), its best val AUC and step, its best after step 0, val AUC at step
+    0, whether it ended collapsed, and which rate was chosen (:func:`choose_rate`)."""
     chosen = choose_rate(histories)
+    rounds = added_in_round or {}
     rows = []
-    for rate, history in histories.items():
+    for rate in sorted(histories):
+        history = histories[rate]
         best = best_row(history)
         rows.append(
             {
                 "lr": rate,
+                "added_in_round": int(rounds.get(rate, 0)),
                 "best_val_auc": float(best["val_auc"]),
                 "best_step": int(best["step"]),
+                "best_val_auc_after_step0": _best_after_start(history),
                 "val_auc_step0": float(history["val_auc"].iloc[0]),
                 "collapsed": bool(history["collapsed"].iloc[-1])
                 if "collapsed" in history

@@ -153,7 +153,9 @@ class DamSettings:
     epoch_decay: float = 2e-3
     weight_decay: float = 1e-5
     loss_version: str = "v1"
-    mode: str = "sgd"  # PESG's own update rule: "sgd" (momentum) or "adam"
+    # PESG's own update rule: "sgd" (momentum) or "adam". The workflow's default, "auto", is
+    # made one of them per architecture before a job starts (adam for LayerNorm-like networks).
+    mode: str = "sgd"
     init_duals: str = "class_means"  # or "zero"
     anchor: str = "start"  # or "noise"
     implementation: str = "fast"  # or "libauc": same updates, libauc's per-tensor loop
@@ -208,6 +210,12 @@ def _regularizer_decay(optimizer, epoch_decay: float, inner: bool = False) -> Ca
 def build_dam(model, settings: DamSettings, context: BuildContext) -> Recipe:
     from deepauc.dam import aucm_loss_class, optimizer_class
 
+    if settings.mode not in ("sgd", "adam"):
+        raise ValueError(
+            f"PESG mode {settings.mode!r}: the workflow resolves mode auto per architecture "
+            "(deepauc.settings.resolve_pesg_modes) before a job starts; give sgd or adam here"
+        )
+    context.log.info("PESG mode %s at lr %g", settings.mode, settings.lr)
     loss_class = aucm_loss_class(settings.implementation)
     aucm = loss_class(margin=settings.margin, version=settings.loss_version, device=context.device)
     _start_duals(aucm, settings, context)

@@ -146,3 +146,19 @@ def init_head_from_row(model: nn.Module, warm: nn.Module, row: int) -> nn.Module
         if head.bias is not None:
             head.bias.copy_(warm.bias[row : row + 1])
     return model
+
+
+def zero_head(model: nn.Module) -> nn.Module:
+    """Set the last layer of ``model``'s classifier to zero, so that every seed starts from the
+    same head (logit 0 for every image) and the gradient reaches the backbone from the second
+    step on. A head that is not one linear (or 1x1 convolution) layer is left as it is: zeroing
+    a hidden layer would stop its gradient for good."""
+    head = model.get_classifier()
+    if isinstance(head, (nn.Linear, nn.Conv2d)):
+        with torch.no_grad():
+            head.weight.zero_()
+            if head.bias is not None:
+                head.bias.zero_()
+    else:
+        log.info("%s: its head (%s) kept timm's random init", type(model).__name__, head)
+    return model

@@ -1,6 +1,7 @@
 """Figures. Each function takes tables and writes a finished figure atomically."""
 
 import os
+from textwrap import fill
 
 import matplotlib
 
@@ -8,11 +9,17 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
+from matplotlib.legend_handler import HandlerTuple  # noqa: E402
+from matplotlib.lines import Line2D  # noqa: E402
+from matplotlib.patches import Patch  # noqa: E402
 from PIL import Image  # noqa: E402
 from sklearn.metrics import roc_curve  # noqa: E402
 
 from deepauc.atomic import atomic_path  # noqa: E402
-from deepauc.methods import METHODS, style  # noqa: E402
+from deepauc.caution import PARTLY, UNTRAINED  # noqa: E402
+from deepauc.methods import CONTROL, METHODS, WARMUP, style  # noqa: E402
+from deepauc.stats import MEAN  # noqa: E402
+from deepauc.summary import COMPARISONS, VS_CONTROL, VS_WARMUP  # noqa: E402
 
 
 def save_figure(fig, paths: list[str | os.PathLike], dpi: int = 200) -> None:
@@ -80,52 +87,197 @@ def _short_labels(positives: list[str]) -> str:
     return ", ".join(abbreviations.get(d, d) for d in positives)
 
 
-def plot_auc_by_architecture(summary: pd.DataFrame, paths: list, dpi: int = 200) -> None:
-    """Per disease (and the mean), test AUC of each architecture and ensemble, the fine-tune
-    methods side by side (in the registry's order), with 95% bootstrap intervals as whiskers."""
-    methods = [m for m in METHODS if m in set(summary["method"])]
+#: What each comparison of comparison.csv subtracts, under its label in the AUC figure, so that
+#: the two rows of differences cannot be read one for the other.
+COMPARISON_EXPLAINED = {
+    VS_CONTROL: "method minus the CE fine-tune from the same warm-up (same epochs, sampler and "
+    "rate grid)",
+    VS_WARMUP: "method minus the warm-up it started from (the fine-tune's epochs on top)",
+}
+#: Short names of the subtracted arm, for axis labels.
+ARM_NAMES = {WARMUP: "warm-up", CONTROL: "CE"}
+
+#: How a row's ``trained`` mark draws it: a fine-tune that did not train is hollow (it is the
+#: warm-up under another name), one that did not on some seeds or members half-filled/hatched.
+_BAR_LOOKS = {
+    UNTRAINED: {"fill": False, "hatch": None},
+    PARTLY: {"fill": False, "hatch": "////"},
+}
+_MARKER_FILL = {UNTRAINED: "none", PARTLY: "left"}
+
+
+def plot_auc_by_architecture(
+    summary: pd.DataFrame,
+    paths: list,
+    dpi: int = 200,
+    comparison: pd.DataFrame | None = None,
+) -> None:
+    """Per disease (and the mean), test AUC of each architecture and ensemble: the warm-up and
+    the fine-tune methods side by side (in the registry's order), 95% bootstrap intervals as
+    whiskers. With ``comparison`` (comparison.csv), one row of panels per comparison below: the
+    paired AUC difference and its 95% interval, each row titled with its comparison's label.
+    Rows whose fine-tunes did not train (column ``trained``) are drawn hollow, those that did
+    not on some seeds or ensemble members hatched (bars) or half-filled (differences)."""
+    present = set(summary["method"])
+    methods = [m for m in [WARMUP, *METHODS] if m in present]
     diseases = list(dict.fromkeys(summary["disease"]))
     predictors = list(dict.fromkeys(summary["architecture"]))
-    rows = summary.set_index(["architecture", "method", "disease"])
-    fig, axes = plt.subplots(
-        1, len(diseases), figsize=(2.1 + 0.55 * len(predictors) * len(diseases), 3.8), sharey=True
+    labels = (
+        [] if comparison is None else [c for c in COMPARISONS if c in set(comparison.comparison)]
     )
-    axes = np.atleast_1d(axes)
-    width = 0.8 / len(methods)
-    low_edge = np.nanmin(summary.loc[summary["method"].isin(methods), "auc_low"])
-    for ax, disease in zip(axes, diseases, strict=True):
-        for k, method in enumerate(methods):
-            x = np.arange(len(predictors)) + (k - (len(methods) - 1) / 2) * width
-            picked = [rows.loc[(p, method, disease)] for p in predictors]
-            values = np.array([r["auc"] for r in picked])
-            errors = np.array(
-                [
-                    [r["auc"] - r["auc_low"] for r in picked],
-                    [r["auc_high"] - r["auc"] for r in picked],
-                ]
-            )
-            ax.bar(
-                x,
-                values,
-                width,
-                color=style(method).color,
-                label=style(method).label,
-            )
-            ax.errorbar(
-                x, values, yerr=errors, fmt="none", ecolor="black", elinewidth=0.8, capsize=2
-            )
-        ax.set_title("Mean" if disease == "mean" else disease, fontsize=10)
-        ax.set_xticks(np.arange(len(predictors)))
-        ax.set_xticklabels(predictors, rotation=45, ha="right", fontsize=8)
-        ax.grid(axis="y", alpha=0.3)
-        ax.set_axisbelow(True)
-    axes[0].set_ylabel("Test ROC-AUC (95% CI)")
-    axes[0].set_ylim(max(0.0, np.floor(low_edge * 20) / 20 - 0.05), 1.0)
-    axes[-1].legend(loc="lower right", fontsize=8, frameon=False)
-    names = " vs ".join(style(m).label.removesuffix(" fine-tune") for m in methods)
-    fig.suptitle(f"Per-disease test AUC by architecture: {names} at equal compute", fontsize=11)
-    fig.tight_layout()
+    fig = plt.figure(
+        figsize=(2.4 + 0.6 * len(predictors) * len(diseases), 4.0 + 2.9 * len(labels)),
+        layout="constrained",
+    )
+    rows = np.atleast_1d(
+        fig.subfigures(1 + len(labels), 1, height_ratios=[1.35] + [1] * len(labels))
+    )
+    marks = _marks(summary)
+    _auc_row(rows[0], summary, methods, diseases, predictors, marks)
+    for row, label in zip(rows[1:], labels, strict=True):
+        _delta_row(row, comparison[comparison["comparison"] == label], label, diseases, predictors)
+    legend = [(Patch(color=style(m).color), style(m).label) for m in methods]
+    shown = set(marks.values()) | (
+        set(comparison["trained"].fillna(""))
+        if comparison is not None and "trained" in comparison
+        else set()
+    )
+    # Bars and difference markers of a fine-tune that did not train share one legend entry.
+    if UNTRAINED in shown:
+        hollow = Patch(facecolor="white", edgecolor="black")
+        legend.append(((hollow, _marker_proxy("none")), "did not train"))
+    if PARTLY in shown:
+        hatched = Patch(facecolor="white", edgecolor="black", hatch="////")
+        legend.append(((hatched, _marker_proxy("left")), "did not train on some seeds or members"))
+    fig.legend(
+        [handle for handle, _ in legend],
+        [text for _, text in legend],
+        handler_map={tuple: HandlerTuple(ndivide=None)},
+        loc="outside lower center",
+        ncol=min(len(legend), 4),
+        fontsize=8,
+        frameon=False,
+    )
+    fig.suptitle("Test ROC-AUC by architecture, and paired differences", fontsize=12)
     save_figure(fig, paths, dpi)
+
+
+def _marker_proxy(fillstyle: str) -> Line2D:
+    return Line2D(
+        [],
+        [],
+        marker="o",
+        ls="none",
+        color="black",
+        fillstyle=fillstyle,
+        ms=6,
+        markerfacecoloralt="white",
+    )
+
+
+def _marks(table: pd.DataFrame) -> dict[tuple[str, str, str], str]:
+    """(architecture, method, disease) -> the row's ``trained`` mark ('' where unknown)."""
+    if "trained" not in table:
+        return {}
+    keys = zip(table["architecture"], table["method"], table["disease"], strict=True)
+    return dict(zip(keys, table["trained"].fillna("").astype(str), strict=True))
+
+
+def _offsets(count: int) -> tuple[np.ndarray, float]:
+    width = 0.8 / count
+    return (np.arange(count) - (count - 1) / 2) * width, width
+
+
+def _predictor_axis(ax, disease: str, predictors: list[str]) -> None:
+    ax.set_title("Mean" if disease == MEAN else disease, fontsize=10)
+    ax.set_xticks(np.arange(len(predictors)))
+    ax.set_xticklabels(predictors, rotation=45, ha="right", fontsize=8)
+    ax.grid(axis="y", alpha=0.3)
+    ax.set_axisbelow(True)
+
+
+def _auc_row(subfig, summary, methods, diseases, predictors, marks) -> None:
+    axes = np.atleast_1d(subfig.subplots(1, len(diseases), sharey=True))
+    rows = summary.set_index(["architecture", "method", "disease"])
+    offsets, width = _offsets(len(methods))
+    for ax, disease in zip(axes, diseases, strict=True):
+        for offset, method in zip(offsets, methods, strict=True):
+            color = style(method).color
+            for i, predictor in enumerate(predictors):
+                key = (predictor, method, disease)
+                if key not in rows.index:
+                    continue
+                row = rows.loc[key]
+                look = _BAR_LOOKS.get(marks.get(key, ""), {"fill": True, "hatch": None})
+                ax.bar(
+                    i + offset,
+                    row["auc"],
+                    width,
+                    color=color,
+                    edgecolor=color,
+                    linewidth=1.0,
+                    **look,
+                )
+                ax.errorbar(
+                    i + offset,
+                    row["auc"],
+                    yerr=[[row["auc"] - row["auc_low"]], [row["auc_high"] - row["auc"]]],
+                    fmt="none",
+                    ecolor="black",
+                    elinewidth=0.8,
+                    capsize=2,
+                )
+        _predictor_axis(ax, disease, predictors)
+    axes[0].set_ylabel("Test ROC-AUC (95% CI)")
+    low_edge = np.nanmin(summary.loc[summary["method"].isin(methods), "auc_low"])
+    axes[0].set_ylim(max(0.0, np.floor(low_edge * 20) / 20 - 0.05), 1.0)
+    subfig.suptitle(
+        "Test ROC-AUC; whiskers: 95% patient-bootstrap intervals", fontsize=10, x=0.01, ha="left"
+    )
+
+
+def _delta_row(subfig, rows: pd.DataFrame, label: str, diseases, predictors) -> None:
+    axes = np.atleast_1d(subfig.subplots(1, len(diseases), sharey=True))
+    methods = [m for m in METHODS if m in set(rows["method"])]
+    offsets, _ = _offsets(len(methods))
+    indexed = rows.set_index(["architecture", "method", "disease"])
+    marks = _marks(rows)
+    for ax, disease in zip(axes, diseases, strict=True):
+        ax.axhline(0.0, color="black", lw=0.7)
+        for offset, method in zip(offsets, methods, strict=True):
+            color = style(method).color
+            for i, predictor in enumerate(predictors):
+                key = (predictor, method, disease)
+                if key not in indexed.index:
+                    continue
+                row = indexed.loc[key]
+                ax.errorbar(
+                    i + offset,
+                    row["delta"],
+                    yerr=[[row["delta"] - row["delta_low"]], [row["delta_high"] - row["delta"]]],
+                    fmt="none",
+                    ecolor=color,
+                    elinewidth=1.0,
+                    capsize=2,
+                )
+                ax.plot(
+                    i + offset,
+                    row["delta"],
+                    marker="o",
+                    ls="none",
+                    ms=6,
+                    color=color,
+                    markerfacecoloralt="white",
+                    fillstyle=_MARKER_FILL.get(marks.get(key, ""), "full"),
+                )
+        _predictor_axis(ax, disease, predictors)
+    control = rows["control"].iloc[0] if len(rows) else ""
+    axes[0].set_ylabel(f"AUC minus {ARM_NAMES.get(control, control)}\n(95% CI)")
+    mean_p = rows.loc[rows["disease"] == MEAN, "p_resampling"]
+    how = f"mean: {mean_p.iloc[0]} bootstrap" if len(mean_p) else "mean: bootstrap"
+    explained = f"{COMPARISON_EXPLAINED[label]}. Whiskers: 95% CI (per disease DeLong; {how})"
+    width = int(subfig.get_figure(root=True).get_figwidth() * 13)  # about 13 characters an inch
+    subfig.suptitle(f"{label}\n{fill(explained, width)}", fontsize=10, x=0.01, ha="left")
 
 
 def plot_roc(

@@ -1,12 +1,13 @@
-"""Statistics for the test split: ROC-AUC with patient-bootstrap intervals, AUPRC, and DeLong's
-paired test.
+"""Statistics for the test split: ROC-AUC with patient-bootstrap intervals, AUPRC, DeLong's
+paired test, paired bootstraps of a mean AUC difference (over patients, or over training seeds
+and patients), Benjamini-Hochberg q-values and how a p-value is written.
 
 Every function takes plain arrays or a long prediction table (one row per image and disease:
 ``image, patient, disease, y_true, score``) and is independent of how the scores were made.
 """
 
 from dataclasses import dataclass
-from math import erf, sqrt
+from math import erf, isfinite, sqrt
 
 import numpy as np
 import pandas as pd
@@ -14,6 +15,13 @@ from scipy.stats import rankdata
 from sklearn.metrics import average_precision_score
 
 MEAN = "mean"
+
+#: How the p-value (and the delta's 95% interval) of a comparison row was obtained: DeLong's
+#: variance (per disease), a paired bootstrap of test patients, or one of training seeds and
+#: then test patients (several seeds: the training noise is in the interval too).
+DELONG, PATIENTS, SEEDS_AND_PATIENTS = "none (DeLong)", "patients", "seeds+patients"
+#: z of a two-sided 95% normal interval.
+Z_95 = 1.959963984540054
 
 
 def auc(y_true: np.ndarray, scores: np.ndarray) -> float:
@@ -63,6 +71,12 @@ class PairedTest:
     auc_b: float
     z: float
     p_value: float
+    se: float = 0.0  # DeLong's standard error of auc_a - auc_b
+
+    def interval(self) -> tuple[float, float]:
+        """DeLong's 95% interval of auc_a - auc_b (the one that excludes 0 when p < 0.05)."""
+        delta = self.auc_a - self.auc_b
+        return delta - Z_95 * self.se, delta + Z_95 * self.se
 
 
 def delong_test(y_true: np.ndarray, scores_a: np.ndarray, scores_b: np.ndarray) -> PairedTest:
@@ -78,7 +92,7 @@ def delong_test(y_true: np.ndarray, scores_a: np.ndarray, scores_b: np.ndarray) 
         return PairedTest(auc_a, auc_b, 0.0, 1.0)
     z = (auc_a - auc_b) / sqrt(variance)
     p_value = 2 * (1 - 0.5 * (1 + erf(abs(z) / sqrt(2))))
-    return PairedTest(auc_a, auc_b, float(z), float(p_value))
+    return PairedTest(auc_a, auc_b, float(z), float(p_value), sqrt(variance))
 
 
 def patient_bootstrap(patients: np.ndarray, n_resamples: int, seed: int) -> list[np.ndarray]:
@@ -143,13 +157,26 @@ def score_predictions(table: pd.DataFrame, n_resamples: int = 1000, seed: int = 
 
 
 def compare_methods(
-    table_a: pd.DataFrame, table_b: pd.DataFrame, n_resamples: int = 1000, seed: int = 0
+    table_a: pd.DataFrame,
+    table_b: pd.DataFrame,
+    n_resamples: int = 1000,
+    seed: int = 0,
+    seeds_a: list[pd.DataFrame] | None = None,
+    seeds_b: list[pd.DataFrame] | None = None,
 ) -> pd.DataFrame:
     """A (e.g. DAM) against B (e.g. CE) on the same test images, per disease and for the mean.
 
-    Per disease: DeLong's paired test. For the mean AUC, which DeLong does not cover: a paired
-    patient bootstrap of the difference, two-sided. Columns: disease, auc_a, auc_b, delta
-    (a - b), p_value.
+    Per disease: DeLong's paired test and DeLong's 95% interval of the difference. For the mean
+    AUC, which DeLong does not cover: a paired bootstrap of the difference (two-sided p from
+    :func:`bootstrap_p_value`, percentile interval). Given ``seeds_a`` and ``seeds_b``, each
+    arm's per-seed tables (more than one, the same seeds in the same order, on the scale the
+    seed ensemble averages: ``table_a`` and ``table_b`` must be their means), the bootstrap
+    resamples training seeds and then patients (:func:`seed_patient_deltas`), so the mean's
+    interval and p carry training noise; otherwise it resamples patients.
+
+    Columns: disease, auc_a, auc_b, delta (a - b), delta_low, delta_high (its 95% interval),
+    p_value, p_resampling (:data:`DELONG`, :data:`PATIENTS` or :data:`SEEDS_AND_PATIENTS`),
+    p_reported (:func:`format_p`).
     """
     y_a, s_a, diseases = _wide(table_a)
     y_b, s_b, _ = _wide(table_b)
@@ -166,28 +193,126 @@ def compare_methods(
             s_a.iloc[:, j].to_numpy()[known],
             s_b.iloc[:, j].to_numpy()[known],
         )
+        low, high = test.interval()
         rows.append(
             {
                 "disease": disease,
                 "auc_a": test.auc_a,
                 "auc_b": test.auc_b,
                 "delta": test.auc_a - test.auc_b,
+                "delta_low": low,
+                "delta_high": high,
                 "p_value": test.p_value,
+                "p_resampling": DELONG,
+                "p_reported": format_p(test.p_value),
             }
         )
     frame = pd.DataFrame(rows)
     patients = table_a.drop_duplicates("image").set_index("image").loc[y_a.index, "patient"]
-    resamples = patient_bootstrap(patients.to_numpy(), n_resamples, seed)
-    boot_a = np.nanmean(_bootstrap_aucs(y_a.to_numpy(), s_a.to_numpy(), resamples), axis=1)
-    boot_b = np.nanmean(_bootstrap_aucs(y_a.to_numpy(), s_b.to_numpy(), resamples), axis=1)
+    y = y_a.to_numpy()
+    if seeds_a is not None and seeds_b is not None and len(seeds_a) > 1:
+        if len(seeds_a) != len(seeds_b):
+            raise ValueError("the two arms have per-seed tables of different seeds")
+        per_seed_a = np.stack([_aligned_scores(t, y_a, diseases) for t in seeds_a])
+        per_seed_b = np.stack([_aligned_scores(t, y_a, diseases) for t in seeds_b])
+        _check_seed_mean(per_seed_a, s_a.to_numpy())
+        _check_seed_mean(per_seed_b, s_b.to_numpy())
+        deltas = seed_patient_deltas(
+            y, per_seed_a, per_seed_b, patients.to_numpy(), n_resamples, seed
+        )
+        resampling = SEEDS_AND_PATIENTS
+    else:
+        resamples = patient_bootstrap(patients.to_numpy(), n_resamples, seed)
+        boot_a = np.nanmean(_bootstrap_aucs(y, s_a.to_numpy(), resamples), axis=1)
+        boot_b = np.nanmean(_bootstrap_aucs(y, s_b.to_numpy(), resamples), axis=1)
+        deltas = boot_a - boot_b
+        resampling = PATIENTS
+    low, high = _interval(deltas)
+    p_value = bootstrap_p_value(deltas)
     mean_row = {
         "disease": MEAN,
         "auc_a": frame["auc_a"].mean(),
         "auc_b": frame["auc_b"].mean(),
         "delta": frame["auc_a"].mean() - frame["auc_b"].mean(),
-        "p_value": bootstrap_p_value(boot_a - boot_b),
+        "delta_low": low,
+        "delta_high": high,
+        "p_value": p_value,
+        "p_resampling": resampling,
+        "p_reported": format_p(p_value, resamples=int(np.isfinite(deltas).sum())),
     }
     return pd.concat([frame, pd.DataFrame([mean_row])], ignore_index=True)
+
+
+def seed_patient_deltas(
+    y: np.ndarray,
+    seeds_a: np.ndarray,
+    seeds_b: np.ndarray,
+    patients: np.ndarray,
+    n_resamples: int,
+    seed: int,
+) -> np.ndarray:
+    """Mean-AUC differences (A - B) of ``n_resamples`` two-level paired resamples.
+
+    Each resample draws the training seeds with replacement, averages each arm's scores over
+    the drawn seeds (a seed drawn twice counts twice, as if the seed ensemble had been trained
+    with it twice), then scores both arms on one patient resample. Both levels are paired: the
+    same seeds and patients for A and B, because a seed's fine-tunes share its warm-up and the
+    arms share the test images. ``seeds_a``, ``seeds_b``: (seeds, images, diseases) scores;
+    ``y``: (images, diseases) labels, NaN where ignored.
+    """
+    n_seeds = seeds_a.shape[0]
+    resamples = patient_bootstrap(patients, n_resamples, seed)
+    rng = np.random.default_rng([seed, 1])  # a stream of its own: the patient draws stay fixed
+    counts = np.stack(
+        [np.bincount(rng.integers(0, n_seeds, n_seeds), minlength=n_seeds) for _ in resamples]
+    )
+    deltas = np.full(n_resamples, np.nan)
+    # Resamples that drew the same seeds share one averaged table, and there are few distinct
+    # draws (10 for three seeds): each is averaged once and scored over all its patient draws.
+    draws, which = np.unique(counts, axis=0, return_inverse=True)
+    which = which.ravel()
+    for k, weights in enumerate(draws):
+        members = np.flatnonzero(which == k)
+        block = [resamples[b] for b in members]
+        mean_a = np.tensordot(weights / n_seeds, seeds_a, axes=1)
+        mean_b = np.tensordot(weights / n_seeds, seeds_b, axes=1)
+        deltas[members] = _mean_over_diseases(_bootstrap_aucs(y, mean_a, block)) - (
+            _mean_over_diseases(_bootstrap_aucs(y, mean_b, block))
+        )
+    return deltas
+
+
+def _mean_over_diseases(aucs: np.ndarray) -> np.ndarray:
+    """Row means ignoring NaN (a resample without a class for a disease); NaN for none."""
+    finite = np.isfinite(aucs)
+    counts = finite.sum(axis=1)
+    sums = np.where(finite, aucs, 0.0).sum(axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(counts > 0, sums / counts, np.nan)
+
+
+def _aligned_scores(table: pd.DataFrame, y_ref: pd.DataFrame, diseases: list[str]) -> np.ndarray:
+    """A per-seed table's scores as an (image x disease) array in ``y_ref``'s order, checked to
+    hold the images and labels of the final table it belongs to."""
+    y, s, _ = _wide(table)
+    if not y.index.sort_values().equals(y_ref.index.sort_values()) or set(y.columns) != set(
+        diseases
+    ):
+        raise ValueError("a per-seed table does not hold the images and diseases of the final one")
+    y, s = y.loc[y_ref.index, diseases], s.loc[y_ref.index, diseases]
+    if not np.array_equal(y.to_numpy(), y_ref.to_numpy(), equal_nan=True):
+        raise ValueError("a per-seed table disagrees with the final table on the test labels")
+    return s.to_numpy(dtype=float)
+
+
+def _check_seed_mean(per_seed: np.ndarray, final: np.ndarray) -> None:
+    """The seed-averaged scores the bootstrap recomputes must be the final table's: otherwise
+    the interval would describe another predictor than the point estimate."""
+    if not np.allclose(per_seed.mean(axis=0), final, rtol=1e-6, atol=1e-9, equal_nan=True):
+        raise ValueError(
+            "the per-seed tables do not average to the final prediction table "
+            "(another ensemble combine, or tables of another run?)"
+        )
 
 
 def bootstrap_p_value(deltas: np.ndarray) -> float:
@@ -198,6 +323,50 @@ def bootstrap_p_value(deltas: np.ndarray) -> float:
     below = (np.sum(deltas <= 0) + 1) / (deltas.size + 1)
     above = (np.sum(deltas >= 0) + 1) / (deltas.size + 1)
     return float(min(1.0, 2 * min(below, above)))
+
+
+#: Below this a p-value is written as ``< 0.001`` (DeLong's normal tail is not trusted further).
+SMALLEST_REPORTED_P = 0.001
+
+
+def format_p(p_value: float, resamples: int | None = None) -> str:
+    """A p-value as a table should show it. ``resamples``: the bootstrap's number of (finite)
+    resamples B, when it produced ``p_value``.
+
+    A bootstrap p at its resolution limit (no resample on the other side of 0: the smallest
+    value :func:`bootstrap_p_value` returns, 2 / (B + 1)) is ``< 1/B``, e.g. ``< 0.001`` for
+    B = 1000: a larger B could only make it smaller. Any p below 0.001 is ``< 0.001``. Otherwise
+    two decimals from 0.1 up, two significant digits below (0.49, 0.035, 0.0081). NaN: ''.
+    """
+    if not isfinite(p_value):
+        return ""
+    if resamples and p_value <= 2 / (resamples + 1) * (1 + 1e-9):
+        return f"< {1 / resamples:.2g}"
+    if p_value < SMALLEST_REPORTED_P:
+        return f"< {SMALLEST_REPORTED_P:g}"
+    if p_value >= 0.1:
+        return f"{p_value:.2f}"
+    return f"{p_value:.2g}"
+
+
+def benjamini_hochberg(p_values) -> np.ndarray:
+    """Benjamini-Hochberg q-values (false discovery rate adjusted p-values) of one family.
+
+    q_i = min over j with p_j >= p_i of p_j * m / rank_j, capped at 1, with m the number of
+    finite p-values; NaN stays NaN and is not counted. Rejecting every q <= alpha keeps the
+    expected share of false discoveries at most alpha (independent or positively dependent
+    tests).
+    """
+    p = np.asarray(p_values, dtype=float)
+    q = np.full(p.shape, np.nan)
+    finite = np.flatnonzero(np.isfinite(p))
+    m = finite.size
+    if m == 0:
+        return q
+    order = finite[np.argsort(p[finite], kind="stable")]
+    scaled = p[order] * (m / np.arange(1, m + 1))  # m / rank >= 1 exactly: q is never below p
+    q[order] = np.minimum(np.minimum.accumulate(scaled[::-1])[::-1], 1.0)
+    return q
 
 
 def _bootstrap_aucs(y: np.ndarray, s: np.ndarray, resamples: list[np.ndarray]) -> np.ndarray:

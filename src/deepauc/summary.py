@@ -1,10 +1,51 @@
-"""The answer tables: ``summary.csv`` (every predictor and method scored) and ``comparison.csv``
-(every fine-tune method against the control, CE, on the same images)."""
+"""The answer tables: ``summary.csv`` (every predictor and method scored), ``comparison.csv``
+(every fine-tune method against the control, CE, and against the warm-up it started from, on the
+same test images) and ``seeds.csv`` (every seed on its own).
 
+``comparison.csv``, one row per comparison, predictor, method and disease (and ``mean``):
+
+- ``comparison``: which question the row answers. :data:`VS_CONTROL`: the method against CE,
+  both fine-tuned from the same warm-up with the same epochs, sampler and rate grid (equal
+  compute). :data:`VS_WARMUP`: the method against the warm-up it started from, i.e. with its
+  fine-tune epochs on top (the write-up's comparison: its "CE baseline" was the warm-up, DAM got
+  two more epochs). CE against the warm-up is a row too: how much of a method's gain over the
+  warm-up CE gets as well.
+- ``architecture`` (the predictor: an architecture or an ensemble), ``disease``, ``method``,
+  ``control`` (the arm subtracted: ``ce`` or ``warmup``), ``auc``, ``auc_control``, ``delta`` =
+  ``auc`` - ``auc_control``.
+- ``delta_low``, ``delta_high``: the delta's 95% interval, from the same method as its p.
+- ``p_value`` (two-sided) and ``p_resampling``, how it was obtained: ``none (DeLong)`` for a
+  disease (DeLong's paired test and interval), ``patients`` for the mean with one seed (paired
+  patient bootstrap), ``seeds+patients`` for the mean with several seeds (training seeds, then
+  patients, resampled: :func:`deepauc.stats.seed_patient_deltas`).
+- ``p_reported``: the p as a table shows it (``< 0.001``; a bootstrap p at its resolution
+  limit ``< 1/B``: :func:`deepauc.stats.format_p`).
+- ``q_value``: Benjamini-Hochberg q of the per-disease p-values; the family is every
+  per-disease row of one (``method``, ``comparison``) pair in the file (all predictors and
+  diseases together). Empty for ``mean`` rows, which are one test per predictor already.
+- ``trained``: whether the compared method's fine-tunes trained (``deepauc.caution``): ``yes``,
+  ``no``, ``partly`` (some seeds or ensemble members did not), empty when unknown.
+
+``seeds.csv``: the columns of ``summary.csv`` (no caution) for each seed's own predictions, a
+``seed`` column, and per-seed paired differences on the same rows: ``auc_minus_ce`` (the row's
+AUC minus the same seed's CE AUC of the predictor and disease; empty for CE and the warm-up) and
+``auc_minus_warmup`` (minus the same seed's warm-up; empty for the warm-up). On ``mean`` rows
+they are the seed's mean AUC minus CE's and the warm-up's. One row per predictor, method, seed
+and disease, so each seed's AUCs and deltas are read off the same row.
+"""
+
+import numpy as np
 import pandas as pd
 
+from deepauc.ensemble import average_members
 from deepauc.methods import CONTROL, WARMUP
-from deepauc.stats import compare_methods, score_predictions
+from deepauc.stats import MEAN, benjamini_hochberg, compare_methods, score_predictions
+
+#: ``comparison.csv``'s ``comparison`` values: what each row compares, said so that the two
+#: cannot be read one for the other.
+VS_CONTROL = "vs CE, equal compute"
+VS_WARMUP = "vs warm-up, extra epochs (write-up's comparison)"
+COMPARISONS = (VS_CONTROL, VS_WARMUP)
 
 SUMMARY_COLUMNS = [
     "architecture",
@@ -17,7 +58,10 @@ SUMMARY_COLUMNS = [
     "n_pos",
     "n_neg",
 ]
+#: What ``summarize``'s script adds: ``deepauc.caution.trained_marks`` and ``summary_cautions``.
+ANNOTATION_COLUMNS = ["trained", "caution"]
 COMPARISON_COLUMNS = [
+    "comparison",
     "architecture",
     "disease",
     "method",
@@ -25,8 +69,23 @@ COMPARISON_COLUMNS = [
     "auc",
     "auc_control",
     "delta",
+    "delta_low",
+    "delta_high",
     "p_value",
+    "p_resampling",
+    "p_reported",
+    "q_value",
+    "trained",
 ]
+#: ``seeds.csv``'s per-seed differences (see the module docstring).
+MINUS_CONTROL = f"auc_minus_{CONTROL}"
+MINUS_WARMUP = f"auc_minus_{WARMUP}"
+
+#: (predictor, method, disease) -> ``yes`` / ``no`` / ``partly`` / '' (deepauc.caution).
+TrainedMarks = dict[tuple[str, str, str], str]
+#: (predictor, method) -> that predictor's per-seed tables in seed order, on the scale the seed
+#: ensemble averages (:func:`per_seed_tables`).
+SeedTables = dict[tuple[str, str], list[pd.DataFrame]]
 
 
 def summarize(
@@ -40,28 +99,115 @@ def summarize(
     return pd.concat(frames, ignore_index=True)[SUMMARY_COLUMNS]
 
 
+def per_seed_tables(
+    tables: dict[tuple[str, str, int], pd.DataFrame], combine: str = "mean"
+) -> SeedTables:
+    """Each predictor's and method's per-seed tables (keys ``(predictor, method, seed)``), in
+    seed order, with the scores on the scale rule ensemble_seeds averages (``combine``: logits
+    for ``mean``, each seed's percentile ranks for ``rank``), so that their mean is the final
+    table and a resample of seeds can be averaged the same way."""
+    grouped: dict[tuple[str, str], dict[int, pd.DataFrame]] = {}
+    for (predictor, method, run_seed), table in tables.items():
+        grouped.setdefault((predictor, method), {})[int(run_seed)] = average_members(
+            [table], combine
+        )
+    return {key: [by_seed[s] for s in sorted(by_seed)] for key, by_seed in grouped.items()}
+
+
 def compare_with_control(
     tables: dict[tuple[str, str], pd.DataFrame],
     control: str = CONTROL,
     n_resamples: int = 1000,
     seed: int = 0,
+    seed_tables: SeedTables | None = None,
+    trained: TrainedMarks | None = None,
 ) -> pd.DataFrame:
-    """Every fine-tune method against ``control`` on the same test images, for each
-    architecture that has both: DeLong per disease, a paired patient bootstrap for the mean.
-    Long form, one row per architecture, disease and method; ``delta`` is AUC(method) -
-    AUC(control). The warm-up is the starting point of both, not a contender."""
-    frames = []
-    for (architecture, method), table in tables.items():
-        if method in (control, WARMUP) or (architecture, control) not in tables:
-            continue
-        compared = compare_methods(
-            table, tables[(architecture, control)], n_resamples=n_resamples, seed=seed
-        )
-        compared = compared.rename(columns={"auc_a": "auc", "auc_b": "auc_control"})
-        frames.append(compared.assign(architecture=architecture, method=method, control=control))
+    """Every fine-tune method against ``control`` on the same test images (:data:`VS_CONTROL`),
+    for each architecture that has both. The warm-up is the starting point of both, not a
+    contender here. Columns: :data:`COMPARISON_COLUMNS` (see the module docstring)."""
+    pairs = [
+        (architecture, method, control)
+        for architecture, method in tables
+        if method not in (control, WARMUP) and (architecture, control) in tables
+    ]
+    return _compare(tables, pairs, VS_CONTROL, n_resamples, seed, seed_tables, trained)
+
+
+def compare_with_warmup(
+    tables: dict[tuple[str, str], pd.DataFrame],
+    n_resamples: int = 1000,
+    seed: int = 0,
+    seed_tables: SeedTables | None = None,
+    trained: TrainedMarks | None = None,
+) -> pd.DataFrame:
+    """Every fine-tune method, the control included, against the warm-up it started from
+    (:data:`VS_WARMUP`): what its extra epochs bought. Columns: :data:`COMPARISON_COLUMNS`."""
+    pairs = [
+        (architecture, method, WARMUP)
+        for architecture, method in tables
+        if method != WARMUP and (architecture, WARMUP) in tables
+    ]
+    return _compare(tables, pairs, VS_WARMUP, n_resamples, seed, seed_tables, trained)
+
+
+def comparison_table(
+    tables: dict[tuple[str, str], pd.DataFrame],
+    control: str = CONTROL,
+    n_resamples: int = 1000,
+    seed: int = 0,
+    seed_tables: SeedTables | None = None,
+    trained: TrainedMarks | None = None,
+) -> pd.DataFrame:
+    """``comparison.csv``: the rows :data:`VS_CONTROL`, then the rows :data:`VS_WARMUP`.
+
+    ``seed_tables`` (several seeds): the mean rows' intervals and p-values resample seeds,
+    then patients; without them, patients. ``trained`` fills the ``trained`` column."""
+    frames = [
+        compare_with_control(tables, control, n_resamples, seed, seed_tables, trained),
+        compare_with_warmup(tables, n_resamples, seed, seed_tables, trained),
+    ]
+    frames = [frame for frame in frames if not frame.empty]
     if not frames:
         return pd.DataFrame(columns=COMPARISON_COLUMNS)
     return pd.concat(frames, ignore_index=True)[COMPARISON_COLUMNS]
+
+
+def _compare(tables, pairs, label, n_resamples, seed, seed_tables, trained) -> pd.DataFrame:
+    frames = []
+    for architecture, method, control in pairs:
+        arms = [(architecture, method), (architecture, control)]
+        per_seed = [seed_tables.get(arm) if seed_tables else None for arm in arms]
+        compared = compare_methods(
+            tables[arms[0]],
+            tables[arms[1]],
+            n_resamples=n_resamples,
+            seed=seed,
+            seeds_a=per_seed[0],
+            seeds_b=per_seed[1],
+        )
+        compared = compared.rename(columns={"auc_a": "auc", "auc_b": "auc_control"})
+        marks = trained or {}
+        compared["trained"] = [marks.get((architecture, method, d), "") for d in compared.disease]
+        frames.append(
+            compared.assign(
+                comparison=label, architecture=architecture, method=method, control=control
+            )
+        )
+    if not frames:
+        return pd.DataFrame(columns=COMPARISON_COLUMNS)
+    frame = pd.concat(frames, ignore_index=True)
+    frame["q_value"] = q_values(frame)
+    return frame[COMPARISON_COLUMNS]
+
+
+def q_values(comparison: pd.DataFrame) -> pd.Series:
+    """Benjamini-Hochberg q of each per-disease row, within its (method, comparison) family
+    (every predictor and disease of the family together); NaN for ``mean`` rows."""
+    q = pd.Series(float("nan"), index=comparison.index)
+    per_disease = comparison[comparison["disease"] != MEAN]
+    for _, family in per_disease.groupby(["method", "comparison"], sort=False):
+        q[family.index] = benjamini_hochberg(family["p_value"].to_numpy())
+    return q
 
 
 def summarize_by_seed(
@@ -73,3 +219,28 @@ def summarize_by_seed(
         for (architecture, method, run_seed), table in tables.items()
     ]
     return pd.concat(frames, ignore_index=True)
+
+
+def seed_deltas(by_seed: pd.DataFrame) -> pd.DataFrame:
+    """``by_seed`` (:func:`summarize_by_seed`) with :data:`MINUS_CONTROL` and
+    :data:`MINUS_WARMUP`: each row's AUC minus the same seed's CE and warm-up AUC of its
+    predictor and disease (empty for the arm itself and, vs CE, for the warm-up)."""
+    keys = ["architecture", "seed", "disease"]
+    out = by_seed.copy()
+    for column, baseline, skip in (
+        (MINUS_CONTROL, CONTROL, {CONTROL, WARMUP}),
+        (MINUS_WARMUP, WARMUP, {WARMUP}),
+    ):
+        reference = by_seed.loc[by_seed["method"] == baseline, [*keys, "auc"]]
+        matched = by_seed[keys].merge(reference, on=keys, how="left", validate="many_to_one")
+        delta = by_seed["auc"].to_numpy() - matched["auc"].to_numpy()
+        delta[by_seed["method"].isin(skip).to_numpy()] = np.nan
+        out[column] = delta
+    return out
+
+
+def seeds_table(
+    tables: dict[tuple[str, str, int], pd.DataFrame], n_resamples: int = 1000, seed: int = 0
+) -> pd.DataFrame:
+    """``seeds.csv``: every seed's own summary and its paired differences (module docstring)."""
+    return seed_deltas(summarize_by_seed(tables, n_resamples, seed))

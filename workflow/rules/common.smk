@@ -34,19 +34,56 @@ from deepauc.config_checks import (
     outside_results,
     strict_schema,
 )
+from deepauc.config_layers import resolve as resolve_config
+from deepauc.normalization import auto_modes, describe as describe_normalization
+from deepauc.normalization import normalization_index
 from deepauc.timm_index import check_architectures, model_index
 from deepauc.weights import check_pretrained
 from deepauc.settings import (
     check_training_config,
     finetune_params,
     CHOSEN_RATE,
+    grid_extension,
     lr_grid,
     lr_label,
     rate_labels,
     preprocess_settings,
+    resolve_pesg_modes,
+    searches_rates,
     synth_spec,
     warmup_section,
 )
+
+
+def known_auto_modes(archs):
+    """PESG's mode for each of ``archs`` from its normalization, once the names are known to
+    be timm's (an unknown one is refused as such, not as a network that failed to build)."""
+    index = model_index()
+    if index is not None:
+        check_architectures(archs, index["models"])
+    return auto_modes(archs)
+
+
+def config_base():
+    """The Snakefile's config: config/config.yaml of the working directory, else of this
+    checkout (a run in another folder, --directory)."""
+    here = os.path.join("config", "config.yaml")
+    return here if os.path.exists(here) else os.path.join(workflow.basedir, here)
+
+
+# The config is made again from its files, as overlays (deepauc.config_layers): a config that
+# names its base with `extends:` stands on that, not on the quick start, and an empty mapping
+# clears the one below it. Snakemake's own merge knows neither.
+try:
+    RESOLVED, CONFIG_FILES = resolve_config(
+        config_base(),
+        workflow.config_settings.configfiles,
+        dict(workflow.config_settings.config),
+    )
+except InputError as err:
+    raise WorkflowError(str(err)) from None
+config.clear()
+config.update(RESOLVED)
 
 # Fail at parse time with the config key to fix, before any job starts.
 try:
@@ -65,28 +102,34 @@ try:
     if SYNTHETIC:
         synth_spec(config)
         check_synthetic_stays_in_results(config)
-    check_training_config(config)
     if not workflow.dryrun:
         check_writable("results")
     # Whether a GPU is here is asked of the NVIDIA driver's tool, not of torch: importing torch
     # while parsing costs seconds. The contradictions of the keys are refused here already.
     GPU_HERE = shutil.which("nvidia-smi") is not None
     job_parallelism(config, gpu_here=GPU_HERE)
+    # PESG's mode per architecture where it is auto, from how the built network normalizes
+    # (listed once per timm version by a subprocess, so planning never imports timm).
+    config["finetune"], AUTO_MODES = resolve_pesg_modes(
+        config["finetune"], config["architectures"], known_auto_modes
+    )
+    check_training_config(config)
 except InputError as err:
     raise WorkflowError(str(err)) from None
+
+
+onstart:
+    logger.info("config: " + " < ".join(os.path.relpath(f) for f in CONFIG_FILES))
+    if AUTO_MODES:
+        index = normalization_index(sorted({arch for arch, _ in AUTO_MODES}))
+        for arch in sorted({arch for arch, _ in AUTO_MODES}):
+            logger.info(describe_normalization(arch, index[arch]))
 
 SPLITS = ["train", "val", "test"]
 ARCHITECTURES = config["architectures"]
 SEEDS = config["seeds"]
 # The fine-tune methods to run (each a registry entry of deepauc.methods, checked above).
 METHODS = config["finetune"]["methods"]
-# Every learning rate of every grid, by the label that names it in paths (lr0.0003).
-RATE_BY_LABEL = {
-    lr_label(rate): rate
-    for method in METHODS
-    for arch in ARCHITECTURES
-    for rate in lr_grid(config["finetune"], method, arch)
-}
 # The warm-up model is scored too: the baseline every fine-tune starts from.
 EVAL_METHODS = [WARMUP] + METHODS
 DISEASE_BY_SLUG = {slug(d): d for d in config["diseases"]}
@@ -208,7 +251,8 @@ wildcard_constraints:
     arch="|".join(ARCHITECTURES),
     ensemble="|".join(ENSEMBLES),
     predictor="|".join(PREDICTORS),
-    lr="|".join(re.escape(label) for label in [*RATE_BY_LABEL, CHOSEN_RATE]),
+    lr=r"[0-9][0-9.e+-]*|" + CHOSEN_RATE,  # a rate as lr_label writes it, or "chosen"
+    round=r"\d+",
 
 
 def image_cache(split):
@@ -228,7 +272,7 @@ def finetune_settings(wildcards):
         config["finetune"],
         wildcards.method,
         wildcards.arch,
-        RATE_BY_LABEL.get(wildcards.lr),  # None for "chosen": the grid, the job picks
+        None if wildcards.lr == CHOSEN_RATE else float(wildcards.lr),  # None: the job picks
     )
 
 
@@ -240,22 +284,73 @@ def chosen_rates(wildcards):
     return f"{folder}/{wildcards.disease}.rates.csv"
 
 
-def rates_of(wildcards):
-    """The rates a seed's fine-tunes ran, as path labels (see deepauc.settings.rate_labels)."""
-    return rate_labels(
-        config["finetune"], wildcards.method, wildcards.arch, int(wildcards.seed), SEEDS
-    )
+def searched_rates(arch, seed, method, disease, rounds=None):
+    """(path label, round) of every rate one fine-tune ran (``disease`` as in paths): the grid
+    (round 0; see deepauc.settings.rate_labels), then, where the grid may grow, one rate per
+    round past the edge the best rate lay on, until a best rate lies inside or
+    finetune.grid_extensions rounds were added. Each round's choice is checkpoint search_rates'
+    output, so a grown grid's jobs are planned once that round's runs have finished. ``rounds``
+    stops the walk after that many rounds (the rates a round's search sees)."""
+    section = config["finetune"]
+    labels = rate_labels(section, method, arch, int(seed), SEEDS)
+    rates = [(label, 0) for label in labels]
+    if not searches_rates(section, method, arch, int(seed), SEEDS):
+        return rates
+    last = int(section["grid_extensions"]) if rounds is None else rounds
+    for done in range(last):
+        search = checkpoints.search_rates.get(
+            arch=arch, seed=seed, method=method, disease=disease, round=done
+        ).output[0]
+        extra = grid_extension([float(label) for label, _ in rates], chosen_rate_of(search))
+        if extra is None:
+            break
+        rates.append((lr_label(extra), done + 1))
+    return rates
 
 
-def rate_candidates(wildcards):
+def chosen_rate_of(search_table):
+    import pandas as pd  # here: only a run that grows grids reads these tables
+
+    table = pd.read_csv(search_table)
+    return float(table.loc[table["chosen"].astype(str).str.lower() == "true", "lr"].iloc[0])
+
+
+def rate_runs(wildcards, rounds=None):
+    """The models and histories of the rates a fine-tune ran (or a search round saw)."""
     folder = f"results/models/{wildcards.arch}/seed{wildcards.seed}/{wildcards.method}"
-    labels = rates_of(wildcards)
+    labels = [
+        label
+        for label, _ in searched_rates(
+            wildcards.arch, wildcards.seed, wildcards.method, wildcards.disease, rounds
+        )
+    ]
     return {
         "models": [f"{folder}/lr{label}/{wildcards.disease}.pt" for label in labels],
         "histories": [
             f"{folder}/lr{label}/{wildcards.disease}.history.csv" for label in labels
         ],
     }
+
+
+def round_runs(wildcards):
+    """What search round k sees: the grid and the rates rounds 1..k added."""
+    return {"histories": rate_runs(wildcards, int(wildcards.round))["histories"]}
+
+
+def round_rates(wildcards):
+    return searched_rates(
+        wildcards.arch,
+        wildcards.seed,
+        wildcards.method,
+        wildcards.disease,
+        int(wildcards.round),
+    )
+
+
+def final_rates(wildcards):
+    return searched_rates(
+        wildcards.arch, wildcards.seed, wildcards.method, wildcards.disease
+    )
 
 
 def dataset_file(name):
@@ -367,19 +462,24 @@ def training_histories(wildcards):
     }
 
 
-# Every fine-tune job's history, and its (architecture, seed, method, disease, rate).
-FINETUNE_RUN_KEYS = [
-    (arch, seed, method, disease, label)
-    for arch in ARCHITECTURES
-    for seed in SEEDS
-    for method in METHODS
-    for disease in DISEASE_BY_SLUG.values()
-    for label in rate_labels(config["finetune"], method, arch, seed, SEEDS)
-]
-FINETUNE_RUN_HISTORIES = [
-    f"results/models/{arch}/seed{seed}/{method}/lr{label}/{slug(disease)}.history.csv"
-    for arch, seed, method, disease, label in FINETUNE_RUN_KEYS
-]
+def finetune_runs():
+    """Every fine-tune job's (architecture, seed, method, disease, rate label) and history,
+    grown grids included."""
+    keys = [
+        (arch, seed, method, disease, label)
+        for arch in ARCHITECTURES
+        for seed in SEEDS
+        for method in METHODS
+        for disease in DISEASE_BY_SLUG.values()
+        for label, _ in searched_rates(arch, seed, method, slug(disease))
+    ]
+    histories = [
+        f"results/models/{arch}/seed{seed}/{method}/lr{label}/{slug(disease)}.history.csv"
+        for arch, seed, method, disease, label in keys
+    ]
+    return keys, histories
+
+
 # Every warm-up's history, and its (architecture, seed).
 WARMUP_KEYS = [(arch, seed) for arch in ARCHITECTURES for seed in SEEDS]
 WARMUP_HISTORIES = [

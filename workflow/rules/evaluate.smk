@@ -64,11 +64,14 @@ rule ensemble_seeds:
         "../scripts/average_predictions.py"
 
 
+# With several seeds, the comparison's mean rows resample seeds too: each seed's own tables.
 rule summarize:
     input:
         tables=SUMMARY_TABLES,
+        seed_tables=SEED_TABLES if len(SEEDS) > 1 else [],
         audit="results/data/label_audit.csv",
         warmups=WARMUP_HISTORIES,
+        diagnostics="results/diagnostics.csv",
     output:
         summary="results/summary.csv",
         comparison="results/comparison.csv",
@@ -78,6 +81,8 @@ rule summarize:
         "results/benchmarks/summarize.tsv"
     params:
         table_keys=SUMMARY_KEYS,
+        seed_keys=SEED_KEYS if len(SEEDS) > 1 else [],
+        combine=config["ensemble"]["combine"],
         warmup_keys=WARMUP_KEYS,
         members=ENSEMBLES,
         control=CONTROL,

@@ -1,6 +1,7 @@
 rule plot_auc_by_architecture:
     input:
         summary="results/summary.csv",
+        comparison="results/comparison.csv",
     output:
         png=report(
             "results/figures/auc_by_architecture.png",

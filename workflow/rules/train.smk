@@ -62,11 +62,30 @@ rule finetune:
         "../scripts/finetune.py"
 
 
-# Per architecture, seed, method and disease: the rate whose model scored best on val. Its model
-# and history become the method's model of the disease; every rate's result is kept beside it.
+# A grid that may grow (finetune.grid_extensions): after each round of its rates, the rate
+# table so far. Where the best rate lies on an edge of the rates tried, the next round adds one
+# rate a step past it (deepauc.settings.grid_extension), the same rule for every method; the
+# workflow plans that job once this table exists.
+checkpoint search_rates:
+    input:
+        unpack(round_runs),
+    output:
+        "results/models/{arch}/seed{seed}/{method}/search/{disease}.round{round}.csv",
+    log:
+        "results/logs/search_rates/{arch}/seed{seed}/{method}/{disease}.round{round}.log",
+    params:
+        rates=round_rates,
+    script:
+        "../scripts/select_lr.py"
+
+
+# Per architecture, seed, method and disease: the rate whose model scored best on val (ties
+# broken on the best evaluation after step 0: deepauc.diagnostics.choose_rate). Its model and
+# history become the method's model of the disease; every rate's result, and the search round
+# that added it, is kept beside it in the rates table.
 rule select_lr:
     input:
-        unpack(rate_candidates),
+        unpack(rate_runs),
     output:
         model="results/models/{arch}/seed{seed}/{method}/{disease}.pt",
         history="results/models/{arch}/seed{seed}/{method}/{disease}.history.csv",
@@ -74,7 +93,7 @@ rule select_lr:
     log:
         "results/logs/select_lr/{arch}/seed{seed}/{method}/{disease}.log",
     params:
-        rates=rates_of,
+        rates=final_rates,
     script:
         "../scripts/select_lr.py"
 
@@ -82,7 +101,7 @@ rule select_lr:
 # One row per fine-tune: the chosen rate and step, val AUC at step 0 and at best, collapse.
 rule diagnose:
     input:
-        histories=FINETUNE_RUN_HISTORIES,
+        histories=lambda wildcards: finetune_runs()[1],
         audit="results/data/label_audit.csv",
         warmups=WARMUP_HISTORIES,
     output:
@@ -90,7 +109,7 @@ rule diagnose:
     log:
         "results/logs/diagnose.log",
     params:
-        runs=FINETUNE_RUN_KEYS,
+        runs=lambda wildcards: finetune_runs()[0],
         warmup_keys=WARMUP_KEYS,
     script:
         "../scripts/diagnose.py"

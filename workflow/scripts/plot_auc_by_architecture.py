@@ -1,4 +1,5 @@
-"""Rule plot_auc_by_architecture: the write-up's per-disease AUC figure, CE vs DAM."""
+"""Rule plot_auc_by_architecture: the per-disease AUC figure, with its paired differences vs CE
+(equal compute) and vs the warm-up (the write-up's comparison)."""
 
 import pandas as pd
 
@@ -10,4 +11,5 @@ with logged_to(snakemake.log[0]):
         pd.read_csv(snakemake.input.summary),
         [snakemake.output.png, snakemake.output.svg],
         dpi=snakemake.params.dpi,
+        comparison=pd.read_csv(snakemake.input.comparison),
     )

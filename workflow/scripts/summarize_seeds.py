@@ -1,10 +1,11 @@
-"""Rule summarize_seeds: results/seeds.csv, the summary of each seed on its own."""
+"""Rule summarize_seeds: results/seeds.csv, the summary of each seed on its own and its paired
+differences against CE and the warm-up (columns: deepauc.summary's docstring)."""
 
 import pandas as pd
 
 from deepauc.atomic import write_csv
 from deepauc.jobs.logs import logged_to
-from deepauc.summary import summarize_by_seed
+from deepauc.summary import seeds_table
 
 params = snakemake.params
 with logged_to(snakemake.log[0]):
@@ -12,4 +13,4 @@ with logged_to(snakemake.log[0]):
         tuple(key): pd.read_csv(path)
         for key, path in zip(params.table_keys, snakemake.input, strict=True)
     }
-    write_csv(summarize_by_seed(tables, params.resamples, params.seed), snakemake.output[0])
+    write_csv(seeds_table(tables, params.resamples, params.seed), snakemake.output[0])

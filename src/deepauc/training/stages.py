@@ -29,7 +29,7 @@ from deepauc.data import CachedSplit, augment_generator
 from deepauc.diagnostics import best_row
 from deepauc.errors import InputError
 from deepauc.methods import METHODS, BuildContext
-from deepauc.models import create_model, init_head_from_row, replace_head
+from deepauc.models import create_model, init_head_from_row, replace_head, zero_head
 from deepauc.settings import (
     AugmentSettings,
     FinetuneSettings,
@@ -68,7 +68,10 @@ def warmup_job(
 ) -> Job:
     """Stage 1's model, loss, optimizer and loaders, ready for ``fit``."""
     seed_everything(runtime.seed)
-    model = _on_device(create_model(arch, len(diseases), image_size, pretrained), runtime)
+    model = create_model(arch, len(diseases), image_size, pretrained)
+    if settings.head_init == "zeros":
+        zero_head(model)
+    model = _on_device(model, runtime)
     train_images = place_images(train.images(diseases, image_size), runtime)
     batch_size = runtime.share_of(settings.batch_size, "warmup.batch_size")
     shuffle = None  # one process: a shuffle drawn from the loader's generator
