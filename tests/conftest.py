@@ -125,7 +125,7 @@ def chexpert_root(tmp_path) -> Path:
 def _timm_index_folder() -> Path:
     folder = Path(tempfile.mkdtemp(prefix="deepauc-timm-index-"))
     model_index(folder)
-    normalization_index(["resnet10t", "convnext_atto"], folder)  # the test configs' networks
+    normalization_index(["resnet10t", "convnext_atto", "efficientvit_b0"], folder)  # tests' nets
     return folder
 
 

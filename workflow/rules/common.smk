@@ -2,6 +2,7 @@ import os
 import sys
 
 from snakemake.exceptions import WorkflowError
+from snakemake.logging import logger
 from snakemake.utils import validate
 
 # The workflow and its jobs use this checkout's library, also where another deepauc is
@@ -118,11 +119,13 @@ except InputError as err:
     raise WorkflowError(str(err)) from None
 
 
-onstart:
+# What the run is made of, said once by the main process (dry runs too; jobs parse this again).
+if workflow.is_main_process:
     logger.info("config: " + " < ".join(os.path.relpath(f) for f in CONFIG_FILES))
     if AUTO_MODES:
-        index = normalization_index(sorted({arch for arch, _ in AUTO_MODES}))
-        for arch in sorted({arch for arch, _ in AUTO_MODES}):
+        auto = sorted({arch for arch, _ in AUTO_MODES})
+        index = normalization_index(auto)
+        for arch in auto:
             logger.info(describe_normalization(arch, index[arch]))
 
 SPLITS = ["train", "val", "test"]
@@ -232,10 +235,11 @@ def check_ensembles():
         unknown = [m for m in members if m not in ARCHITECTURES]
         if name in ARCHITECTURES or unknown or not members:
             raise WorkflowError(
-                f"ensemble {name!r} is not a usable subset of the architectures "
-                f"{ARCHITECTURES} (unknown members: {unknown}).\n"
-                "Fix: in ensemble.subsets, give each subset a new name and a list of "
-                "configured architectures."
+                f"config key ensemble.subsets.{name}: not a usable subset of the "
+                f"architectures {ARCHITECTURES} (members not run: {unknown}).\n"
+                "Fix: in your overlay, `ensemble: {subsets: {}}` drops the subsets of the "
+                "configs below it (an empty mapping clears one), or give each subset a new "
+                "name and a list of the architectures you run."
             )
 
 

@@ -1,0 +1,121 @@
+"""Configs as overlays of config/protocol.yaml (deepauc.config_layers), and what the workflow
+makes of them."""
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from deepauc.config_layers import layers, load_config, merge, resolve
+from deepauc.errors import InputError
+from tests.test_workflow import checkout, snakemake
+
+REPO = Path(__file__).resolve().parents[1]
+CONFIG = REPO / "config"
+SCHEMA = yaml.safe_load((REPO / "workflow" / "schemas" / "config.schema.yaml").read_text())
+
+
+def fine_tune_protocol(config: dict) -> dict:
+    """What a comparison of methods rests on: the whole fine-tune section (methods, grids and
+    their growth, PESG modes, rate search, schedule, batches, sampler) and the seeds."""
+    return {"finetune": config["finetune"], "seeds": config["seeds"]}
+
+
+def test_chexpert_and_the_dam_study_run_one_fine_tune_protocol():
+    chexpert = load_config(CONFIG / "chexpert.yaml")
+    study = load_config(CONFIG / "dam_study.yaml")
+    assert fine_tune_protocol(chexpert) == fine_tune_protocol(study)
+    assert chexpert["finetune"]["methods"] == ["dam", "ce", "compositional"]
+    assert chexpert["finetune"]["dam"]["mode"] == "auto"
+    assert chexpert["seeds"] == [0, 1, 2]
+    # they do differ where they should: data and scale
+    assert chexpert["synthetic"]["enabled"] is False and study["synthetic"]["enabled"] is True
+    assert chexpert["image_size"] != study["image_size"]
+    # the quick start is a demonstration, not the protocol: the comparison can tell
+    quick = load_config(CONFIG / "config.yaml")
+    assert fine_tune_protocol(quick) != fine_tune_protocol(chexpert)
+
+
+def _properties(schema: dict, path=()):
+    """Every key the schema names, as a path, and whether it holds further named keys."""
+    for key, rules in schema.get("properties", {}).items():
+        yield (*path, key)
+        yield from _properties(rules, (*path, key))
+
+
+def test_every_key_has_its_default_in_protocol_yaml_and_nowhere_else():
+    protocol = yaml.safe_load((CONFIG / "protocol.yaml").read_text())
+    for path in _properties(SCHEMA):
+        value = protocol
+        for key in path:
+            assert isinstance(value, dict) and key in value, ".".join(path)
+            value = value[key]
+    assert "default:" not in (REPO / "workflow" / "schemas" / "config.schema.yaml").read_text()
+    # every shipped config other than the protocol states only what it changes
+    for path in CONFIG.glob("*.yaml"):
+        if path.name != "protocol.yaml":
+            assert "extends" in yaml.safe_load(path.read_text()), path.name
+
+
+def test_an_overlay_names_its_base_and_an_empty_mapping_clears(tmp_path):
+    (tmp_path / "base.yaml").write_text(
+        yaml.safe_dump({"a": 1, "section": {"x": 1, "y": 2}, "named": {"one": [1], "two": [2]}})
+    )
+    (tmp_path / "mid.yaml").write_text(
+        yaml.safe_dump({"extends": "base.yaml", "section": {"y": 3}, "named": {}})
+    )
+    (tmp_path / "top.yaml").write_text(yaml.safe_dump({"a": 5}))  # no extends: sits on top
+    config, files = resolve(tmp_path / "mid.yaml", [tmp_path / "top.yaml"], {"section": {"x": 9}})
+    assert config == {"a": 5, "section": {"x": 9, "y": 3}, "named": {}}
+    assert [f.name for f in files] == ["base.yaml", "mid.yaml", "top.yaml"]
+    # a --configfile that names its base stands on it, not on the quick start below it
+    (tmp_path / "quick.yaml").write_text(yaml.safe_dump({"extends": "base.yaml", "a": 2}))
+    assert [f.name for f in layers(tmp_path / "quick.yaml", [tmp_path / "mid.yaml"])] == [
+        "base.yaml",
+        "mid.yaml",
+    ]
+    assert merge({"s": {"k": 1}}, {"s": {"j": 2}}) == {"s": {"k": 1, "j": 2}}
+
+
+def test_configs_that_cannot_combine_are_refused_naming_the_file(tmp_path):
+    (tmp_path / "base.yaml").write_text("a: 1\n")
+    (tmp_path / "one.yaml").write_text("extends: base.yaml\n")
+    (tmp_path / "two.yaml").write_text("extends: base.yaml\n")
+    (tmp_path / "mine.yaml").write_text("a: 3\n")
+    # mine.yaml would be dropped by two.yaml, which stands on base.yaml only
+    with pytest.raises(InputError, match="would not be used") as caught:
+        layers(tmp_path / "one.yaml", [tmp_path / "mine.yaml", tmp_path / "two.yaml"])
+    assert "two.yaml" in str(caught.value) and "Fix:" in str(caught.value)
+    (tmp_path / "loop.yaml").write_text("extends: loop.yaml\n")
+    with pytest.raises(InputError, match="in a loop"):
+        load_config(tmp_path / "loop.yaml")
+    (tmp_path / "lost.yaml").write_text("extends: nowhere.yaml\n")
+    with pytest.raises(InputError, match="nowhere.yaml, which is not a file"):
+        load_config(tmp_path / "lost.yaml")
+    (tmp_path / "broken.yaml").write_text("a: [1, 2\n")
+    with pytest.raises(InputError, match="broken.yaml: not valid YAML"):
+        load_config(tmp_path / "broken.yaml")
+
+
+ONE_ARCHITECTURE = {"architectures": ["convnext_tiny"], "pretrained": False}
+
+
+def test_an_overlay_of_chexpert_that_keeps_one_architecture_parses(tmp_path, chexpert_root):
+    work = checkout(tmp_path, "one")
+    (work / "one.yaml").write_text(yaml.safe_dump(ONE_ARCHITECTURE))
+    # the protocol's convnext+swin subset names swin_tiny, not run here: refused, with the fix
+    args = ["--configfile", "config/chexpert.yaml", "one.yaml", "--config"]
+    args.append(f"data_root={chexpert_root}")
+    refused = snakemake(work, "-n", *args, "--", "results/data/train.csv")
+    said = refused.stdout + refused.stderr
+    assert refused.returncode != 0
+    assert "config key ensemble.subsets.ensemble_convnext_swin" in said
+    assert "`ensemble: {subsets: {}}`" in said
+    # and the fix it gives works in the overlay
+    cleared = {**ONE_ARCHITECTURE, "ensemble": {"subsets": {}}}
+    (work / "one.yaml").write_text(yaml.safe_dump(cleared))
+    planned = snakemake(work, "-n", *args, "--", "results/data/train.csv")
+    said = planned.stdout + planned.stderr
+    assert planned.returncode == 0, said[-3000:]
+    assert "config: config/protocol.yaml < config/chexpert.yaml < one.yaml" in said
+    assert "convnext_tiny: PESG mode adam" in said
