@@ -15,7 +15,8 @@ import yaml
 from sklearn.metrics import roc_auc_score
 
 from deepauc.diagnostics import DIAGNOSTICS_COLUMNS
-from deepauc.methods import DamSettings
+from deepauc.settings import grid_extension, lr_label
+from deepauc.summary import VS_CONTROL, VS_WARMUP
 from tests.conftest import TRAIN_ROWS, VALID_ROWS, copy_timm_index, write_chexpert_csv
 
 REPO = Path(__file__).resolve().parents[1]
@@ -145,8 +146,9 @@ def test_whole_dag_writes_splits_models_and_logs(finished):
             assert history["val_auc"].between(0, 1).all()
             assert history["step"].iloc[0] == 0  # the starting model is scored too
     assert not list(models.rglob("*.resume"))
-    rate = DamSettings().lr
+    rate = 0.03  # the quick start's PESG sgd rate: resnet10t normalizes with BatchNorm
     log = (finished / f"results/logs/finetune/resnet10t/seed0/dam/lr{rate:g}/edema.log").read_text()
+    assert "PESG mode sgd at lr 0.03" in log
     assert "epoch 1/1: train loss" in log
     assert "dual variables from class means" in log
     diagnostics = pd.read_csv(finished / "results" / "diagnostics.csv")
@@ -299,6 +301,80 @@ def test_chexpert_config_reads_the_same_download_into_the_same_splits(finished, 
         assert again.drop(columns="image").equals(expected.drop(columns="image")), split
 
 
+def test_a_best_rate_on_an_edge_of_its_grid_plans_one_more_rate(finished, tmp_path):
+    """A grid of two rates: whichever wins lies on an edge, so the search adds one rate past
+    it, and a dry run plans that one fine-tune (the grid's own already ran)."""
+    work = copy_of(finished, tmp_path)
+    grid = yaml.safe_load(yaml.safe_dump(WITH_TOY))
+    grid["finetune"].update(methods=["ce"], grid_extensions=1, ce={"lr": [1e-4, 3e-4]})
+    grid["figures"]["showcase_method"] = "ce"
+    (work / "grid.yaml").write_text(yaml.safe_dump(grid))
+    search = "results/models/resnet10t/seed0/ce/search/edema.round0.csv"
+    run = snakemake(work, "--configfile", "grid.yaml", "--", search)
+    assert run.returncode == 0, run.stderr[-3000:]
+    table = pd.read_csv(work / search)
+    assert list(table["lr"]) == [1e-4, 3e-4] and (table["added_in_round"] == 0).all()
+    chosen = float(table.loc[table["chosen"], "lr"].iloc[0])
+    extra = grid_extension([1e-4, 3e-4], chosen)
+    assert extra == (3e-5 if chosen == 1e-4 else 1e-3)  # one step of the grid past its edge
+    model = "results/models/resnet10t/seed0/ce/edema.pt"
+    jobs = planned_jobs(work, "--configfile", "grid.yaml", "--", model)
+    assert [w["lr"] for rule, w in jobs if rule == "finetune"] == [lr_label(extra)]
+    assert {rule for rule, _ in jobs} == {"finetune", "select_lr"}
+    # run, the rates table records the extension; at the cap, the grid grows no further
+    run = snakemake(work, "--configfile", "grid.yaml", "--", model)
+    assert run.returncode == 0, run.stderr[-3000:]
+    rates = pd.read_csv(work / "results/models/resnet10t/seed0/ce/edema.rates.csv")
+    assert dict(zip(rates["lr"], rates["added_in_round"], strict=True))[extra] == 1
+    assert len(rates) == 3 and rates["chosen"].sum() == 1
+
+
+def test_chexpert_config_runs_its_protocol_on_a_jpeg_tree(finished, tmp_path):
+    """config/chexpert.yaml with a small overlay (one small architecture, small images, 1 + 1
+    epochs) on a CheXpert-format JPEG tree: the protocol's three methods, grids, PESG mode
+    auto and three seeds run to the end, and every fine-tune says whether it trained."""
+    real = checkout(tmp_path, "protocol")
+    small = {
+        "architectures": ["resnet10t"],
+        "pretrained": False,
+        "image_size": 32,
+        "diseases": DISEASES,
+        "split": TINY["split"],
+        "train_threads": 1,
+        "warmup": {"epochs": 1, "batch_size": 16},
+        "finetune": {"epochs": 1, "batch_size": 16, "lr_decay_epochs": []},
+        "ensemble": {"subsets": {}},
+        "evaluation": {"bootstrap_resamples": 200},
+    }
+    (real / "small.yaml").write_text(yaml.safe_dump(small))
+    downloaded = finished / "results" / "synthetic"
+    targets = ["results/diagnostics.csv", "results/summary.csv", "results/seeds.csv"]
+    run = snakemake(
+        real,
+        "--configfile",
+        "config/chexpert.yaml",
+        "small.yaml",
+        "--config",
+        f"data_root={downloaded}",
+        "--",
+        *targets,
+    )
+    assert run.returncode == 0, (run.stdout + run.stderr)[-3000:]
+    assert "resnet10t: PESG mode sgd" in run.stdout + run.stderr
+    diagnostics = pd.read_csv(real / "results" / "diagnostics.csv")
+    assert set(diagnostics["method"]) == {"dam", "ce", "compositional"}
+    assert set(diagnostics["seed"]) == {0, 1, 2}
+    assert len(diagnostics) == 3 * 3 * len(DISEASES)  # seeds x methods x diseases
+    assert set(diagnostics["trained"]) <= {"yes", "no"}
+    untrained = diagnostics[diagnostics["trained"] == "no"]
+    assert untrained["caution"].str.contains("did not train").all()
+    seed0 = diagnostics[diagnostics["seed"] == 0]
+    assert (seed0["rates_tried"] >= 3).all() and (seed0["rates_tried"] <= 5).all()
+    assert (diagnostics.loc[diagnostics["seed"] > 0, "rates_tried"] == 1).all()
+    dam = pd.read_csv(real / "results/models/resnet10t/seed0/dam/edema.rates.csv")
+    assert {0.01, 0.03, 0.1} <= set(dam["lr"])  # PESG sgd's grid, for a BatchNorm network
+
+
 def jobs_to_run(work: Path, *args: str) -> set[str]:
     """The rules a dry run would execute."""
     run = snakemake(work, "--dry-run", "--quiet", "rules", *args)
@@ -324,6 +400,7 @@ def check_summary(work: Path) -> None:
         "auprc",
         "n_pos",
         "n_neg",
+        "trained",
         "caution",
     ]
     assert set(summary["architecture"]) == {"resnet10t", "efficientvit_b0", "ensemble"}
@@ -351,6 +428,7 @@ def check_summary(work: Path) -> None:
         )
     comparison = pd.read_csv(results / "comparison.csv")
     assert list(comparison.columns) == [
+        "comparison",
         "architecture",
         "disease",
         "method",
@@ -358,15 +436,25 @@ def check_summary(work: Path) -> None:
         "auc",
         "auc_control",
         "delta",
+        "delta_low",
+        "delta_high",
         "p_value",
+        "p_resampling",
+        "p_reported",
+        "q_value",
+        "trained",
     ]
     assert comparison["p_value"].between(0, 1).all()
-    assert set(comparison["method"]) == {"dam", "sgd_ce"} and set(comparison["control"]) == {"ce"}
-    assert len(comparison) == 3 * 2 * (len(DISEASES) + 1)  # predictors x methods x (diseases+mean)
+    assert set(comparison["method"]) == {"dam", "sgd_ce", "ce"}
+    assert set(comparison["control"]) == {"ce", "warmup"}
+    # both comparisons, each named: against CE (dam, sgd_ce) and against the warm-up (all three)
+    assert set(comparison["comparison"]) == {VS_CONTROL, VS_WARMUP}
+    assert len(comparison) == 3 * (2 + 3) * (len(DISEASES) + 1)  # predictors x pairs x rows
     ours = summary.set_index(["architecture", "method", "disease"])["auc"]
     for row in comparison.itertuples():
         assert row.auc == pytest.approx(ours[(row.architecture, row.method, row.disease)])
-        assert row.auc_control == pytest.approx(ours[(row.architecture, "ce", row.disease)])
+        assert row.auc_control == pytest.approx(ours[(row.architecture, row.control, row.disease)])
+        assert row.delta_low <= row.delta <= row.delta_high
     for name in ("auc_by_architecture", "showcase_grid", "roc_edema", "training_resnet10t"):
         assert (results / "figures" / f"{name}.png").stat().st_size > 5_000, name
     assert (results / "figures" / "auc_by_architecture.svg").exists()

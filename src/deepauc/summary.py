@@ -173,7 +173,9 @@ def comparison_table(
 
 
 def _compare(tables, pairs, label, n_resamples, seed, seed_tables, trained) -> pd.DataFrame:
-    frames = []
+    """The rows of one comparison ``label``: each (predictor, method, control) of ``pairs``,
+    its q-values within the comparison (the family is one method and comparison)."""
+    frames, marks = [], trained or {}
     for architecture, method, control in pairs:
         arms = [(architecture, method), (architecture, control)]
         per_seed = [seed_tables.get(arm) if seed_tables else None for arm in arms]
@@ -186,7 +188,6 @@ def _compare(tables, pairs, label, n_resamples, seed, seed_tables, trained) -> p
             seeds_b=per_seed[1],
         )
         compared = compared.rename(columns={"auc_a": "auc", "auc_b": "auc_control"})
-        marks = trained or {}
         compared["trained"] = [marks.get((architecture, method, d), "") for d in compared.disease]
         frames.append(
             compared.assign(

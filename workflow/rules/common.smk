@@ -58,7 +58,8 @@ from deepauc.settings import (
 
 def known_auto_modes(archs):
     """PESG's mode for each of ``archs`` from its normalization, once the names are known to
-    be timm's (an unknown one is refused as such, not as a network that failed to build)."""
+    be timm's (an unknown one is refused as such, not as a network that failed to build).
+    """
     index = model_index()
     if index is not None:
         check_architectures(archs, index["models"])
@@ -276,7 +277,9 @@ def finetune_settings(wildcards):
         config["finetune"],
         wildcards.method,
         wildcards.arch,
-        None if wildcards.lr == CHOSEN_RATE else float(wildcards.lr),  # None: the job picks
+        (
+            None if wildcards.lr == CHOSEN_RATE else float(wildcards.lr)
+        ),  # None: the job picks
     )
 
 
@@ -305,7 +308,9 @@ def searched_rates(arch, seed, method, disease, rounds=None):
         search = checkpoints.search_rates.get(
             arch=arch, seed=seed, method=method, disease=disease, round=done
         ).output[0]
-        extra = grid_extension([float(label) for label, _ in rates], chosen_rate_of(search))
+        extra = grid_extension(
+            [float(label) for label, _ in rates], chosen_rate_of(search)
+        )
         if extra is None:
             break
         rates.append((lr_label(extra), done + 1))
@@ -316,7 +321,9 @@ def chosen_rate_of(search_table):
     import pandas as pd  # here: only a run that grows grids reads these tables
 
     table = pd.read_csv(search_table)
-    return float(table.loc[table["chosen"].astype(str).str.lower() == "true", "lr"].iloc[0])
+    return float(
+        table.loc[table["chosen"].astype(str).str.lower() == "true", "lr"].iloc[0]
+    )
 
 
 def rate_runs(wildcards, rounds=None):
