@@ -7,8 +7,9 @@
 #   bash bench/dam_study.sh                          # the four families, every GPU of the machine
 #   bash bench/dam_study.sh convnext_tiny davit_tiny # some of them
 #
-# STUDY_TIME_LIMIT seconds (default 540): then Snakemake gets Ctrl-C, stops its jobs cleanly and
-# the results so far are copied. The same command in the same folder picks the DAG up where it
+# STUDY_TIME_LIMIT seconds (default 510): then Snakemake gets Ctrl-C, stops its jobs cleanly (each
+# saves a resume file; sixteen jobs took more than 20 s to, so they get 60) and the results so far
+# are copied. The same command in the same folder picks the DAG up where it
 # stopped (Snakemake's own bookkeeping, and each training job's resume file).
 # STUDY_EXTRA_CONFIG=<yaml> adds a config file after the study's own (a CPU smoke run, say).
 set -euo pipefail
@@ -17,7 +18,7 @@ archs=("$@")
 [ ${#archs[@]} -gt 0 ] || archs=(convnext_tiny densenet169 swin_tiny_patch4_window7_224 davit_tiny)
 arch_list=$(IFS=,; echo "${archs[*]}")
 out=${OUT:-$repo/study/out}
-deadline=$(( $(date +%s) + ${STUDY_TIME_LIMIT:-540} ))
+deadline=$(( $(date +%s) + ${STUDY_TIME_LIMIT:-510} ))
 cd "$repo"
 [ -d wheels ] && bash bench/device_setup.sh
 mkdir -p study/main "$out"
@@ -33,14 +34,16 @@ copy_results() {  # whatever exists, also after a stop at the deadline
 }
 trap copy_results EXIT
 
+study=(snakemake --directory study/main --snakefile "$repo/Snakefile"
+  --configfile "$repo/config/dam_study.yaml" ${STUDY_EXTRA_CONFIG:+"$STUDY_EXTRA_CONFIG"}
+  --config "architectures=[$arch_list]")
+# A run killed before it could clean up leaves Snakemake's lock: only this script runs here.
+[ -d study/main/.snakemake/locks ] && "${study[@]}" --unlock > /dev/null 2>&1 || true
 left=$(( deadline - $(date +%s) ))
 started=$(date +%s)
 echo "$(date -u +%FT%TZ) ${archs[*]} on $gpus GPU(s), $slots job slots" | tee -a "$out/timing.txt"
-timeout --signal=INT --kill-after=20 "$left" \
-  snakemake --directory study/main --snakefile "$repo/Snakefile" \
-  --configfile "$repo/config/dam_study.yaml" ${STUDY_EXTRA_CONFIG:+"$STUDY_EXTRA_CONFIG"} \
-  --cores "$(nproc)" --resources gpu="$slots" --rerun-incomplete --keep-going \
-  --config "architectures=[$arch_list]" -- \
+timeout --signal=INT --kill-after=60 "$left" \
+  "${study[@]}" --cores "$(nproc)" --resources gpu="$slots" --rerun-incomplete --keep-going -- \
   results/summary.csv results/seeds.csv results/diagnostics.csv results/comparison.csv \
   >> "$out/study.log" 2>&1 || echo "snakemake stopped (exit $?)" | tee -a "$out/timing.txt"
 echo "study: $(( $(date +%s) - started )) s" | tee -a "$out/timing.txt"
