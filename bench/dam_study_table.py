@@ -7,9 +7,13 @@ One row per family and method:
 - mean test AUC over the five diseases with its 95% bootstrap CI, for the three seeds' averaged
   predictions (``summary.csv``);
 - the mean and standard deviation over the seeds of each seed's own mean test AUC (``seeds.csv``);
-- the paired difference against CE and its p-value (``comparison.csv``: paired bootstrap for the
-  mean over diseases);
-- the rate chosen on seed 0's val for each disease, in ``diseases`` order (``diagnostics.csv``);
+- the paired difference against CE at equal compute, with its 95% CI and p (``comparison.csv``:
+  with several seeds a bootstrap over seeds, then patients), and the difference against the
+  warm-up (the write-up's comparison);
+- the rate chosen on seed 0's val for each disease, in ``diseases`` order, and the rates its
+  searches tried, grown grids included (``diagnostics.csv``);
+- chosen fine-tunes that trained (moved off step 0 and their backbone by at least 0.005), of all
+  seeds', with the median backbone drift of the chosen models;
 - fine-tunes flagged collapsed, of all the method's fine-tunes (grid runs included);
 - the method's fine-tune job-minutes: wall seconds of its jobs summed (``benchmarks/``; jobs
   shared the GPUs, so this is an upper bound of GPU time).
@@ -69,12 +73,18 @@ def family_rows(folder: Path) -> list[dict]:
 
 
 def versus_ce(comparison: pd.DataFrame, arch: str, method: str) -> dict:
-    found = comparison.query(
-        "architecture == @arch and method == @method and control == 'ce' and disease == 'mean'"
-    )
-    if found.empty:
-        return {"vs CE": "", "p": ""}
-    return {"vs CE": f"{found.delta.iloc[0]:+.3f}", "p": f"{found.p_value.iloc[0]:.3f}"}
+    mean = comparison.query("architecture == @arch and method == @method and disease == 'mean'")
+    ce, warmup = mean[mean.control == "ce"], mean[mean.control == "warmup"]
+    row = {"vs CE [95% CI]": "", "p": "", "vs warm-up": ""}
+    if not ce.empty:
+        found = ce.iloc[0]
+        row["vs CE [95% CI]"] = (
+            f"{found.delta:+.3f} [{found.delta_low:+.3f}, {found.delta_high:+.3f}]"
+        )
+        row["p"] = str(found.get("p_reported", f"{found.p_value:.3f}"))
+    if not warmup.empty:
+        row["vs warm-up"] = f"{warmup.delta.iloc[0]:+.3f}"
+    return row
 
 
 def tuning(diagnostics: pd.DataFrame, arch: str, method: str) -> dict:
@@ -85,7 +95,14 @@ def tuning(diagnostics: pd.DataFrame, arch: str, method: str) -> dict:
     rates = ", ".join(f"{rate:g}" for rate in first.chosen_lr)
     collapsed = int(runs.collapsed_rates.sum())
     tried = int(runs.rates_tried.sum())
-    return {"rates (seed 0)": rates, "collapsed": f"{collapsed} of {tried}"}
+    trained = int((runs.trained == "yes").sum())
+    return {
+        "rates (seed 0)": rates,
+        "rates tried (seed 0)": str(int(first.rates_tried.sum())),
+        "trained": f"{trained} of {len(runs)}",
+        "drift": f"{runs.backbone_drift.median():.3f}",
+        "collapsed": f"{collapsed} of {tried}",
+    }
 
 
 def job_minutes(benchmarks: Path, arch: str, method: str) -> str:

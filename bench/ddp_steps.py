@@ -47,13 +47,13 @@ from pathlib import Path
 import pandas as pd
 import torch
 import torch.distributed as dist
-import yaml
 from markdown_table import markdown  # bench/, the script's own folder
 from throughput import synchronize
 from torch.autograd import DeviceType
 from torch.nn.parallel import DistributedDataParallel
 from torch.profiler import ProfilerActivity, profile
 
+from deepauc.config_layers import load_config
 from deepauc.data import CachedSplit
 from deepauc.settings import AugmentSettings, FinetuneSettings, finetune_params, lr_grid
 from deepauc.training import stages
@@ -61,7 +61,7 @@ from deepauc.training.fit import prepare_batch, train_step
 from deepauc.training.runtime import Runtime
 
 REPO = Path(__file__).resolve().parents[1]
-DEFAULT_CONFIGS = [REPO / "config/bench.yaml", REPO / "config/multi_gpu.yaml"]
+DEFAULT_CONFIGS = [REPO / "config/multi_gpu.yaml"]  # extends config/bench.yaml
 VARIANTS = {
     "default": {},
     "no_buffer_broadcast": {"broadcast_buffers": False},
@@ -143,19 +143,9 @@ def parse_args(argv):
 
 
 def read_config(paths: list[Path]) -> dict:
-    """The configs merged as Snakemake merges --configfile files: later keys win, nested."""
-    config: dict = {}
-    for path in paths:
-        _merge(config, yaml.safe_load(path.read_text()) or {})
-    return config
-
-
-def _merge(into: dict, update: dict) -> None:
-    for key, value in update.items():
-        if isinstance(value, dict) and isinstance(into.get(key), dict):
-            _merge(into[key], value)
-        else:
-            into[key] = value
+    """The configs as the workflow combines them (deepauc.config_layers): the first as the
+    base, the rest as --configfile files, each ``extends:`` followed."""
+    return load_config(*paths)
 
 
 def measure(arch, batch, method, variant, warmup, splits, config, runtime, args) -> dict:

@@ -111,7 +111,7 @@ def test_ddp_steps_report_splits_the_efficiency_into_batch_and_ddp_factors():
     assert steps.report([{"rows": first}]).iloc[0]["rank busy"] == "-"
 
 
-def test_ddp_steps_counts_overlapping_kernels_once_and_merges_configs_like_snakemake(tmp_path):
+def test_ddp_steps_counts_overlapping_kernels_once_and_merges_configs_like_the_workflow(tmp_path):
     steps = _load("ddp_steps")
     assert steps.union_length([(0, 10), (5, 15), (20, 25), (21, 22)]) == 20
     assert steps.union_length([]) == 0
@@ -119,3 +119,6 @@ def test_ddp_steps_counts_overlapping_kernels_once_and_merges_configs_like_snake
     (tmp_path / "b.yaml").write_text("finetune: {batch_size: 64}\n")
     config = steps.read_config([tmp_path / "a.yaml", tmp_path / "b.yaml"])
     assert config == {"finetune": {"batch_size": 64, "epochs": 2}, "device": "cuda"}
+    shipped = steps.read_config(steps.DEFAULT_CONFIGS)  # multi_gpu.yaml < bench.yaml < protocol
+    assert shipped["architectures"] == ["densenet169", "convnext_tiny"]
+    assert shipped["finetune"]["batch_size"] == 128 and shipped["finetune"]["dam"]["lr"] == 0.1
