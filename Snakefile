@@ -20,6 +20,7 @@ include: "workflow/rules/figures.smk"
 # in less time than a job would wait in the queue.
 localrules:
     all,
+    search_rates,
     select_lr,
     diagnose,
     summarize,

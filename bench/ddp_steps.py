@@ -55,7 +55,14 @@ from torch.profiler import ProfilerActivity, profile
 
 from deepauc.config_layers import load_config
 from deepauc.data import CachedSplit
-from deepauc.settings import AugmentSettings, FinetuneSettings, finetune_params, lr_grid
+from deepauc.rates import (
+    lr_grid,
+)
+from deepauc.settings import (
+    AugmentSettings,
+    FinetuneSettings,
+    finetune_params,
+)
 from deepauc.training import stages
 from deepauc.training.fit import prepare_batch, train_step
 from deepauc.training.runtime import Runtime

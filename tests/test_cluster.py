@@ -28,6 +28,7 @@ pytestmark = [pytest.mark.e2e, pytest.mark.cluster]
 SMALL = {**TINY, "architectures": ["resnet10t"], "train_threads": 1}
 LOCAL_RULES = {
     "all",
+    "search_rates",
     "select_lr",
     "diagnose",
     "summarize",

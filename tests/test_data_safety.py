@@ -115,7 +115,11 @@ def planned_paths(work: Path, *args: str) -> tuple[set[str], list[str]]:
     rules, paths = set(), []
     for line in (run.stdout + run.stderr).splitlines():
         words = line.split()
-        if len(words) == 2 and words[0] in ("rule", "localrule") and words[1].endswith(":"):
+        if (
+            len(words) == 2
+            and words[0] in ("rule", "localrule", "checkpoint", "localcheckpoint")
+            and words[1].endswith(":")
+        ):
             rules.add(words[1].rstrip(":"))
         elif line.strip().startswith(("output:", "log:", "benchmark:")):
             paths += [p.strip() for p in line.split(":", 1)[1].split(",") if p.strip()]

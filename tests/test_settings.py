@@ -14,6 +14,13 @@ from deepauc.diagnostics import chosen_rate, diagnostics_table
 from deepauc.errors import InputError
 from deepauc.methods import CONTROL, METHODS, WARMUP, CeSettings, DamSettings, Method, register
 from deepauc.methods import style as method_style
+from deepauc.rates import (
+    at_rate,
+    lr_grid,
+    lr_label,
+    rate_labels,
+    resolve_pesg_modes,
+)
 from deepauc.settings import (
     SHARED_FINETUNE_KEYS,
     AugmentSettings,
@@ -23,13 +30,8 @@ from deepauc.settings import (
     SplitFiles,
     WarmupSettings,
     WarmupSpec,
-    at_rate,
     check_training_config,
     finetune_params,
-    lr_grid,
-    lr_label,
-    rate_labels,
-    resolve_pesg_modes,
     warmup_section,
 )
 

@@ -8,6 +8,7 @@ import pandas as pd
 import pytest
 from sklearn.metrics import roc_auc_score
 
+from deepauc.significance import benjamini_hochberg, format_p
 from deepauc.stats import (
     DELONG,
     MEAN,
@@ -15,12 +16,10 @@ from deepauc.stats import (
     SEEDS_AND_PATIENTS,
     _bootstrap_aucs,
     auc,
-    benjamini_hochberg,
     bootstrap_p_value,
     compare_methods,
     delong_test,
     delong_variance,
-    format_p,
     patient_bootstrap,
     score_predictions,
 )

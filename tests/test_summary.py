@@ -9,7 +9,8 @@ from sklearn.metrics import roc_auc_score
 from deepauc.caution import summary_cautions, trained_marks
 from deepauc.ensemble import average_members
 from deepauc.plots import plot_auc_by_architecture
-from deepauc.stats import MEAN, PATIENTS, SEEDS_AND_PATIENTS, benjamini_hochberg
+from deepauc.significance import benjamini_hochberg
+from deepauc.stats import MEAN, PATIENTS, SEEDS_AND_PATIENTS
 from deepauc.summary import (
     COMPARISON_COLUMNS,
     MINUS_CONTROL,

@@ -15,7 +15,10 @@ import yaml
 from sklearn.metrics import roc_auc_score
 
 from deepauc.diagnostics import DIAGNOSTICS_COLUMNS
-from deepauc.settings import grid_extension, lr_label
+from deepauc.rates import (
+    grid_extension,
+    lr_label,
+)
 from deepauc.summary import VS_CONTROL, VS_WARMUP
 from tests.conftest import TRAIN_ROWS, VALID_ROWS, copy_timm_index, write_chexpert_csv
 
@@ -467,7 +470,11 @@ def planned_jobs(work: Path, *args: str) -> list[tuple[str, dict[str, str]]]:
     jobs, rule = [], None
     for line in (run.stdout + run.stderr).splitlines():
         words = line.split()
-        if len(words) == 2 and words[0] in ("rule", "localrule") and words[1].endswith(":"):
+        if (
+            len(words) == 2
+            and words[0] in ("rule", "localrule", "checkpoint", "localcheckpoint")
+            and words[1].endswith(":")
+        ):
             rule = words[1].rstrip(":")
             jobs.append((rule, {}))
         elif rule and line.strip().startswith("wildcards:"):
@@ -541,7 +548,7 @@ def test_ensemble_subset_of_unknown_architectures_is_refused(tmp_path):
     run = snakemake(work, "--configfile", "bad.yaml", "--dry-run")
     assert run.returncode != 0
     output = run.stdout + run.stderr
-    assert "ensemble 'pair'" in output and "vgg99" in output
+    assert "config key ensemble.subsets.pair" in output and "vgg99" in output
 
 
 WARMUP_TARGET = "results/models/resnet10t/seed0/warmup.pt"

@@ -213,7 +213,7 @@ def build_dam(model, settings: DamSettings, context: BuildContext) -> Recipe:
     if settings.mode not in ("sgd", "adam"):
         raise ValueError(
             f"PESG mode {settings.mode!r}: the workflow resolves mode auto per architecture "
-            "(deepauc.settings.resolve_pesg_modes) before a job starts; give sgd or adam here"
+            "(deepauc.rates.resolve_pesg_modes) before a job starts; give sgd or adam here"
         )
     context.log.info("PESG mode %s at lr %g", settings.mode, settings.lr)
     loss_class = aucm_loss_class(settings.implementation)

@@ -17,6 +17,7 @@ from sklearn.metrics import roc_curve  # noqa: E402
 
 from deepauc.atomic import atomic_path  # noqa: E402
 from deepauc.caution import PARTLY, UNTRAINED  # noqa: E402
+from deepauc.label_examples import short_labels  # noqa: E402
 from deepauc.methods import CONTROL, METHODS, WARMUP, style  # noqa: E402
 from deepauc.stats import MEAN  # noqa: E402
 from deepauc.summary import COMPARISONS, VS_CONTROL, VS_WARMUP  # noqa: E402
@@ -28,63 +29,6 @@ def save_figure(fig, paths: list[str | os.PathLike], dpi: int = 200) -> None:
         with atomic_path(path) as tmp:
             fig.savefig(tmp, dpi=dpi, bbox_inches="tight")
     plt.close(fig)
-
-
-def plot_label_examples(
-    table: pd.DataFrame,
-    diseases: list[str],
-    out_path: str | os.PathLike,
-    per_row: int = 6,
-    seed: int = 0,
-) -> None:
-    """A grid of images: one row of positives per disease and one row with no finding.
-
-    ``table`` is a split file (image, view and one 0/1 column per disease). Each tile is titled
-    with the image's positive labels, so a reader can see what each sign looks like.
-    """
-    rng = np.random.default_rng(seed)
-    frontal = table[table["view"] == "Frontal"] if "view" in table else table
-    labels = frontal[diseases].fillna(0).astype(int)
-    rows = [(d, frontal[labels[d] == 1]) for d in diseases]
-    rows.append(("No finding", frontal[labels.sum(axis=1) == 0]))
-
-    fig, axes = plt.subplots(len(rows), per_row, figsize=(1.9 * per_row, 2.1 * len(rows)))
-    axes = np.atleast_2d(axes)
-    for r, (name, pool) in enumerate(rows):
-        picks = pool.iloc[rng.permutation(len(pool))[:per_row]]
-        for c, ax in enumerate(axes[r]):
-            ax.set_xticks([])
-            ax.set_yticks([])
-            for spine in ax.spines.values():
-                spine.set_visible(False)
-            if c == 0:
-                ax.set_ylabel(name, fontsize=10, fontweight="bold")
-            if c >= len(picks):
-                continue
-            row = picks.iloc[c]
-            ax.imshow(
-                np.asarray(Image.open(row["image"]).convert("L")), cmap="gray", vmin=0, vmax=255
-            )
-            positives = [d for d in diseases if labels.at[row.name, d] == 1]
-            ax.set_title(_short_labels(positives), fontsize=7)
-    fig.suptitle(
-        "Examples by label (frontal views; title: all positive labels of the image)", fontsize=11
-    )
-    fig.tight_layout()
-    with atomic_path(out_path) as tmp:
-        fig.savefig(tmp, dpi=150)
-    plt.close(fig)
-
-
-def _short_labels(positives: list[str]) -> str:
-    if not positives:
-        return "no finding"
-    abbreviations = {
-        "Pleural Effusion": "Effusion",
-        "Cardiomegaly": "Cardiomeg.",
-        "Consolidation": "Consol.",
-    }
-    return ", ".join(abbreviations.get(d, d) for d in positives)
 
 
 #: What each comparison of comparison.csv subtracts, under its label in the AUC figure, so that
@@ -343,9 +287,9 @@ def plot_showcase(
         positives = [d for d in truth.columns if truth.at[image, d] == 1]
         ax.set_title(
             "Top: "
-            + ", ".join(f"{_short_labels([d])} {v:.2f}" for d, v in top.items())
+            + ", ".join(f"{short_labels([d])} {v:.2f}" for d, v in top.items())
             + "\nGT: "
-            + _short_labels(positives),
+            + short_labels(positives),
             fontsize=8,
         )
     fig.suptitle("Test images: top-2 predicted scores and ground truth", fontsize=11)

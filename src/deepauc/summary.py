@@ -19,7 +19,7 @@ same test images) and ``seeds.csv`` (every seed on its own).
   patient bootstrap), ``seeds+patients`` for the mean with several seeds (training seeds, then
   patients, resampled: :func:`deepauc.stats.seed_patient_deltas`).
 - ``p_reported``: the p as a table shows it (``< 0.001``; a bootstrap p at its resolution
-  limit ``< 1/B``: :func:`deepauc.stats.format_p`).
+  limit ``< 1/B``: :func:`deepauc.significance.format_p`).
 - ``q_value``: Benjamini-Hochberg q of the per-disease p-values; the family is every
   per-disease row of one (``method``, ``comparison``) pair in the file (all predictors and
   diseases together). Empty for ``mean`` rows, which are one test per predictor already.
@@ -39,7 +39,8 @@ import pandas as pd
 
 from deepauc.ensemble import average_members
 from deepauc.methods import CONTROL, WARMUP
-from deepauc.stats import MEAN, benjamini_hochberg, compare_methods, score_predictions
+from deepauc.significance import benjamini_hochberg
+from deepauc.stats import MEAN, compare_methods, score_predictions
 
 #: ``comparison.csv``'s ``comparison`` values: what each row compares, said so that the two
 #: cannot be read one for the other.

@@ -43,16 +43,18 @@ from deepauc.weights import check_pretrained
 from deepauc.settings import (
     check_training_config,
     finetune_params,
+    preprocess_settings,
+    synth_spec,
+    warmup_section,
+)
+from deepauc.rates import (
     CHOSEN_RATE,
     grid_extension,
     lr_grid,
     lr_label,
     rate_labels,
-    preprocess_settings,
     resolve_pesg_modes,
     searches_rates,
-    synth_spec,
-    warmup_section,
 )
 
 
@@ -156,7 +158,7 @@ def code_digest(paths):
 # their paths: a copied or moved results folder (or checkout) reruns nothing.
 PLOTS_CODE = code_digest(
     os.path.join(workflow.basedir, "src", "deepauc", name)
-    for name in ("plots.py", "methods.py")
+    for name in ("plots.py", "label_examples.py", "methods.py")
 )
 
 
@@ -256,7 +258,7 @@ wildcard_constraints:
     arch="|".join(ARCHITECTURES),
     ensemble="|".join(ENSEMBLES),
     predictor="|".join(PREDICTORS),
-    lr=r"[0-9][0-9.e+-]*|" + CHOSEN_RATE,  # a rate as lr_label writes it, or "chosen"
+    lr=rf"[0-9][0-9.e+-]*|{CHOSEN_RATE}",  # a rate as lr_label writes it, or "chosen"
     round=r"\d+",
 
 
@@ -293,7 +295,7 @@ def chosen_rates(wildcards):
 
 def searched_rates(arch, seed, method, disease, rounds=None):
     """(path label, round) of every rate one fine-tune ran (``disease`` as in paths): the grid
-    (round 0; see deepauc.settings.rate_labels), then, where the grid may grow, one rate per
+    (round 0; see deepauc.rates.rate_labels), then, where the grid may grow, one rate per
     round past the edge the best rate lay on, until a best rate lies inside or
     finetune.grid_extensions rounds were added. Each round's choice is checkpoint search_rates'
     output, so a grown grid's jobs are planned once that round's runs have finished. ``rounds``

@@ -64,7 +64,7 @@ rule finetune:
 
 # A grid that may grow (finetune.grid_extensions): after each round of its rates, the rate
 # table so far. Where the best rate lies on an edge of the rates tried, the next round adds one
-# rate a step past it (deepauc.settings.grid_extension), the same rule for every method; the
+# rate a step past it (deepauc.rates.grid_extension), the same rule for every method; the
 # workflow plans that job once this table exists.
 checkpoint search_rates:
     input:

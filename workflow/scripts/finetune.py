@@ -7,13 +7,15 @@ step_back()  # first: the warm-ups this fan-out started from go first on a share
 from deepauc.diagnostics import chosen_rate  # noqa: E402
 from deepauc.jobs.launch import run_training  # noqa: E402
 from deepauc.jobs.logs import logged_to  # noqa: E402
+from deepauc.rates import (  # noqa: E402
+    at_rate,
+)
 from deepauc.settings import (  # noqa: E402
     AugmentSettings,
     FinetuneSettings,
     FinetuneSpec,
     JobResources,
     SplitFiles,
-    at_rate,
 )
 from deepauc.training.resume import journal_path  # noqa: E402
 

@@ -3,7 +3,7 @@
 import pandas as pd
 
 from deepauc.jobs.logs import logged_to
-from deepauc.plots import plot_label_examples
+from deepauc.label_examples import plot_label_examples
 
 with logged_to(snakemake.log[0]):
     table = pd.read_csv(snakemake.input[0])
