@@ -341,7 +341,7 @@ def test_chexpert_config_runs_its_protocol_on_a_jpeg_tree(finished, tmp_path):
         "architectures": ["resnet10t"],
         "pretrained": False,
         "image_size": 32,
-        "diseases": DISEASES,
+        "diseases": DISEASES[:2],  # two diseases: about 40 fine-tunes on two cores
         "split": TINY["split"],
         "train_threads": 1,
         "warmup": {"epochs": 1, "batch_size": 16},
@@ -367,7 +367,7 @@ def test_chexpert_config_runs_its_protocol_on_a_jpeg_tree(finished, tmp_path):
     diagnostics = pd.read_csv(real / "results" / "diagnostics.csv")
     assert set(diagnostics["method"]) == {"dam", "ce", "compositional"}
     assert set(diagnostics["seed"]) == {0, 1, 2}
-    assert len(diagnostics) == 3 * 3 * len(DISEASES)  # seeds x methods x diseases
+    assert len(diagnostics) == 3 * 3 * 2  # seeds x methods x diseases
     assert set(diagnostics["trained"]) <= {"yes", "no"}
     untrained = diagnostics[diagnostics["trained"] == "no"]
     assert untrained["caution"].str.contains("did not train").all()
