@@ -16,6 +16,7 @@ from deepauc.methods import CONTROL, METHODS, WARMUP, CeSettings, DamSettings, M
 from deepauc.methods import style as method_style
 from deepauc.rates import (
     at_rate,
+    grid_extension,
     lr_grid,
     lr_label,
     rate_labels,
@@ -237,3 +238,50 @@ def test_grids_of_unequal_size_are_refused():
     config["finetune"]["compositional"]["lr"] = [0.01, 0.1]
     config["finetune"]["overrides"] = {}
     check(config)
+
+
+def test_pesg_mode_auto_is_chosen_per_architecture_and_an_explicit_mode_wins():
+    section = {
+        "methods": ["dam", "ce"],
+        "dam": {"mode": "auto", "lr": {"adam": [1e-4, 3e-4], "sgd": [0.01, 0.1]}},
+        "ce": {"lr": [1e-4, 3e-4]},
+        "overrides": {"vit_tiny_patch16_224": {"dam": {"mode": "sgd"}}},
+    }
+    asked = []
+
+    def auto_modes(archs):
+        asked.append(archs)
+        return {"resnet10t": "sgd", "convnext_atto": "adam"}
+
+    archs = ["resnet10t", "convnext_atto", "vit_tiny_patch16_224"]
+    resolved, picked = resolve_pesg_modes(section, archs, auto_modes)
+    assert asked == [["convnext_atto", "resnet10t"]]  # the explicit one is not looked up
+    assert picked == {("resnet10t", "dam"): "sgd", ("convnext_atto", "dam"): "adam"}
+    assert lr_grid(resolved, "dam", "resnet10t") == [0.01, 0.1]
+    assert lr_grid(resolved, "dam", "convnext_atto") == [1e-4, 3e-4]
+    assert lr_grid(resolved, "dam", "vit_tiny_patch16_224") == [0.01, 0.1]  # its mode's grid
+    params = finetune_params(resolved, "dam", "convnext_atto", 3e-4)
+    assert params["dam"]["mode"] == "adam" and params["dam"]["lr"] == 3e-4
+    assert "ce" not in {m for arch in resolved["overrides"].values() for m in arch}
+    # an explicit mode everywhere: nothing is looked up
+    explicit = {**section, "dam": {**section["dam"], "mode": "sgd"}}
+    asked.clear()
+    resolve_pesg_modes(explicit, archs, auto_modes)
+    assert asked == []
+    # rates per mode without the mode chosen: refused, naming the key
+    with pytest.raises(InputError, match="none for mode 'adam'"):
+        resolve_pesg_modes(
+            {**section, "dam": {"mode": "adam", "lr": {"sgd": [0.1]}}}, archs, auto_modes
+        )
+
+
+def test_a_grid_grows_one_step_past_the_edge_its_best_rate_lies_on():
+    assert grid_extension([3e-5, 1e-4, 3e-4], 3e-5) == 1e-5  # the grid's 1-3-10 steps
+    assert grid_extension([3e-5, 1e-4, 3e-4], 3e-4) == 1e-3
+    assert grid_extension([0.01, 0.03, 0.1], 0.1) == 0.3
+    assert grid_extension([3e-5, 1e-4, 3e-4], 1e-4) is None  # inside: no growth
+    assert grid_extension([0.1], 0.1) is None  # one rate is no grid
+    assert grid_extension([0.1, 0.2], 0.1) == 0.05  # no value with its digits near: one digit
+    for grid in ([3e-5, 1e-4, 3e-4], [1e-4, 2e-4, 4e-4], [0.5, 1.0]):
+        assert grid_extension(grid, min(grid)) < min(grid)
+        assert grid_extension(grid, max(grid)) > max(grid)
