@@ -93,3 +93,17 @@ def test_unknown_architecture_is_named_with_the_closest_names():
         create_model("resnet_9000", 1, 64)
     with pytest.raises(InputError, match="did you mean .*densenet169"):
         create_model("densenet_169", 1, 64)
+
+
+def test_a_warm_up_head_starts_at_zero_from_pretrained_weights_only():
+    from deepauc.models import create_model, zero_head
+    from deepauc.training.stages import head_starts_at_zero
+
+    assert head_starts_at_zero("auto", "results/models/{arch}/seed0/warmup.pt")
+    assert head_starts_at_zero("auto", True)
+    assert not head_starts_at_zero("auto", False)  # from scratch: drawn from the seed
+    assert head_starts_at_zero("zeros", False) and not head_starts_at_zero("random", True)
+    model = zero_head(create_model("resnet10t", 5, 32))
+    head = model.get_classifier()
+    assert not head.weight.any() and not head.bias.any()
+    assert model(torch.zeros(2, 3, 32, 32)).abs().max() == 0  # every logit 0: seeds alike

@@ -109,11 +109,13 @@ class WarmupSettings:
     lr: float = 1e-4
     weight_decay: float = 1e-5
     eval_every_steps: int = 0  # 0: evaluate once per epoch
-    # The new multi-label head starts at zero: every seed starts from the same head, and none
-    # can coincide with the random head the backbone was pretrained with (a pretraining run at
-    # seed 0 draws the same head as a study run at seed 0, whose step 0 then scores as if
-    # trained while the other seeds' do not). "random": timm's init, drawn from the seed.
-    head_init: str = "zeros"
+    # "auto": from pretrained weights the new multi-label head starts at zero, so that no seed's
+    # head can coincide with the random head the backbone was pretrained with (a pretraining
+    # run at seed 0 draws the same head as a study run at seed 0, whose step 0 then scores as
+    # if trained while the other seeds' do not); from scratch it is timm's random init, drawn
+    # from the seed like the backbone (a zero head slows a from-scratch start). "zeros" and
+    # "random" force one.
+    head_init: str = "auto"
 
     @classmethod
     def from_config(cls, section: dict, arch: str | None = None) -> "WarmupSettings":

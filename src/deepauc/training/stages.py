@@ -69,7 +69,7 @@ def warmup_job(
     """Stage 1's model, loss, optimizer and loaders, ready for ``fit``."""
     seed_everything(runtime.seed)
     model = create_model(arch, len(diseases), image_size, pretrained)
-    if settings.head_init == "zeros":
+    if head_starts_at_zero(settings.head_init, pretrained):
         zero_head(model)
     model = _on_device(model, runtime)
     train_images = place_images(train.images(diseases, image_size), runtime)
@@ -111,6 +111,12 @@ def warmup_job(
         settings={"stage": asdict(settings), "augment": asdict(augment)},
         train_model=_training_module(model, runtime),
     )
+
+
+def head_starts_at_zero(head_init: str, pretrained: bool | str) -> bool:
+    """Whether a warm-up's new head starts at zero (``warmup.head_init``): ``auto`` does from
+    pretrained weights, where a random head could be the one the backbone was trained with."""
+    return head_init == "zeros" or (head_init == "auto" and pretrained is not False)
 
 
 def run_warmup(
