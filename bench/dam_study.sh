@@ -2,7 +2,8 @@
 # The DAM study (docs/dam-study.md) on one GPU machine: the study's DAG (config/dam_study.yaml:
 # the protocol of config/protocol.yaml on a synthetic cohort generated on the spot) for the
 # families given (default: the four of the write-up), and the small results (tables, histories,
-# rate tables, logs, benchmarks; no model weights) copied to $OUT (default: study/out).
+# rate tables, logs, benchmarks; no model weights) copied to the folder OUT names (default:
+# study/out).
 #
 #   bash bench/dam_study.sh                          # the four families, every GPU of the machine
 #   bash bench/dam_study.sh convnext_tiny davit_tiny # some of them

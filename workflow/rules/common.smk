@@ -320,12 +320,10 @@ def searched_rates(arch, seed, method, disease, rounds=None):
 
 
 def chosen_rate_of(search_table):
-    import pandas as pd  # here: only a run that grows grids reads these tables
+    # imported here: only a run that grows grids reads these tables (pandas takes a while)
+    from deepauc.diagnostics import chosen_rate
 
-    table = pd.read_csv(search_table)
-    return float(
-        table.loc[table["chosen"].astype(str).str.lower() == "true", "lr"].iloc[0]
-    )
+    return chosen_rate(search_table)
 
 
 def rate_runs(wildcards, rounds=None):
