@@ -28,6 +28,7 @@ RUNTIME_KEYS = (
     "processes_per_job",
     "train_threads",
     "compile",
+    "cuda_graphs",
     "images_on_gpu",
 )
 
@@ -325,6 +326,7 @@ class JobResources:
     device: str = "auto"
     threads: int = 1
     compile: bool = False
+    cuda_graphs: str = "auto"
     images_on_gpu: str = "auto"
     gpus: int = 0
     processes: int = 1
@@ -344,6 +346,7 @@ class JobResources:
             device=config["device"],
             threads=int(threads),
             compile=bool(config["compile"]),
+            cuda_graphs=str(config["cuda_graphs"]).lower(),
             images_on_gpu=config["images_on_gpu"],
             gpus=int(gpus),
             processes=int(processes),

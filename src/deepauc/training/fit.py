@@ -197,6 +197,12 @@ def fit(
         best["epoch"],
         checkpoint,
     )
+    if runtime.device.type == "cuda":  # what a GPU shared by several jobs must hold for one
+        log.info(
+            "%s: peak GPU memory %.2f GB (reserved by this process)",
+            job.name,
+            torch.cuda.max_memory_reserved(runtime.device) / 1e9,
+        )
     return table
 
 

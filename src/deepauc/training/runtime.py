@@ -13,6 +13,7 @@ import torch
 
 from deepauc.errors import InputError
 from deepauc.settings import JobResources
+from deepauc.training.graphs import graphs_apply
 
 
 @dataclass(frozen=True)
@@ -23,6 +24,7 @@ class Runtime:
     seed: int = 0
     threads: int = 1
     compile: bool = False  # torch.compile the training forward and backward
+    cuda_graphs: bool = False  # replay the training forward and backward from a CUDA graph
     images_on_gpu: str = "auto"  # "auto": a split's images go to GPU memory when they fit
     rank: int = 0  # this process's DDP rank; rank 0 writes the job's files
     world_size: int = 1  # DDP processes of the job
@@ -55,6 +57,7 @@ class Runtime:
         rank: int = 0,
         world_size: int = 1,
         local_rank: int = 0,
+        cuda_graphs: str | bool = False,
     ) -> "Runtime":
         """Choose the device and set torch's CPU threads to the job's share. A DDP rank gets
         its own GPU: the ``local_rank``-th of those the job holds."""
@@ -69,6 +72,7 @@ class Runtime:
             seed=seed,
             threads=max(1, min(threads, available)),
             compile=bool(compile),
+            cuda_graphs=graphs_apply(cuda_graphs, chosen, world_size > 1, bool(compile)),
             images_on_gpu=images_on_gpu,
             rank=rank,
             world_size=world_size,
@@ -87,6 +91,7 @@ class Runtime:
             seed=seed,
             threads=resources.threads_per_process,
             compile=resources.compile,
+            cuda_graphs=resources.cuda_graphs,
             images_on_gpu=resources.images_on_gpu,
             rank=rank,
             world_size=world_size,
@@ -107,7 +112,10 @@ class Runtime:
 
     def autocast(self):
         if self.device.type == "cuda":
-            return torch.autocast("cuda", dtype=torch.bfloat16)
+            # A CUDA graph must not record casts from autocast's cache (torch's requirement).
+            return torch.autocast(
+                "cuda", dtype=torch.bfloat16, cache_enabled=not self.cuda_graphs
+            )
         return contextlib.nullcontext()
 
 

@@ -39,6 +39,7 @@ from deepauc.settings import (
     WarmupSpec,
 )
 from deepauc.training.fit import fit
+from deepauc.training.graphs import GraphedTraining
 from deepauc.training.job import Job
 from deepauc.training.loaders import (
     dual_sampler,
@@ -109,7 +110,7 @@ def warmup_job(
         outputs=list(diseases),
         meta={"arch": arch, "image_size": image_size, "outputs": list(diseases), "stage": "warmup"},
         settings={"stage": asdict(settings), "augment": asdict(augment)},
-        train_model=_training_module(model, runtime),
+        train_model=_training_module(model, runtime, f"warmup {arch}"),
     )
 
 
@@ -243,7 +244,7 @@ def finetune_job(
         after_epoch=after_epoch,
         extra_state=recipe.extra_state,
         sampler=sampler,
-        train_model=_training_module(model, runtime),
+        train_model=_training_module(model, runtime, f"{method.name} {warm['arch']} {disease}"),
         diagnose=evaluation_diagnostics(model, recipe, runtime),
     )
 
@@ -345,9 +346,10 @@ def _on_device(model: nn.Module, runtime: Runtime) -> nn.Module:
     return model
 
 
-def _training_module(model: nn.Module, runtime: Runtime) -> nn.Module:
+def _training_module(model: nn.Module, runtime: Runtime, name: str) -> nn.Module:
     """The module that trains: ``model`` itself, wrapped in DDP under several processes (which
-    averages gradients over the ranks in backward), compiled with ``torch.compile`` if asked.
+    averages gradients over the ranks in backward), replayed from a CUDA graph in one process on
+    a GPU (``cuda_graphs``), compiled with ``torch.compile`` if asked.
 
     Evaluation and checkpoints use ``model``: it shares the weights, and its state dict has no
     wrapper prefixes. BatchNorm statistics stay per rank (as in torchvision's reference DDP
@@ -357,6 +359,8 @@ def _training_module(model: nn.Module, runtime: Runtime) -> nn.Module:
     if runtime.distributed:
         device_ids = [runtime.device.index] if runtime.device.type == "cuda" else None
         module = DistributedDataParallel(model, device_ids=device_ids)
+    if runtime.cuda_graphs:  # one process on a GPU: see deepauc.training.graphs
+        return GraphedTraining(model, name)
     if not runtime.compile:
         return module
     log.info("compiling the model with torch.compile (the first steps take longer)")

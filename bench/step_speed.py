@@ -1,0 +1,186 @@
+"""A training step's speed on one GPU: the network alone, and the fine-tune step, eager or
+replayed from a CUDA graph (``cuda_graphs``), or compiled (``compile: true``).
+
+Per architecture, in images per second on a batch already in GPU memory (the data path is
+measured by bench/finetune_stage.py, with the whole stage):
+
+  network_eager_bs{B}   the timm model + BCE + torch's foreach SGD, bf16 autocast, channels_last:
+                        the speed the network allows (at batch 128 the issue's reference)
+  network_graphed_bs32  the same, its forward and backward from a CUDA graph
+  {method}_{mode}_bs32  the pipeline's fine-tune step for a method (dam: FastAUCMLoss + FastPESG
+                        in the architecture's PESG mode; ce: BCE + Adam), augmentation of a uint8
+                        batch on the GPU included; mode eager, graphed or compiled
+  compile_seconds       with --compile: the first compiled step's time, cold or from the cache
+
+    python bench/step_speed.py --archs convnext_tiny densenet169 --out step_speed.json
+    python bench/step_speed.py --archs convnext_tiny --compile --out compiled.json
+
+A CPU smoke run (no graphs; tiny): ``python bench/step_speed.py --device cpu --archs resnet10t
+--size 32 --steps 2 --warmup-steps 1 --out /tmp/s.json``.
+"""
+
+import argparse
+import datetime
+import json
+import logging
+import platform
+import sys
+import time
+from pathlib import Path
+
+import timm
+import torch
+import torch.nn.functional as F
+
+from deepauc.atomic import atomic_path
+from deepauc.data import augment_generator, to_model_input
+from deepauc.methods import METHODS, BuildContext
+from deepauc.normalization import count_normalization, pesg_mode
+from deepauc.settings import AugmentSettings
+from deepauc.training.fit import train_step
+from deepauc.training.graphs import GraphedTraining
+from deepauc.training.runtime import Runtime
+
+log = logging.getLogger("step_speed")
+AUGMENT = AugmentSettings(rotation=15, translate=0.05, scale=(0.95, 1.05), hflip=False)
+
+
+def main(argv=None) -> dict:
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stderr)
+    device = torch.device(args.device)
+    results = {"device": describe(device), "date": datetime.date.today().isoformat()}
+    results["settings"] = {k: v for k, v in vars(args).items() if k != "out"}
+    for arch in args.archs:
+        row = results.setdefault(arch, {})
+        for batch in args.network_batches:
+            row[f"network_eager_bs{batch}"] = network_speed(arch, batch, False, args)
+        if device.type == "cuda":
+            row["network_graphed_bs32"] = network_speed(arch, 32, True, args)
+        modes = ["eager"] + (["graphed"] if device.type == "cuda" else [])
+        modes += ["compiled"] if args.compile else []
+        for method in args.methods:
+            for mode in modes:
+                speed, first = step_speed(arch, method, mode, args)
+                row[f"{method}_{mode}_bs32"] = speed
+                if mode == "compiled":
+                    row[f"{method}_compile_seconds"] = first
+        log.info("%s: %s", arch, json.dumps(row))
+    with atomic_path(Path(args.out)) as tmp:
+        Path(tmp).write_text(json.dumps(results, indent=2) + "\n")
+    return results
+
+
+def parse_args(argv):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--archs", nargs="+", default=["convnext_tiny", "densenet169"])
+    parser.add_argument("--methods", nargs="*", default=["dam", "ce"])
+    parser.add_argument("--network-batches", nargs="+", type=int, default=[32, 128])
+    parser.add_argument("--device", default="cuda")
+    parser.add_argument("--size", type=int, default=224)
+    parser.add_argument("--steps", type=int, default=60)
+    parser.add_argument("--warmup-steps", type=int, default=15)
+    parser.add_argument("--compile", action="store_true", help="also measure compile: true")
+    parser.add_argument("--out", required=True)
+    return parser.parse_args(argv)
+
+
+def describe(device: torch.device) -> str:
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor()
+    return (
+        f"{name}; Python {platform.python_version()}, torch {torch.__version__}, "
+        f"timm {timm.__version__}"
+    )
+
+
+def new_model(arch: str, device: torch.device):
+    model = timm.create_model(arch, pretrained=False, num_classes=1).to(device)
+    if device.type == "cuda":
+        model = model.to(memory_format=torch.channels_last)
+        torch.backends.cudnn.benchmark = True
+    return model.train()
+
+
+def timed(step, steps: int, warmup_steps: int, batch: int, device: torch.device):
+    """Images per second of ``step`` over ``steps`` calls after ``warmup_steps``, and the
+    first call's seconds (a compile or a graph's recording)."""
+    started = time.perf_counter()
+    step()
+    sync(device)
+    first = time.perf_counter() - started
+    for _ in range(warmup_steps - 1):
+        step()
+    sync(device)
+    started = time.perf_counter()
+    for _ in range(steps):
+        step()
+    sync(device)
+    return round(steps * batch / (time.perf_counter() - started), 1), round(first, 2)
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def network_speed(arch: str, batch: int, graphed: bool, args) -> float:
+    device = torch.device(args.device)
+    model = new_model(arch, device)
+    runtime = Runtime.create(args.device, cuda_graphs=graphed)
+    shape = (batch, 3, args.size, args.size)
+    images = torch.randn(shape, device=device).contiguous(memory_format=torch.channels_last)
+    targets = (torch.rand(batch, 1, device=device) < 0.5).float()
+    optimizer = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9, foreach=True)
+
+    class Job:
+        train_model = GraphedTraining(model, arch) if graphed else model
+        loss_fn = staticmethod(F.binary_cross_entropy_with_logits)
+
+    Job.optimizer = optimizer
+    speed, _ = timed(
+        lambda: train_step(Job, images, targets, runtime),
+        args.steps,
+        args.warmup_steps,
+        batch,
+        device,
+    )
+    return speed
+
+
+def step_speed(arch: str, method_name: str, mode: str, args) -> tuple[float, float]:
+    """The fine-tune step of ``method_name`` (as ``deepauc.training.fit`` runs it)."""
+    device = torch.device(args.device)
+    model = new_model(arch, device)
+    runtime = Runtime.create(args.device, cuda_graphs=mode == "graphed", compile=mode == "compiled")
+    method = METHODS[method_name]
+    options = {"lr": 1e-4 if method_name == "ce" else 1e-3}
+    if method_name == "dam":
+        options.update(mode=pesg_mode(count_normalization(model)), init_duals="zero")
+    context = BuildContext(device=device, log=log, start_scores=None, compile=runtime.compile)
+    recipe = method.build(model, method.settings(**options), context)
+    train_model = model
+    if mode == "graphed":
+        train_model = GraphedTraining(model, arch)
+    elif mode == "compiled":
+        train_model = torch.compile(model)
+    generator = augment_generator(device, 0)
+    batch = 32
+    pixels = torch.randint(0, 256, (batch, args.size, args.size), dtype=torch.uint8, device=device)
+    targets = torch.zeros(batch, 1, device=device)
+    targets[: batch // 4] = 1.0
+
+    class Job:
+        loss_fn = staticmethod(recipe.loss_fn)
+        optimizer = recipe.optimizer
+
+    Job.train_model = train_model
+
+    def step():
+        model_input = to_model_input(pixels, device, AUGMENT, generator)
+        train_step(Job, model_input, targets, runtime)
+
+    return timed(step, args.steps, args.warmup_steps, batch, device)
+
+
+if __name__ == "__main__":
+    main()
