@@ -10,10 +10,11 @@ measured by bench/finetune_stage.py, with the whole stage):
   {method}_{mode}_bs32  the pipeline's fine-tune step for a method (dam: FastAUCMLoss + FastPESG
                         in the architecture's PESG mode; ce: BCE + Adam), augmentation of a uint8
                         batch on the GPU included; mode eager, graphed or compiled
-  compile_seconds       with --compile: the first compiled step's time, cold or from the cache
+  compile_seconds       with --modes compiled: the first compiled step's seconds (the compile,
+                        cold, or from the cache of TORCHINDUCTOR_CACHE_DIR)
 
     python bench/step_speed.py --archs convnext_tiny densenet169 --out step_speed.json
-    python bench/step_speed.py --archs convnext_tiny --compile --out compiled.json
+    python bench/step_speed.py --archs convnext_tiny --modes compiled --out compiled.json
 
 A CPU smoke run (no graphs; tiny): ``python bench/step_speed.py --device cpu --archs resnet10t
 --size 32 --steps 2 --warmup-steps 1 --out /tmp/s.json``.
@@ -55,10 +56,9 @@ def main(argv=None) -> dict:
         row = results.setdefault(arch, {})
         for batch in args.network_batches:
             row[f"network_eager_bs{batch}"] = network_speed(arch, batch, False, args)
-        if device.type == "cuda":
+        if device.type == "cuda" and args.network_batches:
             row["network_graphed_bs32"] = network_speed(arch, 32, True, args)
-        modes = ["eager"] + (["graphed"] if device.type == "cuda" else [])
-        modes += ["compiled"] if args.compile else []
+        modes = [m for m in args.modes if device.type == "cuda" or m == "eager"]
         for method in args.methods:
             for mode in modes:
                 speed, first = step_speed(arch, method, mode, args)
@@ -75,12 +75,14 @@ def parse_args(argv):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--archs", nargs="+", default=["convnext_tiny", "densenet169"])
     parser.add_argument("--methods", nargs="*", default=["dam", "ce"])
-    parser.add_argument("--network-batches", nargs="+", type=int, default=[32, 128])
+    parser.add_argument("--network-batches", nargs="*", type=int, default=[32, 128])
     parser.add_argument("--device", default="cuda")
     parser.add_argument("--size", type=int, default=224)
     parser.add_argument("--steps", type=int, default=60)
     parser.add_argument("--warmup-steps", type=int, default=15)
-    parser.add_argument("--compile", action="store_true", help="also measure compile: true")
+    parser.add_argument(
+        "--modes", nargs="+", default=["eager", "graphed"], choices=["eager", "graphed", "compiled"]
+    )
     parser.add_argument("--out", required=True)
     return parser.parse_args(argv)
 
