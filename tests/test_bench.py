@@ -122,3 +122,56 @@ def test_ddp_steps_counts_overlapping_kernels_once_and_merges_configs_like_the_w
     shipped = steps.read_config(steps.DEFAULT_CONFIGS)  # multi_gpu.yaml < bench.yaml < protocol
     assert shipped["architectures"] == ["densenet169", "convnext_tiny"]
     assert shipped["finetune"]["batch_size"] == 128 and shipped["finetune"]["dam"]["lr"] == 0.1
+
+
+def test_step_speed_runs_on_a_cpu_and_writes_each_measure(tmp_path):
+    out = tmp_path / "speed.json"
+    _load("step_speed").main(
+        ["--device", "cpu", "--archs", "resnet10t", "--size", "32", "--steps", "2",
+         "--warmup-steps", "1", "--network-batches", "4", "--out", str(out)]
+    )  # fmt: skip
+    row = json.loads(out.read_text())["resnet10t"]
+    assert set(row) == {"network_eager_bs4", "dam_eager_bs32", "ce_eager_bs32"}
+    assert all(value > 0 for value in row.values())
+
+
+def _stage_run(root: Path) -> Path:
+    """Two fine-tunes' records, as a run leaves them: 10 s and 20 s jobs, overlapping by 5 s."""
+    for name, end, seconds, images_per_s in (
+        ("a", "12:00:10", 10, 100.0),
+        ("b", "12:00:25", 20, 50.0),
+    ):
+        key = Path("m/seed0/dam/lr0.1") / name
+        bench = root / "results/benchmarks/finetune" / key.with_suffix(".tsv")
+        bench.parent.mkdir(parents=True, exist_ok=True)
+        bench.write_text(f"s\th:m:s\tmax_rss\n{seconds}\t0:00:{seconds}\t2048\n")
+        log = root / "results/logs/finetune" / key.with_suffix(".log")
+        log.parent.mkdir(parents=True, exist_ok=True)
+        log.write_text(
+            f"2026-12-02 12:00:01,000 INFO x: start\n"
+            f"2026-12-02 {end},000 INFO x: m: peak GPU memory 3.50 GB (reserved by this process)\n"
+        )
+        history = root / "results/models" / key.with_suffix(".history.csv")
+        history.parent.mkdir(parents=True, exist_ok=True)
+        pd.DataFrame(
+            {"epoch": [0, 1, 2], "seconds": [0.0, 4.0, 4.0],
+             "images_per_second": [float("nan"), images_per_s, images_per_s]}
+        ).to_csv(history, index=False)  # fmt: skip
+    gpu = root / "gpu.csv"
+    gpu.write_text(
+        "".join(f"2026/12/02 12:00:{s:02d}.000, {100 if s < 20 else 0}, 1000\n" for s in range(30))
+    )
+    return gpu
+
+
+def test_a_stage_is_measured_from_its_jobs_records(tmp_path):
+    gpu = _stage_run(tmp_path)
+    report = _load("finetune_stage").main(
+        ["--run", str(tmp_path), "--gpu-log", str(gpu), "--out", str(tmp_path / "r.json")]
+    )
+    stage = report["finetune"]
+    assert stage["jobs"] == 2 and stage["wall_seconds"] == 25.0  # 12:00:00 to 12:00:25
+    assert stage["images_trained"] == 2 * 400 + 2 * 200
+    assert stage["aggregate_images_per_s"] == pytest.approx(1200 / 25, abs=0.1)
+    assert stage["gpu_busy"] == pytest.approx(20 / 26, abs=1e-3)  # samples 0-25, busy 0-19
+    assert stage["peak_gpu_gb_max"] == 3.5 and stage["peak_host_rss_gb_max"] == 2.0

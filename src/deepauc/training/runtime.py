@@ -113,9 +113,7 @@ class Runtime:
     def autocast(self):
         if self.device.type == "cuda":
             # A CUDA graph must not record casts from autocast's cache (torch's requirement).
-            return torch.autocast(
-                "cuda", dtype=torch.bfloat16, cache_enabled=not self.cuda_graphs
-            )
+            return torch.autocast("cuda", dtype=torch.bfloat16, cache_enabled=not self.cuda_graphs)
         return contextlib.nullcontext()
 
 
