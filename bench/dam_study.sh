@@ -2,24 +2,25 @@
 # The DAM study (docs/dam-study.md) on one GPU machine: the study's DAG (config/dam_study.yaml:
 # the protocol of config/protocol.yaml on a synthetic cohort generated on the spot) for the
 # families given (default: the four of the write-up), and the small results (tables, histories,
-# rate tables, logs, benchmarks; no model weights) copied to the folder OUT names (default:
-# study/out).
+# rate tables, logs, benchmarks; no model weights) copied to an output folder (default study/out)
+# as main.tar.xz.
 #
-#   bash bench/dam_study.sh                          # the four families, every GPU of the machine
-#   bash bench/dam_study.sh convnext_tiny davit_tiny # some of them
+#   bash bench/dam_study.sh                                   # the four families, every GPU
+#   bash bench/dam_study.sh --out /data/study convnext_tiny davit_tiny   # some of them
 #
-# STUDY_TIME_LIMIT seconds (default 510): then Snakemake gets Ctrl-C, stops its jobs cleanly (each
-# saves a resume file; sixteen jobs took more than 20 s to, so they get 60) and the results so far
-# are copied. The same command in the same folder picks the DAG up where it
-# stopped (Snakemake's own bookkeeping, and each training job's resume file).
+# STUDY_TIME_LIMIT=<seconds> (default: none) stops it after that long: Snakemake gets Ctrl-C, stops
+# its jobs cleanly (each saves a resume file; sixteen jobs took more than 20 s to, so they get 60)
+# and the results so far are copied. The same command in the same folder picks the DAG up where
+# it stopped (Snakemake's own bookkeeping, and each training job's resume file).
 # STUDY_EXTRA_CONFIG=<yaml> adds a config file after the study's own (a CPU smoke run, say).
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
+out=$repo/study/out
+if [ "${1:-}" = "--out" ]; then out=$(realpath -m "$2"); shift 2; fi
 archs=("$@")
 [ ${#archs[@]} -gt 0 ] || archs=(convnext_tiny densenet169 swin_tiny_patch4_window7_224 davit_tiny)
 arch_list=$(IFS=,; echo "${archs[*]}")
-out=${OUT:-$repo/study/out}
-deadline=$(( $(date +%s) + ${STUDY_TIME_LIMIT:-510} ))
+deadline=$(( $(date +%s) + ${STUDY_TIME_LIMIT:-1000000000} ))
 cd "$repo"
 [ -d wheels ] && bash bench/device_setup.sh
 mkdir -p study/main "$out"

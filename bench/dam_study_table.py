@@ -1,7 +1,8 @@
 """The DAM study's results table (docs/dam-study.md) from the folders bench/dam_study.sh filled.
 
 Each folder holds one study run's ``results/`` (summary.csv, seeds.csv, comparison.csv,
-diagnostics.csv, benchmarks/) for one or more families, e.g. ``bench/results/dam_study/davit_tiny``.
+diagnostics.csv, benchmarks/) for one or more families, e.g. ``bench/results/dam_study/davit_tiny``
+(extract its ``results.tar.xz`` there first).
 One row per family and method:
 
 - mean test AUC over the five diseases with its 95% bootstrap CI, for the three seeds' averaged

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Set up a bare GPU machine that has torch, timm and torchvision but no network: install libauc,
 # snakemake and the project from wheels downloaded beforehand into ./wheels (see
-# docs/benchmarks.md, "Running the benchmarks on a lent GPU machine"). Safe to run twice.
+# docs/benchmarks.md, its opening paragraphs). Safe to run twice.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 pip_install() { python -m pip install -q --no-index --find-links wheels "$@"; }

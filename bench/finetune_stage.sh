@@ -6,21 +6,22 @@
 # numbers and the commands.
 #
 #   bash bench/finetune_stage.sh convnext_tiny                 # the protocol for one family
-#   bash bench/finetune_stage.sh densenet169 bench/overlays/rehearsal.yaml  # with overlays
+#   bash bench/finetune_stage.sh --out /data/bench densenet169 bench/overlays/rehearsal.yaml
 #
 # TREE: the tree's folder (default bench/work/chexpert_tree; written by bench/chexpert_tree.py
 # with TREE_IMAGES images of TREE_SIZE px when it holds no valid.csv yet). RUN: the run folder
-# (default bench/work/stage-<arch>; the same command there resumes). OUT: where the measurement
+# (default bench/work/stage-<arch>; the same command there resumes). --out: where the measurement
 # goes (default bench/work/out), with the run's small files (logs, histories, tables; no
 # weights) in run-<arch>.tar.xz. STAGE_TIME_LIMIT: seconds from this script's start after which
 # Snakemake is stopped (its jobs save resume files, and the same command resumes; default: none).
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
-arch=$1
+out=$repo/bench/work/out
+if [ "${1:-}" = "--out" ]; then out=$(realpath -m "$2"); shift 2; fi
+arch=${1:?usage: bench/finetune_stage.sh [--out folder] <architecture> [overlay.yaml ...]}
 overlays=("${@:2}")
 tree=${TREE:-$repo/bench/work/chexpert_tree}
 run=${RUN:-$repo/bench/work/stage-$arch}
-out=${OUT:-$repo/bench/work/out}
 deadline=$(( $(date +%s) + ${STAGE_TIME_LIMIT:-1000000000} ))
 cd "$repo"
 [ -d wheels ] && bash bench/device_setup.sh

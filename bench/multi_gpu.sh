@@ -8,22 +8,23 @@
 #                                   # convnext_tiny) on one GPU and as two DDP ranks over NCCL, at
 #                                   # the same global batch; seed 1 on one GPU for the seed noise
 #   bash bench/multi_gpu.sh fanout one_gpu   # only the named phases (after the warm-ups): a
-#   bash bench/multi_gpu.sh fanout two_gpus  # mode too long for one call runs in two
+#   bash bench/multi_gpu.sh fanout two_gpus  # mode can run in parts
 #   bash bench/multi_gpu.sh steps   # where a step's time goes (bench/ddp_steps.py): the fine-tune
 #                                   # step on one GPU at batch 64, 128, 256 and as two DDP ranks at
 #                                   # global 128 and 256, timed and profiled (phase plain), then
 #                                   # with compile: true (phase compiled)
 #
-# Configs: config/bench.yaml + config/multi_gpu.yaml. Each mode is one call of at most 10 minutes
-# on a bare machine (wheels as for bench/dam_study.sh); the small results (histories, logs,
-# benchmarks, timings) go to $OUT/<mode> (default bench/work/out/<mode>). All modes share one work
-# folder (the same configs: the same data and warm-ups), so on a still-warm machine a later call
-# reuses what an earlier one built.
+# Configs: config/bench.yaml + config/multi_gpu.yaml. Each mode takes a few minutes; the small
+# results (histories, logs, benchmarks, timings) go to <out>/<mode> (--out <out> before the mode;
+# default bench/work/out). All modes share one work folder (the same configs: the same data and
+# warm-ups), so a later mode reuses what an earlier one built.
 set -euo pipefail
-mode=${1:?usage: bench/multi_gpu.sh fanout|ddp|steps [phase ...]}
-phases=("${@:2}")  # some of: one_gpu two_gpus (fanout, ddp); plain compiled (steps)
 repo=$(cd "$(dirname "$0")/.." && pwd)
-out=${OUT:-$repo/bench/work/out}/$mode
+out=$repo/bench/work/out
+if [ "${1:-}" = "--out" ]; then out=$(realpath -m "$2"); shift 2; fi
+mode=${1:?usage: bench/multi_gpu.sh [--out folder] fanout|ddp|steps [phase ...]}
+phases=("${@:2}")  # some of: one_gpu two_gpus (fanout, ddp); plain compiled (steps)
+out=$out/$mode
 work=$repo/bench/work/multi_gpu
 cd "$repo"
 [ -d wheels ] && bash bench/device_setup.sh
@@ -47,7 +48,7 @@ timed() {  # timed <label> <command...>: wall seconds to timing.txt
   shift
   started=$(date +%s%N)
   "$@" >> "$out/snakemake.log" 2>&1
-  local ns=$(( $(date +%s%N) - started ))  # bash arithmetic: the lent machines have no bc
+  local ns=$(( $(date +%s%N) - started ))  # bash arithmetic: no bc needed
   printf '%s %d.%03d s\n' "$label" $(( ns / 1000000000 )) $(( ns / 1000000 % 1000 )) \
     | tee -a "$out/timing.txt"
 }
@@ -60,7 +61,7 @@ finetunes() {  # finetunes <arch> <seed> <diseases...>: every method's fine-tune
   done
 }
 # set_aside <name>: move a phase's fine-tunes (histories, logs, benchmarks) to $out/<name>.tar, so
-# the next phase reruns them from the same warm-ups. A flat file: the device tool drops deeper ones.
+# the next phase reruns them from the same warm-ups. One flat file per phase: easy to copy off.
 set_aside() {
   local name=$1
   (cd "$work" && find results/models results/logs/finetune results/benchmarks/finetune \
@@ -103,9 +104,9 @@ ddp)
   ;;
 steps)
   timed "warm-ups" smk 2 1 results/models/{densenet169,convnext_tiny}/seed0/warmup.pt
-  # (beside the GPUs' names: the device tool returns at most 8 files, and both phases make 8)
+  # (beside the GPUs' names: one file on the machine's layout)
   nvidia-smi topo -m >> "$out/gpus.txt" 2>&1 || true
-  export PYTHONPATH=$repo/src${PYTHONPATH:+:$PYTHONPATH}  # deepauc, not installed on a bare machine
+  export PYTHONPATH=$repo/src${PYTHONPATH:+:$PYTHONPATH}  # deepauc from this checkout, installed or not
   steps=(bench/ddp_steps.py --work "$work" --configs "${configs[@]}"
     --archs densenet169 convnext_tiny)
   ranks=(python -m torch.distributed.run --standalone --nproc-per-node=2)

@@ -23,7 +23,9 @@ from markdown_table import markdown  # bench/, the script's own folder
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("folders", nargs="+", type=Path, help="$OUT/ddp and/or $OUT/fanout")
+    parser.add_argument(
+        "folders", nargs="+", type=Path, help="<out>/ddp and/or <out>/fanout of bench/multi_gpu.sh"
+    )
     args = parser.parse_args(argv)
     for folder in args.folders:
         timings = read_timings(folder / "timing.txt")

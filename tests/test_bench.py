@@ -175,3 +175,24 @@ def test_a_stage_is_measured_from_its_jobs_records(tmp_path):
     assert stage["aggregate_images_per_s"] == pytest.approx(1200 / 25, abs=0.1)
     assert stage["gpu_busy"] == pytest.approx(20 / 26, abs=1e-3)  # samples 0-25, busy 0-19
     assert stage["peak_gpu_gb_max"] == 3.5 and stage["peak_host_rss_gb_max"] == 2.0
+
+
+def _history(aucs):
+    return pd.DataFrame({"epoch": range(len(aucs)), "step": range(len(aucs)), "val_auc": aucs})
+
+
+def test_racing_stops_the_rates_behind_at_the_checkpoint_and_counts_the_epochs():
+    race = _load("race_rates").race
+    grid = {
+        0.01: _history([0.80, 0.81, 0.83]),  # behind after epoch 1, best at the end
+        0.03: _history([0.80, 0.85, 0.82]),  # the leader after epoch 1
+        0.1: _history([0.80, 0.84, 0.84]),
+    }
+    strict = race(grid, margin=0.0, checkpoint_epoch=1)
+    assert strict["full_choice"] == strict["raced_choice"] == 0.03
+    assert strict["stopped"] == 2 and (strict["full_epochs"], strict["raced_epochs"]) == (6, 4)
+    late = {**grid, 0.01: _history([0.80, 0.81, 0.90])}  # the late bloomer wins the full grid
+    lost = race(late, margin=0.0, checkpoint_epoch=1)
+    assert (lost["full_choice"], lost["raced_choice"]) == (0.01, 0.03)
+    assert lost["val_auc_lost"] == pytest.approx(0.05)
+    assert race(late, margin=0.05, checkpoint_epoch=1)["raced_choice"] == 0.01
