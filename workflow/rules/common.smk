@@ -5,11 +5,15 @@ from snakemake.exceptions import WorkflowError
 from snakemake.logging import logger
 from snakemake.utils import validate
 
+# This checkout (Snakefile, library, schemas), also where the workflow is used as a module from a
+# user's own Snakefile: workflow.basedir is then the user's folder, this file's folder is ours.
+REPO = os.path.abspath(os.path.join(workflow.current_basedir, "..", ".."))
+
 # The workflow and its jobs use this checkout's library, also where another deepauc is
 # installed (an editable install of another checkout, an older release) or none is (a plain
 # checkout, `--sdm conda` environments). Jobs run in Python processes of their own, which put
 # the PYTHONPATH ahead of installed packages; Snakemake only appends its own path to theirs.
-LIBRARY = os.path.join(workflow.basedir, "src")
+LIBRARY = os.path.join(REPO, "src")
 sys.path.insert(0, LIBRARY)
 os.environ.update(
     PYTHONPATH=os.pathsep.join([LIBRARY, *filter(None, [os.environ.get("PYTHONPATH")])])
@@ -72,7 +76,7 @@ def config_base():
     """The Snakefile's config: config/config.yaml of the working directory, else of this
     checkout (a run in another folder, --directory)."""
     here = os.path.join("config", "config.yaml")
-    return here if os.path.exists(here) else os.path.join(workflow.basedir, here)
+    return here if os.path.exists(here) else os.path.join(REPO, here)
 
 
 # The config is made again from its files, as overlays (deepauc.config_layers): a config that
@@ -92,7 +96,7 @@ config.update(RESOLVED)
 # Fail at parse time with the config key to fix, before any job starts.
 try:
     with open(
-        os.path.join(workflow.basedir, "workflow", "schemas", "config.schema.yaml")
+        os.path.join(REPO, "workflow", "schemas", "config.schema.yaml")
     ) as f:
         SCHEMA = yaml.safe_load(f)
     check_mappings_given_as_mappings(config, SCHEMA)
@@ -157,7 +161,7 @@ def code_digest(paths):
 # param, so editing them reruns the plots and nothing else. A digest of their content, not
 # their paths: a copied or moved results folder (or checkout) reruns nothing.
 PLOTS_CODE = code_digest(
-    os.path.join(workflow.basedir, "src", "deepauc", name)
+    os.path.join(REPO, "src", "deepauc", name)
     for name in ("plots.py", "label_examples.py", "methods.py")
 )
 
@@ -209,7 +213,7 @@ def check_showcase_method():
 check_showcase_method()
 
 
-CONDA_ENV = os.path.join(workflow.basedir, "envs", "deepauc.yaml")
+CONDA_ENV = os.path.join(REPO, "envs", "deepauc.yaml")
 
 
 def check_outputs_stay_in_results(rules):
