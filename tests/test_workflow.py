@@ -72,10 +72,15 @@ def snakemake(work: Path, *args: str) -> subprocess.CompletedProcess:
     )
 
 
-# A method that exists only in the copy of the workflow that the whole-DAG run uses: one
-# registry entry appended to deepauc/methods.py, and its section in the config. Nothing else is
-# edited, and the DAG, the summary, the comparison and the figures must all take it in.
-TOY_METHOD = """
+# A method that exists only in the copy of the workflow that the whole-DAG run uses: a module of
+# its own in deepauc/methods/, and its section in the config. Nothing else is edited, and the
+# DAG, the summary, the comparison and the figures must all take it in.
+TOY_METHOD = """\"\"\"A toy method: BCE with SGD.\"\"\"
+
+from dataclasses import dataclass
+
+from deepauc.methods.registry import Method, Recipe, register
+
 
 @dataclass(frozen=True)
 class SgdCeSettings:
@@ -112,8 +117,7 @@ WITH_TOY["finetune"]["sgd_ce"] = {"lr": 0.01}
 def finished(tmp_path_factory) -> Path:
     """The tiny DAG (default targets, so figures too), run once, with the toy method."""
     work = checkout(tmp_path_factory.mktemp("dag"), "quick")
-    methods = work / "src" / "deepauc" / "methods.py"
-    methods.write_text(methods.read_text() + TOY_METHOD)
+    (work / "src" / "deepauc" / "methods" / "sgd_ce.py").write_text(TOY_METHOD)
     (work / "tiny.yaml").write_text(yaml.safe_dump(WITH_TOY))
     run = snakemake(work, "--configfile", "tiny.yaml")
     assert run.returncode == 0, run.stderr[-3000:]

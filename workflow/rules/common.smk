@@ -20,6 +20,7 @@ os.environ.update(
 )
 
 import functools
+import glob
 import hashlib
 import re
 import shutil
@@ -95,9 +96,7 @@ config.update(RESOLVED)
 
 # Fail at parse time with the config key to fix, before any job starts.
 try:
-    with open(
-        os.path.join(REPO, "workflow", "schemas", "config.schema.yaml")
-    ) as f:
+    with open(os.path.join(REPO, "workflow", "schemas", "config.schema.yaml")) as f:
         SCHEMA = yaml.safe_load(f)
     check_mappings_given_as_mappings(config, SCHEMA)
     check_known_keys(config, strict_schema(SCHEMA))
@@ -161,8 +160,13 @@ def code_digest(paths):
 # param, so editing them reruns the plots and nothing else. A digest of their content, not
 # their paths: a copied or moved results folder (or checkout) reruns nothing.
 PLOTS_CODE = code_digest(
-    os.path.join(REPO, "src", "deepauc", name)
-    for name in ("plots.py", "label_examples.py", "methods.py")
+    [
+        *(
+            os.path.join(REPO, "src", "deepauc", name)
+            for name in ("plots.py", "label_examples.py")
+        ),
+        *sorted(glob.glob(os.path.join(REPO, "src", "deepauc", "methods", "*.py"))),
+    ]
 )
 
 

@@ -1,0 +1,56 @@
+"""The fine-tune methods: the registry (``deepauc.methods.registry``) and one module per method.
+
+Every module of this package is imported here, so a method is one file: a module that calls
+:func:`register` (for example ``deepauc/methods/my_method.py``), plus its section in the config.
+The built-in methods come first, in the order figures and tables list them (CE, the control,
+then DAM, then the compositional method); any other module follows, by name. Modules whose
+name starts with ``_`` and the shared helpers (``registry``, ``auc_margin``) register nothing.
+"""
+
+import importlib
+import pkgutil
+
+from deepauc.methods.registry import (
+    CONTROL,
+    METHODS,
+    WARMUP,
+    BuildContext,
+    Method,
+    Recipe,
+    Style,
+    register,
+    style,
+)
+
+# Importing a module registers its method: this order is the figures' and tables'.
+# isort: off
+from deepauc.methods.ce import CeSettings, build_ce
+from deepauc.methods.dam import DamSettings, build_dam
+from deepauc.methods.compositional import CompositionalSettings, build_compositional
+
+# isort: on
+
+HELPERS = {"registry", "auc_margin"}
+BUILT_IN = ("ce", "dam", "compositional")
+
+for _module in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name):
+    if _module.name not in HELPERS | set(BUILT_IN) and not _module.name.startswith("_"):
+        importlib.import_module(f"{__name__}.{_module.name}")
+
+__all__ = [
+    "CONTROL",
+    "METHODS",
+    "WARMUP",
+    "BuildContext",
+    "CeSettings",
+    "CompositionalSettings",
+    "DamSettings",
+    "Method",
+    "Recipe",
+    "Style",
+    "build_ce",
+    "build_compositional",
+    "build_dam",
+    "register",
+    "style",
+]

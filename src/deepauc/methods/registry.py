@@ -1,0 +1,106 @@
+"""The fine-tune method registry: one entry per method, and everything else reads it.
+
+A method is a :class:`Method`: its name (the config section ``finetune.<name>`` and the
+``{method}`` wildcard), a frozen settings dataclass for that section, a ``build`` function that
+turns a model into a :class:`Recipe` (loss, optimizer, learning-rate decay, extra state to
+checkpoint, dual variables to report), and how figures and tables show it. The workflow's
+allowed methods and fan-out, the summary, the comparison against the control and every figure
+list methods from :data:`METHODS`. Adding a method is a module of ``deepauc.methods`` that makes
+one :func:`register` call, plus its section in the config. Every method's section has an
+``lr``: the config may give a list of rates, one fine-tune job each, and the best on val is kept
+(equal tuning effort: the same grid size each).
+
+The workflow imports the registry while it parses the Snakefile, so method modules keep torch
+and libauc (seconds to import) inside their ``build`` functions, which only training jobs call.
+"""
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+#: The method every other fine-tune method is compared against (``results/comparison.csv``).
+CONTROL = "ce"
+#: The stage-1 model, scored beside the fine-tune methods but not one of them.
+WARMUP = "warmup"
+
+
+@dataclass
+class BuildContext:
+    """What a method's ``build`` may use besides the model and its settings.
+
+    ``start_scores()`` returns the starting model's sigmoid scores and labels on a sample of the
+    training images of the job's disease (computed on first call).
+    """
+
+    device: Any
+    log: logging.Logger
+    start_scores: Callable[[], tuple[Any, Any]]
+    compile: bool = False  # the runtime's ``compile``: fast optimizers compile their update
+
+
+@dataclass
+class Recipe:
+    """What a method adds to a fine-tune job: ``fit`` does the rest.
+
+    ``loss_fn(logits, targets)`` gets fp32 logits of shape (batch, 1). ``decay(factor)`` divides
+    the learning rate at the schedule's epochs (shared by all methods) and returns what it did,
+    for the log. ``extra_state`` (a module, e.g. a loss with learnable parts) is saved in resume
+    files and restored with them. ``duals()`` reports the method's dual variables, if any.
+    """
+
+    loss_fn: Callable[[Any, Any], Any]
+    optimizer: Any
+    decay: Callable[[float], str] | None = None
+    extra_state: Any = None
+    duals: Callable[[], dict[str, float]] | None = None
+
+    def __post_init__(self):
+        if self.decay is None:
+            self.decay = self._divide_lr
+
+    def _divide_lr(self, factor: float) -> str:
+        for group in self.optimizer.param_groups:
+            group["lr"] /= factor
+        return f"lr now {self.optimizer.param_groups[0]['lr']:g}"
+
+
+@dataclass(frozen=True)
+class Method:
+    """One fine-tune method. ``build(model, settings, context)`` returns its :class:`Recipe`
+    for ``model`` (already on the device); ``settings`` is an instance of ``settings``."""
+
+    name: str
+    label: str  # legends and tables
+    color: str
+    linestyle: str
+    loss_name: str  # what its training loss is, for the training-curve figure
+    settings: type
+    build: Callable[..., Recipe]
+
+
+#: name -> Method, in the order figures and tables list them.
+METHODS: dict[str, Method] = {}
+
+
+def register(method: Method) -> Method:
+    """Add ``method`` to the registry (a name may be registered once)."""
+    if method.name in METHODS or method.name == WARMUP:
+        raise ValueError(f"a method named {method.name!r} is registered already")
+    METHODS[method.name] = method
+    return method
+
+
+@dataclass(frozen=True)
+class Style:
+    label: str
+    color: str
+    linestyle: str
+
+
+def style(name: str) -> Style:
+    """How figures draw ``name``: a registered method or the warm-up."""
+    if name == WARMUP:
+        return Style("Warm-up (multi-label CE)", "#9e9e9e", ":")
+    method = METHODS[name]
+    return Style(method.label, method.color, method.linestyle)
