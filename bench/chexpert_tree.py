@@ -24,6 +24,11 @@ def main(argv=None) -> None:
     parser.add_argument("--root", required=True)
     parser.add_argument("--images", type=int, default=50_000)
     parser.add_argument("--size", type=int, default=256, help="image side in pixels")
+    parser.add_argument(
+        "--render-size",
+        type=int,
+        help="render at this side and resize to --size (4.6x faster at 128 for 256)",
+    )
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
@@ -31,10 +36,12 @@ def main(argv=None) -> None:
     spec = SynthSpec(
         n_train_patients=max(1, round(args.images / IMAGES_PER_PATIENT) - VALID_PATIENTS),
         n_valid_patients=VALID_PATIENTS,
-        image_size=(args.size, args.size),
+        image_size=(args.render_size or args.size,) * 2,
         seed=args.seed,
     )
-    cohort = generate_dataset(args.root, spec, workers=args.workers)
+    cohort = generate_dataset(
+        args.root, spec, workers=args.workers, saved_size=(args.size, args.size)
+    )
     logging.info("%d images under %s", len(cohort), args.root)
 
 

@@ -9,7 +9,8 @@
 #   bash bench/finetune_stage.sh --out /data/bench densenet169 bench/overlays/rehearsal.yaml
 #
 # TREE: the tree's folder (default bench/work/chexpert_tree; written by bench/chexpert_tree.py
-# with TREE_IMAGES images of TREE_SIZE px when it holds no valid.csv yet). RUN: the run folder
+# with TREE_IMAGES images of TREE_SIZE px, rendered at TREE_RENDER_SIZE, when it holds no
+# valid.csv yet). RUN: the run folder
 # (default bench/work/stage-<arch>; the same command there resumes). --out: where the measurement
 # goes (default bench/work/out), with the run's small files (logs, histories, tables; no
 # weights) in run-<arch>.tar.xz. STAGE_TIME_LIMIT: seconds from this script's start after which
@@ -29,7 +30,8 @@ export PYTHONPATH=$repo/src${PYTHONPATH:+:$PYTHONPATH}
 mkdir -p "$run" "$out"
 if [ ! -f "$tree/CheXpert-v1.0-small/valid.csv" ]; then
   python bench/chexpert_tree.py --root "$tree" --images "${TREE_IMAGES:-50000}" \
-    --size "${TREE_SIZE:-256}" --workers "$(nproc)" 2> "$out/tree.log"
+    --size "${TREE_SIZE:-256}" --render-size "${TREE_RENDER_SIZE:-128}" --workers "$(nproc)" \
+    2> "$out/tree.log"
 fi
 
 cat > "$run/arch.yaml" <<YAML

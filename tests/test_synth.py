@@ -83,6 +83,17 @@ def test_images_are_grayscale_jpegs_of_the_configured_size(synthetic):
         assert image.size == (spec.image_size[1], spec.image_size[0])
 
 
+def test_images_rendered_small_are_saved_at_the_size_asked_for(tmp_path):
+    spec = SynthSpec(n_train_patients=3, n_valid_patients=2, image_size=(24, 24), seed=3)
+    generate_dataset(tmp_path, spec, saved_size=(40, 48))
+    paths = pd.read_csv(tmp_path / DATASET / "valid.csv")["Path"]
+    sizes = set()
+    for path in paths:
+        with Image.open(tmp_path / path) as image:
+            sizes.add(image.size)
+    assert sizes == {(48, 40)}  # PIL: (width, height)
+
+
 def test_generation_is_deterministic_by_seed(tmp_path):
     spec = SynthSpec(n_train_patients=12, n_valid_patients=4, image_size=(48, 48), seed=3)
     generate_dataset(tmp_path / "a", spec, workers=1)

@@ -61,17 +61,24 @@ def render_image(row: pd.Series, spec: SynthSpec) -> np.ndarray:
 
 
 def generate_dataset(
-    root: str | os.PathLike, spec: SynthSpec, dataset_dir: str = DATASET_DIR, workers: int = 1
+    root: str | os.PathLike,
+    spec: SynthSpec,
+    dataset_dir: str = DATASET_DIR,
+    workers: int = 1,
+    saved_size: tuple[int, int] | None = None,
 ) -> pd.DataFrame:
     """Write the synthetic dataset under ``root`` and return its cohort table.
 
+    Images are rendered at ``spec.image_size`` and saved at ``saved_size`` (height, width;
+    default the same), resized bilinearly: a rehearsal at scale renders small (a render's cost
+    grows with its pixels) and still writes, decodes and caches images of the size it tests.
     The CSVs are written last and atomically, so an interrupted run leaves no CSV behind and a
     rerun starts over.
     """
     dataset = Path(root) / dataset_dir
     cohort = sample_cohort(CohortSpec(**_cohort_fields(spec)), dataset_dir)
     jobs = [
-        (Path(root) / path, row, spec)
+        (Path(root) / path, row, spec, saved_size)
         for path, (_, row) in zip(cohort["Path"], cohort.iterrows(), strict=True)
     ]
     log.info(
@@ -105,7 +112,11 @@ def _cohort_fields(spec: SynthSpec) -> dict:
 
 
 def _write_image(job) -> None:
-    path, row, spec = job
+    path, row, spec, saved_size = job
     path.parent.mkdir(parents=True, exist_ok=True)
+    image = Image.fromarray(render_image(row, spec))
+    if saved_size is not None and tuple(saved_size) != tuple(spec.image_size):
+        height, width = saved_size
+        image = image.resize((width, height), Image.BILINEAR)
     with atomic_path(path) as tmp:
-        Image.fromarray(render_image(row, spec)).save(tmp, format="JPEG", quality=spec.jpeg_quality)
+        image.save(tmp, format="JPEG", quality=spec.jpeg_quality)
