@@ -41,14 +41,13 @@ import logging
 import os
 import platform
 import sys
-import time
 from pathlib import Path
 
 import pandas as pd
 import torch
 import torch.distributed as dist
 from markdown_table import markdown  # bench/, the script's own folder
-from throughput import synchronize
+from timing import endless, seconds_of  # bench/, the script's own folder
 from torch.autograd import DeviceType
 from torch.nn.parallel import DistributedDataParallel
 from torch.profiler import ProfilerActivity, profile
@@ -169,7 +168,7 @@ def measure(arch, batch, method, variant, warmup, splits, config, runtime, args)
         )
     finally:
         stages.DistributedDataParallel = original
-    batches = endless(job)
+    batches = endless(job.train_loader)
     job.train_model.train()
 
     def step():
@@ -179,7 +178,7 @@ def measure(arch, batch, method, variant, warmup, splits, config, runtime, args)
 
     for _ in range(args.warmup_steps):
         step()
-    seconds = timed(step, args.steps, runtime)
+    seconds = seconds_of(step, args.steps, runtime)
     gpu_ms, nccl_ms = profiled(step, args.profile_steps, runtime)
     ms = 1000 * seconds / args.steps
     row = {
@@ -204,32 +203,13 @@ def measure(arch, batch, method, variant, warmup, splits, config, runtime, args)
     return row
 
 
-def endless(job):
-    """The job's training batches, epoch after epoch (each epoch a new sampler order)."""
-    epoch = 1
-    while True:
-        if hasattr(job.train_loader.sampler, "set_epoch"):
-            job.train_loader.sampler.set_epoch(epoch)
-        yield from job.train_loader
-        epoch += 1
-
-
-def timed(step, steps: int, runtime: Runtime) -> float:
-    synchronize(runtime)
-    started = time.perf_counter()
-    for _ in range(steps):
-        step()
-    synchronize(runtime)
-    return time.perf_counter() - started
-
-
 def profiled(step, steps: int, runtime: Runtime) -> tuple[float, float]:
     """This rank's GPU compute time per step (any kernel but NCCL's running) and NCCL kernel
     time per step, in ms; NaN on a CPU."""
     if runtime.device.type != "cuda" or steps == 0:
         return float("nan"), float("nan")
     with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
-        timed(step, steps, runtime)
+        seconds_of(step, steps, runtime)
     try:
         kernels = [
             (event.time_range.start, event.time_range.end, event.name)
@@ -259,7 +239,7 @@ def allreduce_ms(parameters: int, runtime: Runtime, repeats: int = 10) -> float:
     buffer = torch.ones(parameters, device=runtime.device)
     for _ in range(3):
         dist.all_reduce(buffer)
-    return 1000 * timed(lambda: dist.all_reduce(buffer), repeats, runtime) / repeats
+    return 1000 * seconds_of(lambda: dist.all_reduce(buffer), repeats, runtime) / repeats
 
 
 def write(rows: list[dict], runtime: Runtime, path: Path | None) -> None:

@@ -26,12 +26,12 @@ import json
 import logging
 import platform
 import sys
-import time
 from pathlib import Path
 
 import timm
 import torch
 import torch.nn.functional as F
+from timing import first_call_seconds, images_per_second  # bench/, the script's own folder
 
 from deepauc.atomic import atomic_path
 from deepauc.data import augment_generator, to_model_input
@@ -103,26 +103,12 @@ def new_model(arch: str, device: torch.device):
     return model.train()
 
 
-def timed(step, steps: int, warmup_steps: int, batch: int, device: torch.device):
-    """Images per second of ``step`` over ``steps`` calls after ``warmup_steps``, and the
-    first call's seconds (a compile or a graph's recording)."""
-    started = time.perf_counter()
-    step()
-    sync(device)
-    first = time.perf_counter() - started
-    for _ in range(warmup_steps - 1):
-        step()
-    sync(device)
-    started = time.perf_counter()
-    for _ in range(steps):
-        step()
-    sync(device)
-    return round(steps * batch / (time.perf_counter() - started), 1), round(first, 2)
-
-
-def sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
+def timed(step, steps: int, warmup_steps: int, batch: int, runtime: Runtime):
+    """Images per second of ``step`` over ``steps`` calls after ``warmup_steps`` (the first of
+    them timed alone: a compile or a graph's recording), and that first call's seconds."""
+    first = first_call_seconds(step, runtime)
+    speed = images_per_second(step, warmup_steps - 1, steps, batch, runtime)
+    return round(speed, 1), round(first, 2)
 
 
 def network_speed(arch: str, batch: int, graphed: bool, args) -> float:
@@ -144,7 +130,7 @@ def network_speed(arch: str, batch: int, graphed: bool, args) -> float:
         args.steps,
         args.warmup_steps,
         batch,
-        device,
+        runtime,
     )
     return speed
 
@@ -181,7 +167,7 @@ def step_speed(arch: str, method_name: str, mode: str, args) -> tuple[float, flo
         model_input = to_model_input(pixels, device, AUGMENT, generator)
         train_step(Job, model_input, targets, runtime)
 
-    return timed(step, args.steps, args.warmup_steps, batch, device)
+    return timed(step, args.steps, args.warmup_steps, batch, runtime)
 
 
 if __name__ == "__main__":

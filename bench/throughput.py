@@ -49,6 +49,7 @@ import pandas as pd
 import psutil
 import torch
 from PIL import Image
+from timing import endless, images_per_second  # bench/, the script's own folder
 from torch.utils.data import DataLoader, Dataset, RandomSampler
 from torchvision.transforms import v2
 
@@ -228,7 +229,7 @@ def model_bound(job, runtime: Runtime, args) -> float:
     images, targets = next(iter(job.train_loader))
     inputs = prepare_batch(job, images, runtime)
     targets = targets.to(runtime.device)
-    return timed(
+    return images_per_second(
         lambda: train_step(job, inputs, targets, runtime),
         args.warmup_steps,
         args.bound_steps,
@@ -242,7 +243,9 @@ def optimizer_step_ms(job, runtime: Runtime, args) -> float:
     images, targets = next(iter(job.train_loader))
     train_step(job, prepare_batch(job, images, runtime), targets.to(runtime.device), runtime)
     steps = max(args.bound_steps, 1)
-    seconds = timed(job.optimizer.step, 2, steps, 1, runtime)  # 1 "image" per step: steps/s
+    seconds = images_per_second(
+        job.optimizer.step, 2, steps, 1, runtime
+    )  # 1 "image" per step: steps/s
     return 1000 / seconds
 
 
@@ -261,7 +264,7 @@ def model_alone(job, runtime: Runtime, args) -> float:
         loss.backward()
         optimizer.step()
 
-    return timed(step, args.warmup_steps, args.bound_steps, len(images), runtime)
+    return images_per_second(step, args.warmup_steps, args.bound_steps, len(images), runtime)
 
 
 def pipeline(job, runtime: Runtime, args) -> float:
@@ -273,7 +276,7 @@ def pipeline(job, runtime: Runtime, args) -> float:
         inputs = prepare_batch(job, images, runtime)
         train_step(job, inputs, targets.to(runtime.device, non_blocking=True), runtime)
 
-    return timed(step, args.warmup_steps, args.steps, args.batch_size, runtime)
+    return images_per_second(step, args.warmup_steps, args.steps, args.batch_size, runtime)
 
 
 def reference(job, table: pd.DataFrame, runtime: Runtime, args) -> float:
@@ -300,7 +303,7 @@ def reference(job, table: pd.DataFrame, runtime: Runtime, args) -> float:
         )
         train_step(job, inputs, targets.to(runtime.device, non_blocking=True), runtime)
 
-    return timed(step, args.warmup_steps, args.steps, args.batch_size, runtime)
+    return images_per_second(step, args.warmup_steps, args.steps, args.batch_size, runtime)
 
 
 class ReferenceImages(Dataset):
@@ -331,32 +334,6 @@ class ReferenceImages(Dataset):
             gray = image.convert("L")
         rgb = self.augment(gray).convert("RGB")
         return self.to_input(rgb), torch.tensor([self.labels[index]])
-
-
-def timed(step, warmup_steps: int, steps: int, batch_size: int, runtime: Runtime) -> float:
-    """Images per second of ``steps`` calls of ``step`` after ``warmup_steps`` untimed ones."""
-    for _ in range(warmup_steps):
-        step()
-    synchronize(runtime)
-    started = time.perf_counter()
-    for _ in range(steps):
-        step()
-    synchronize(runtime)
-    return steps * batch_size / (time.perf_counter() - started)
-
-
-def endless(loader):
-    while True:
-        yield from loader
-
-
-def synchronize(runtime: Runtime) -> None:
-    """Wait for the GPU; under DDP also for the other ranks, so that all start and stop the clock
-    together (bench/ddp_steps.py)."""
-    if runtime.device.type == "cuda":
-        torch.cuda.synchronize()
-    if runtime.distributed:
-        torch.distributed.barrier()
 
 
 class PeakMemory:
