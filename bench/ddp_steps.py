@@ -33,8 +33,8 @@ a run stopped by a time limit keeps what it measured.
 """
 
 import argparse
+import dataclasses
 import datetime
-import functools
 import gc
 import json
 import logging
@@ -49,22 +49,22 @@ import torch.distributed as dist
 from markdown_table import markdown  # bench/, the script's own folder
 from timing import endless, seconds_of  # bench/, the script's own folder
 from torch.autograd import DeviceType
-from torch.nn.parallel import DistributedDataParallel
 from torch.profiler import ProfilerActivity, profile
 
 from deepauc.config_layers import load_config
 from deepauc.data import CachedSplit
-from deepauc.rates import (
-    lr_grid,
-)
+from deepauc.jobs.launch import process_group
+from deepauc.normalization import auto_modes
+from deepauc.rates import lr_grid, resolve_pesg_modes
 from deepauc.settings import (
     AugmentSettings,
     FinetuneSettings,
     finetune_params,
 )
-from deepauc.training import stages
+from deepauc.timm_index import INDEX_FOLDER
 from deepauc.training.fit import prepare_batch, train_step
 from deepauc.training.runtime import Runtime
+from deepauc.training.stages import finetune_job
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_CONFIGS = [REPO / "config/multi_gpu.yaml"]  # extends config/bench.yaml
@@ -92,12 +92,21 @@ def main(argv=None) -> None:
         world_size=world_size,
         local_rank=local_rank,
     )
-    if world_size > 1:
-        cuda = runtime.device.type == "cuda"
-        dist.init_process_group(
-            "nccl" if cuda else "gloo", **({"device_id": runtime.device} if cuda else {})
-        )
+    with process_group(runtime):  # the pipeline's own, as a DDP job's ranks join it
+        measure_all(args, config, runtime)
+
+
+def measure_all(args, config: dict, runtime: Runtime) -> None:
+    """Every architecture x batch x method (x DDP variant) of ``args``, each row written as it
+    comes (a stopped run keeps what it measured)."""
+    world_size = runtime.world_size
     work = args.work.resolve()
+    # PESG's mode per architecture as the workflow resolves it (mode auto: from the network's
+    # normalization, cached in the work folder's index).
+    archs = args.archs or config["architectures"]
+    config["finetune"], _ = resolve_pesg_modes(
+        config["finetune"], archs, lambda names: auto_modes(names, work / INDEX_FOLDER)
+    )
     splits = {
         name: CachedSplit(
             pd.read_csv(work / f"results/data/{name}.csv"),
@@ -106,7 +115,7 @@ def main(argv=None) -> None:
         for name in ("train", "val")
     }
     rows = []
-    for arch in args.archs or config["architectures"]:
+    for arch in archs:
         warmup = work / f"results/models/{arch}/seed0/warmup.pt"
         for batch in args.batches:
             for method in args.methods or config["finetune"]["methods"]:
@@ -125,8 +134,6 @@ def main(argv=None) -> None:
                     row.setdefault("allreduce_ms", link)
             if runtime.is_main:
                 write(rows, runtime, args.out)
-    if world_size > 1:
-        dist.destroy_process_group()
 
 
 def parse_args(argv):
@@ -159,15 +166,11 @@ def measure(arch, batch, method, variant, warmup, splits, config, runtime, args)
     rate = lr_grid(section, method, arch)[0]
     settings = FinetuneSettings.from_config(finetune_params(section, method, arch, rate), method)
     augment = AugmentSettings.from_config(config["augment"])
-    # The variant's DDP options go to the pipeline's own wrapper (stages._training_module).
-    wrapper = functools.partial(DistributedDataParallel, **VARIANTS[variant])
-    original, stages.DistributedDataParallel = stages.DistributedDataParallel, wrapper
-    try:
-        job = stages.finetune_job(
-            warmup, args.disease, splits["train"], splits["val"], settings, augment, runtime
-        )
-    finally:
-        stages.DistributedDataParallel = original
+    # The variant's DDP options go to the pipeline's own DDP wrapper through the runtime.
+    runtime = dataclasses.replace(runtime, ddp_options=VARIANTS[variant])
+    job = finetune_job(
+        warmup, args.disease, splits["train"], splits["val"], settings, augment, runtime
+    )
     batches = endless(job.train_loader)
     job.train_model.train()
 

@@ -114,6 +114,23 @@ def _torchrun(spec: WarmupSpec | FinetuneSpec, resources: JobResources) -> None:
         )
 
 
+@contextlib.contextmanager
+def process_group(runtime: Runtime) -> Iterator[None]:
+    """This rank in the job's torch.distributed group (NCCL on GPUs, gloo on the CPU), left
+    when the block ends; nothing to join for one process."""
+    if not runtime.distributed:
+        yield
+        return
+    cuda = runtime.device.type == "cuda"
+    dist.init_process_group(
+        "nccl" if cuda else "gloo", **({"device_id": runtime.device} if cuda else {})
+    )
+    try:
+        yield
+    finally:
+        dist.destroy_process_group()
+
+
 def _log_rank_devices(runtime: Runtime) -> None:
     """Rank 0 says where every rank runs: two ranks on one GPU would train at one GPU's speed
     and look like poor scaling."""
@@ -151,15 +168,9 @@ def main(spec_path: str) -> int:
         runtime = Runtime.for_job(
             resources, spec.seed, rank=rank, world_size=world_size, local_rank=local_rank
         )
-        dist.init_process_group(
-            "nccl" if runtime.device.type == "cuda" else "gloo",
-            **({"device_id": runtime.device} if runtime.device.type == "cuda" else {}),
-        )
-        try:
+        with process_group(runtime):
             _log_rank_devices(runtime)
             run_spec(spec, runtime)
-        finally:
-            dist.destroy_process_group()
     except InputError as err:
         logging.getLogger("deepauc").error("%s", err)
         print(f"deepauc: error (rank {rank}): {err}", file=sys.stderr)

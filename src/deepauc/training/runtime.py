@@ -6,7 +6,7 @@ Chosen once, at the top of a job (as nanoGPT does), and handed to everything tha
 import contextlib
 import os
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -28,6 +28,9 @@ class Runtime:
     images_on_gpu: str = "auto"  # "auto": a split's images go to GPU memory when they fit
     rank: int = 0  # this process's DDP rank; rank 0 writes the job's files
     world_size: int = 1  # DDP processes of the job
+    # Keyword options for torch's DistributedDataParallel (e.g. broadcast_buffers=False): none
+    # in the workflow; bench/ddp_steps.py measures variants through them.
+    ddp_options: dict = field(default_factory=dict)
 
     @property
     def distributed(self) -> bool:

@@ -358,7 +358,7 @@ def _training_module(model: nn.Module, runtime: Runtime, name: str) -> nn.Module
     module = model
     if runtime.distributed:
         device_ids = [runtime.device.index] if runtime.device.type == "cuda" else None
-        module = DistributedDataParallel(model, device_ids=device_ids)
+        module = DistributedDataParallel(model, device_ids=device_ids, **runtime.ddp_options)
     if runtime.cuda_graphs:  # one process on a GPU: see deepauc.training.graphs
         return GraphedTraining(model, name)
     if not runtime.compile:
