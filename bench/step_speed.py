@@ -27,6 +27,7 @@ import logging
 import platform
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import timm
 import torch
@@ -39,8 +40,8 @@ from deepauc.methods import METHODS, BuildContext
 from deepauc.normalization import count_normalization, pesg_mode
 from deepauc.settings import AugmentSettings
 from deepauc.training.fit import train_step
-from deepauc.training.graphs import GraphedTraining
 from deepauc.training.runtime import Runtime
+from deepauc.training.stages import training_module
 
 log = logging.getLogger("step_speed")
 AUGMENT = AugmentSettings(rotation=15, translate=0.05, scale=(0.95, 1.05), hflip=False)
@@ -118,15 +119,13 @@ def network_speed(arch: str, batch: int, graphed: bool, args) -> float:
     shape = (batch, 3, args.size, args.size)
     images = torch.randn(shape, device=device).contiguous(memory_format=torch.channels_last)
     targets = (torch.rand(batch, 1, device=device) < 0.5).float()
-    optimizer = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9, foreach=True)
-
-    class Job:
-        train_model = GraphedTraining(model, arch) if graphed else model
-        loss_fn = staticmethod(F.binary_cross_entropy_with_logits)
-
-    Job.optimizer = optimizer
+    job = SimpleNamespace(
+        train_model=training_module(model, runtime, arch),
+        loss_fn=F.binary_cross_entropy_with_logits,
+        optimizer=torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9, foreach=True),
+    )
     speed, _ = timed(
-        lambda: train_step(Job, images, targets, runtime),
+        lambda: train_step(job, images, targets, runtime),
         args.steps,
         args.warmup_steps,
         batch,
@@ -146,26 +145,20 @@ def step_speed(arch: str, method_name: str, mode: str, args) -> tuple[float, flo
         options.update(mode=pesg_mode(count_normalization(model)), init_duals="zero")
     context = BuildContext(device=device, log=log, start_scores=None, compile=runtime.compile)
     recipe = method.build(model, method.settings(**options), context)
-    train_model = model
-    if mode == "graphed":
-        train_model = GraphedTraining(model, arch)
-    elif mode == "compiled":
-        train_model = torch.compile(model)
+    job = SimpleNamespace(
+        train_model=training_module(model, runtime, arch),  # graphed or compiled as a job's
+        loss_fn=recipe.loss_fn,
+        optimizer=recipe.optimizer,
+    )
     generator = augment_generator(device, 0)
     batch = 32
     pixels = torch.randint(0, 256, (batch, args.size, args.size), dtype=torch.uint8, device=device)
     targets = torch.zeros(batch, 1, device=device)
     targets[: batch // 4] = 1.0
 
-    class Job:
-        loss_fn = staticmethod(recipe.loss_fn)
-        optimizer = recipe.optimizer
-
-    Job.train_model = train_model
-
     def step():
         model_input = to_model_input(pixels, device, AUGMENT, generator)
-        train_step(Job, model_input, targets, runtime)
+        train_step(job, model_input, targets, runtime)
 
     return timed(step, args.steps, args.warmup_steps, batch, runtime)
 

@@ -110,7 +110,7 @@ def warmup_job(
         outputs=list(diseases),
         meta={"arch": arch, "image_size": image_size, "outputs": list(diseases), "stage": "warmup"},
         settings={"stage": asdict(settings), "augment": asdict(augment)},
-        train_model=_training_module(model, runtime, f"warmup {arch}"),
+        train_model=training_module(model, runtime, f"warmup {arch}"),
     )
 
 
@@ -244,7 +244,7 @@ def finetune_job(
         after_epoch=after_epoch,
         extra_state=recipe.extra_state,
         sampler=sampler,
-        train_model=_training_module(model, runtime, f"{method.name} {warm['arch']} {disease}"),
+        train_model=training_module(model, runtime, f"{method.name} {warm['arch']} {disease}"),
         diagnose=evaluation_diagnostics(model, recipe, runtime),
     )
 
@@ -346,7 +346,7 @@ def _on_device(model: nn.Module, runtime: Runtime) -> nn.Module:
     return model
 
 
-def _training_module(model: nn.Module, runtime: Runtime, name: str) -> nn.Module:
+def training_module(model: nn.Module, runtime: Runtime, name: str) -> nn.Module:
     """The module that trains: ``model`` itself, wrapped in DDP under several processes (which
     averages gradients over the ranks in backward), replayed from a CUDA graph in one process on
     a GPU (``cuda_graphs``), compiled with ``torch.compile`` if asked.
