@@ -88,10 +88,13 @@ def versus_ce(comparison: pd.DataFrame, arch: str, method: str) -> dict:
     return row
 
 
+TUNING_COLUMNS = ("rates (seed 0)", "rates tried (seed 0)", "trained", "drift", "collapsed")
+
+
 def tuning(diagnostics: pd.DataFrame, arch: str, method: str) -> dict:
     runs = diagnostics.query("architecture == @arch and method == @method")
-    if runs.empty:
-        return {"rates (seed 0)": "", "collapsed": ""}
+    if runs.empty:  # the warm-up: no rate search
+        return dict.fromkeys(TUNING_COLUMNS, "")
     first = runs[runs.seed == runs.seed.min()]
     rates = ", ".join(f"{rate:g}" for rate in first.chosen_lr)
     collapsed = int(runs.collapsed_rates.sum())

@@ -196,3 +196,48 @@ def test_racing_stops_the_rates_behind_at_the_checkpoint_and_counts_the_epochs()
     assert (lost["full_choice"], lost["raced_choice"]) == (0.01, 0.03)
     assert lost["val_auc_lost"] == pytest.approx(0.05)
     assert race(late, margin=0.05, checkpoint_epoch=1)["raced_choice"] == 0.01
+
+
+def _history(path, step0_auc, best_auc, best_step, drift):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pd.DataFrame(
+        {
+            "epoch": [0, 1, 2],
+            "step": [0, best_step // 2, best_step],
+            "val_auc": [step0_auc, (step0_auc + best_auc) / 2, best_auc],
+            "lr": [float(path.parent.name.removeprefix("lr"))] * 3,
+            "drift": [0.0, drift / 2, drift],
+            "collapsed": [False] * 3,
+        }
+    ).to_csv(path, index=False)
+
+
+def test_study_searches_choose_like_the_pipeline_and_skip_unfinished_grids(tmp_path, capsys):
+    searches = _load("dam_study_searches")
+    method = tmp_path / "results" / "models" / "convnext_tiny" / "seed0" / "dam"
+    # Edema: three rates, the highest best and moved; Atelectasis: two rates, not a search yet.
+    for rate, best, drift in [
+        ("0.0001", 0.71, 0.001),
+        ("0.0003", 0.72, 0.002),
+        ("0.001", 0.80, 0.03),
+    ]:
+        _history(method / f"lr{rate}" / "edema.history.csv", 0.70, best, 200, drift)
+    for rate in ("0.0001", "0.0003"):
+        _history(method / f"lr{rate}" / "atelectasis.history.csv", 0.60, 0.65, 200, 0.02)
+    rows = searches.search_rows(tmp_path / "results" / "models", seed=0)
+    assert len(rows) == 1
+    edema = rows.iloc[0]
+    assert (edema.disease, edema.chosen_lr, edema.trained, bool(edema.on_edge)) == (
+        "edema",
+        0.001,
+        "yes",
+        True,
+    )
+    assert edema.val_gain == pytest.approx(0.10)
+    # A search whose best rate barely moved the backbone is counted as not trained.
+    for rate in ("0.0001", "0.0003", "0.001"):
+        _history(method.parent / "ce" / f"lr{rate}" / "edema.history.csv", 0.70, 0.71, 200, 0.001)
+    searches.main([str(tmp_path)])
+    table = capsys.readouterr().out
+    assert "| convnext_tiny | ce | 1 | 0 |" in table
+    assert "| convnext_tiny | dam | 1 | 1 |" in table
