@@ -5,7 +5,7 @@ rehearsal of the real data path (check_images, cache) at scale:
     python bench/chexpert_tree.py --root /data/rehearsal --images 50000 --workers 16
 
 then ``--configfile config/chexpert.yaml --config data_root=/data/rehearsal``. Images are
-rendered with ``deepauc.synth`` in worker processes; the CSVs are written last, so a tree
+rendered with ``deepauc.data.synth`` in worker processes; the CSVs are written last, so a tree
 without its CSVs is an interrupted one (rerun to start over).
 """
 
@@ -13,7 +13,7 @@ import argparse
 import logging
 import sys
 
-from deepauc.synth import SynthSpec, generate_dataset
+from deepauc.data.synth import SynthSpec, generate_dataset
 
 IMAGES_PER_PATIENT = 2.3  # the cohort's mean (2 studies, 15% with a lateral view)
 VALID_PATIENTS = 200  # CheXpert's valid.csv has 200 studies: the test split

@@ -4,7 +4,7 @@ A study stopped before its predictions (bench/dam_study.sh with STUDY_TIME_LIMIT
 summary yet, but its searches say whether the fine-tunes train. From the fine-tune histories
 under ``results/models/<architecture>/<first seed>/<method>/lr*/``, each (family, method,
 disease) whose grid has at least three rates finished is chosen the way the pipeline chooses
-(``deepauc.diagnostics.diagnostics_row``); one row per family and method:
+(``deepauc.evaluation.diagnostics.diagnostics_row``); one row per family and method:
 
 - searches: diseases with three or more rates finished;
 - trained: chosen fine-tunes that moved off step 0 and their backbone by at least the threshold;
@@ -21,7 +21,7 @@ from pathlib import Path
 import pandas as pd
 from markdown_table import markdown  # bench/, the script's own folder
 
-from deepauc.diagnostics import diagnostics_row, rate_of
+from deepauc.evaluation.diagnostics import diagnostics_row, rate_of
 
 MIN_RATES = 3  # a search's base grid
 

@@ -51,17 +51,17 @@ from timing import endless, seconds_of  # bench/, the script's own folder
 from torch.autograd import DeviceType
 from torch.profiler import ProfilerActivity, profile
 
-from deepauc.config_layers import load_config
-from deepauc.data import CachedSplit
-from deepauc.jobs.launch import process_group
-from deepauc.normalization import auto_modes
-from deepauc.rates import lr_grid, resolve_pesg_modes
-from deepauc.settings import (
+from deepauc.config.layers import load_config
+from deepauc.config.rates import lr_grid, resolve_pesg_modes
+from deepauc.config.settings import (
     AugmentSettings,
     FinetuneSettings,
     finetune_params,
 )
-from deepauc.timm_index import INDEX_FOLDER
+from deepauc.data.images import CachedSplit
+from deepauc.jobs.launch import process_group
+from deepauc.models.normalization import auto_modes
+from deepauc.models.timm_index import INDEX_FOLDER
 from deepauc.training.fit import prepare_batch, train_step
 from deepauc.training.runtime import Runtime
 from deepauc.training.stages import finetune_job
@@ -156,7 +156,7 @@ def parse_args(argv):
 
 
 def read_config(paths: list[Path]) -> dict:
-    """The configs as the workflow combines them (deepauc.config_layers): the first as the
+    """The configs as the workflow combines them (deepauc.config.layers): the first as the
     base, the rest as --configfile files, each ``extends:`` followed."""
     return load_config(*paths)
 

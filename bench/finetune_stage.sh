@@ -39,7 +39,7 @@ architectures: [$arch]
 ensemble: {subsets: {}}
 pretrained: false  # no model hub here; the step's cost does not depend on the weights
 YAML
-per_gpu=$(python -c "import sys; from deepauc.config_layers import load_config as l
+per_gpu=$(python -c "import sys; from deepauc.config.layers import load_config as l
 print(l(*sys.argv[1:])['jobs_per_gpu'])" config/chexpert.yaml "$run/arch.yaml" "${overlays[@]}")
 gpus=1
 gpu_log=()

@@ -3,8 +3,8 @@
 Racing: every rate of a grid trains to a checkpoint (here the end of epoch 1 of 2); a rate whose
 best val AUC so far is more than ``--margin`` behind the leader's stops there and keeps its best
 model so far as its candidate; the others finish. The choice is then made as the pipeline makes
-it (``deepauc.diagnostics.choose_rate``) over the survivors' whole histories and the stopped
-rates' histories up to the checkpoint.
+it (``deepauc.evaluation.diagnostics.choose_rate``) over the survivors' whole histories and the
+stopped rates' histories up to the checkpoint.
 
 It needs no GPU: it reads the histories a finished run wrote for every rate
 (``results/models/<arch>/seed<k>/<method>/lr<rate>/<disease>.history.csv``), so its answer is
@@ -21,7 +21,7 @@ from pathlib import Path
 import pandas as pd
 
 from deepauc.atomic import atomic_path
-from deepauc.diagnostics import choose_rate
+from deepauc.evaluation.diagnostics import choose_rate
 
 
 def main(argv=None) -> dict:

@@ -35,10 +35,10 @@ import torch.nn.functional as F
 from timing import first_call_seconds, images_per_second  # bench/, the script's own folder
 
 from deepauc.atomic import atomic_path
-from deepauc.data import augment_generator, to_model_input
+from deepauc.config.settings import AugmentSettings
+from deepauc.data.images import augment_generator, to_model_input
 from deepauc.methods import METHODS, BuildContext
-from deepauc.normalization import count_normalization, pesg_mode
-from deepauc.settings import AugmentSettings
+from deepauc.models.normalization import count_normalization, pesg_mode
 from deepauc.training.fit import train_step
 from deepauc.training.runtime import Runtime
 from deepauc.training.stages import training_module

@@ -16,11 +16,12 @@ and channels_last on CUDA), this measures images per second of:
       ``--reference-workers`` DataLoader workers.
 
 (a) and (b) are measured for each of ``--implementations``: ``fast`` (the pipeline's default,
-``deepauc.dam_fast``: multi-tensor PESG, AUCM loss without host sync) and ``libauc`` (libauc's own
-classes), keys prefixed ``libauc_``, with the PESG step alone in ``optimizer_step_ms``; (c) feeds
-the fast step, so b/c compares the data paths alone. It then measures (b) and (c) with the CE
-control's step (BCE + Adam) unless ``--skip-ce``. With ``--compile-archs`` it also measures (a)
-and (b) with ``compile: true`` (the network and the fast step's arithmetic compiled).
+``deepauc.methods.fast_steps``: multi-tensor PESG, AUCM loss without host sync) and ``libauc``
+(libauc's own classes), keys prefixed ``libauc_``, with the PESG step alone in
+``optimizer_step_ms``; (c) feeds the fast step, so b/c compares the data paths alone. It then
+measures (b) and (c) with the CE control's step (BCE + Adam) unless ``--skip-ce``. With
+``--compile-archs`` it also measures (a) and (b) with ``compile: true`` (the network and the fast
+step's arithmetic compiled).
 The data are the pipeline's own synthetic CheXpert at CheXpert-small's 390 x 320 pixels,
 preprocessed and cached by the pipeline's code. Results are printed and written as JSON.
 
@@ -55,14 +56,14 @@ from torchvision.transforms import v2
 
 from deepauc import DEFAULT_DISEASES
 from deepauc.atomic import atomic_path
-from deepauc.cache import build_cache
-from deepauc.checkpoints import save_model
-from deepauc.data import IMAGENET_MEAN, IMAGENET_STD, CachedSplit
+from deepauc.config.settings import AugmentSettings, FinetuneSettings
+from deepauc.data.cache import build_cache
+from deepauc.data.images import IMAGENET_MEAN, IMAGENET_STD, CachedSplit
+from deepauc.data.preprocess import PreprocessSettings, prepare_splits
+from deepauc.data.synth import DATASET_DIR, SynthSpec, generate_dataset
 from deepauc.methods import DamSettings
-from deepauc.models import create_model
-from deepauc.preprocess import PreprocessSettings, prepare_splits
-from deepauc.settings import AugmentSettings, FinetuneSettings
-from deepauc.synth import DATASET_DIR, SynthSpec, generate_dataset
+from deepauc.models.build import create_model
+from deepauc.models.checkpoints import save_model
 from deepauc.training.fit import prepare_batch, train_step
 from deepauc.training.runtime import Runtime
 from deepauc.training.stages import finetune_job

@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from deepauc.chexpert import HEADER
-from deepauc.normalization import normalization_index
-from deepauc.timm_index import INDEX_FOLDER, model_index
+from deepauc.data.chexpert import HEADER
+from deepauc.models.normalization import normalization_index
+from deepauc.models.timm_index import INDEX_FOLDER, model_index
 
 DISEASES = ["Cardiomegaly", "Edema", "Consolidation", "Atelectasis", "Pleural Effusion"]
 

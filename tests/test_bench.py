@@ -198,7 +198,7 @@ def test_racing_stops_the_rates_behind_at_the_checkpoint_and_counts_the_epochs()
     assert race(late, margin=0.05, checkpoint_epoch=1)["raced_choice"] == 0.01
 
 
-def _history(path, step0_auc, best_auc, best_step, drift):
+def _search_history(path, step0_auc, best_auc, best_step, drift):
     path.parent.mkdir(parents=True, exist_ok=True)
     pd.DataFrame(
         {
@@ -221,9 +221,9 @@ def test_study_searches_choose_like_the_pipeline_and_skip_unfinished_grids(tmp_p
         ("0.0003", 0.72, 0.002),
         ("0.001", 0.80, 0.03),
     ]:
-        _history(method / f"lr{rate}" / "edema.history.csv", 0.70, best, 200, drift)
+        _search_history(method / f"lr{rate}" / "edema.history.csv", 0.70, best, 200, drift)
     for rate in ("0.0001", "0.0003"):
-        _history(method / f"lr{rate}" / "atelectasis.history.csv", 0.60, 0.65, 200, 0.02)
+        _search_history(method / f"lr{rate}" / "atelectasis.history.csv", 0.60, 0.65, 200, 0.02)
     rows = searches.search_rows(tmp_path / "results" / "models", seed=0)
     assert len(rows) == 1
     edema = rows.iloc[0]
@@ -236,7 +236,9 @@ def test_study_searches_choose_like_the_pipeline_and_skip_unfinished_grids(tmp_p
     assert edema.val_gain == pytest.approx(0.10)
     # A search whose best rate barely moved the backbone is counted as not trained.
     for rate in ("0.0001", "0.0003", "0.001"):
-        _history(method.parent / "ce" / f"lr{rate}" / "edema.history.csv", 0.70, 0.71, 200, 0.001)
+        _search_history(
+            method.parent / "ce" / f"lr{rate}" / "edema.history.csv", 0.70, 0.71, 200, 0.001
+        )
     searches.main([str(tmp_path)])
     table = capsys.readouterr().out
     assert "| convnext_tiny | ce | 1 | 0 |" in table

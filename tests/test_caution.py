@@ -2,8 +2,9 @@
 
 import pandas as pd
 
-from deepauc.caution import MIN_CASES, few_cases, summary_cautions
-from deepauc.diagnostics import warmup_best_steps
+from deepauc.data.splits import MIN_CASES, few_cases
+from deepauc.evaluation.caution import summary_cautions
+from deepauc.evaluation.diagnostics import warmup_best_steps
 
 
 def test_a_class_with_fewer_than_ten_cases_is_marked_whichever_class_it_is():

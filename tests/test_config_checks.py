@@ -6,8 +6,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from deepauc.config_checks import check_known_keys, strict_schema
-from deepauc.config_layers import load_config
+from deepauc.config.checks import check_known_keys, strict_schema
+from deepauc.config.layers import load_config
 from deepauc.errors import InputError
 from deepauc.methods import METHODS
 
@@ -85,7 +85,7 @@ def resnet_weights(tmp_path_factory) -> dict[str, Path]:
     import torch
     from safetensors.torch import save_file
 
-    from deepauc.models import create_model
+    from deepauc.models.build import create_model
 
     folder = tmp_path_factory.mktemp("weights")
     state = create_model("resnet10t", 5, 32).state_dict()
@@ -101,7 +101,7 @@ def resnet_weights(tmp_path_factory) -> dict[str, Path]:
 
 
 def test_weights_files_are_told_from_damaged_ones_by_their_structure(resnet_weights, tmp_path):
-    from deepauc.weights import weights_problem
+    from deepauc.models.weights import weights_problem
 
     assert weights_problem(resnet_weights["safetensors"]) is None
     assert weights_problem(resnet_weights["torch"]) is None

@@ -1,4 +1,4 @@
-"""Configs as overlays of config/protocol.yaml (deepauc.config_layers), and what the workflow
+"""Configs as overlays of config/protocol.yaml (deepauc.config.layers), and what the workflow
 makes of them."""
 
 from pathlib import Path
@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from deepauc.config_layers import layers, load_config, merge, resolve
+from deepauc.config.layers import layers, load_config, merge, resolve
 from deepauc.errors import InputError
 from tests.test_workflow import checkout, snakemake
 

@@ -11,11 +11,11 @@ import torch
 from libauc.losses import AUCMLoss
 from libauc.optimizers import PDSCA, PESG
 
-from deepauc.checkpoints import load_model
-from deepauc.dam import AnchoredPDSCA, AnchoredPESG, init_duals_from_scores
-from deepauc.diagnostics import diagnostics_table
+from deepauc.config.settings import AugmentSettings, FinetuneSettings, WarmupSettings
+from deepauc.evaluation.diagnostics import diagnostics_table
 from deepauc.methods import DamSettings
-from deepauc.settings import AugmentSettings, FinetuneSettings, WarmupSettings
+from deepauc.methods.libauc_variants import AnchoredPDSCA, AnchoredPESG, init_duals_from_scores
+from deepauc.models.checkpoints import load_model
 from deepauc.training.fit import prepare_batch, train_step
 from deepauc.training.runtime import Runtime
 from deepauc.training.stages import finetune_job, run_finetune, run_warmup

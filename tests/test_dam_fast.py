@@ -14,8 +14,8 @@ import torch.multiprocessing as mp
 from libauc.losses import AUCMLoss, CompositionalAUCLoss
 from libauc.optimizers import PDSCA, PESG
 
-from deepauc.dam import ResumableCompositionalAUCLoss, optimizer_class
-from deepauc.dam_fast import FastAUCMLoss, FastPDSCA, FastPESG
+from deepauc.methods.fast_steps import FastAUCMLoss, FastPDSCA, FastPESG
+from deepauc.methods.libauc_variants import ResumableCompositionalAUCLoss, optimizer_class
 from deepauc.training.monitor import duals_rank_spread
 from deepauc.training.runtime import Runtime
 

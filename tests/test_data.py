@@ -8,11 +8,11 @@ from PIL import Image
 from torch.utils.data import DataLoader
 from torchvision.transforms.v2 import functional as TF
 
-from deepauc.cache import build_cache, load_image, open_cache
-from deepauc.data import (
+from deepauc.config.settings import AugmentSettings
+from deepauc.data.cache import build_cache, load_image, open_cache
+from deepauc.data.images import (
     IMAGENET_MEAN,
     IMAGENET_STD,
-    AugmentSettings,
     CachedSplit,
     affine,
     augment_generator,

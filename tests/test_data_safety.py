@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from deepauc.synth import SynthSpec, generate_dataset
+from deepauc.data.synth import SynthSpec, generate_dataset
 from tests.test_workflow import DISEASES, TINY, checkout, snakemake
 
 pytestmark = pytest.mark.e2e

@@ -2,9 +2,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from deepauc.ensemble import assemble_diseases, average_members
 from deepauc.errors import InputError
-from deepauc.summary import (
+from deepauc.evaluation.ensemble import assemble_diseases, average_members
+from deepauc.evaluation.summary import (
     COMPARISON_COLUMNS,
     SUMMARY_COLUMNS,
     compare_with_control,

@@ -19,14 +19,14 @@ import yaml
 from PIL import Image
 
 from deepauc.atomic import write_csv
-from deepauc.cache import build_cache
-from deepauc.chexpert import LABEL_COLUMNS, read_chexpert_csv
-from deepauc.config_checks import check_mappings_given_as_mappings
-from deepauc.config_layers import load_config
+from deepauc.config.checks import check_mappings_given_as_mappings
+from deepauc.config.layers import load_config
+from deepauc.config.settings import preprocess_settings
+from deepauc.data.cache import build_cache
+from deepauc.data.chexpert import LABEL_COLUMNS, read_chexpert_csv
+from deepauc.data.preprocess import PreprocessSettings, prepare_splits
 from deepauc.errors import InputError
-from deepauc.models import create_model
-from deepauc.preprocess import PreprocessSettings, prepare_splits
-from deepauc.settings import preprocess_settings
+from deepauc.models.build import create_model
 from tests.conftest import DISEASES, TRAIN_ROWS, VALID_ROWS, write_chexpert_csv
 
 REPO = Path(__file__).resolve().parents[1]
@@ -231,7 +231,7 @@ def _leftovers(folder: Path) -> list[str]:
 
 SLOW_CACHE = """
 import sys, time
-import deepauc.cache as cache
+import deepauc.data.cache as cache
 decode = cache._decode
 cache._decode = lambda path, size: (time.sleep(0.02), decode(path, size))[1]
 cache.build_cache(sys.argv[2:], 64, sys.argv[1], workers=1, label="train")
@@ -261,7 +261,7 @@ def test_a_cache_writer_killed_leaves_a_temporary_that_the_rerun_removes(tmp_pat
 
 CACHE_INTO = """
 import sys
-from deepauc.cache import build_cache
+from deepauc.data.cache import build_cache
 from deepauc.errors import InputError
 try:
     build_cache(sys.argv[2:], 128, sys.argv[1], workers=1)

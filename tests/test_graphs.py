@@ -9,8 +9,8 @@ import timm
 import torch
 import torch.nn.functional as F
 
-from deepauc.dam_fast import FastAUCMLoss, FastPESG
 from deepauc.errors import InputError
+from deepauc.methods.fast_steps import FastAUCMLoss, FastPESG
 from deepauc.training.fit import train_step
 from deepauc.training.graphs import GraphedTraining, graphs_apply
 from deepauc.training.runtime import Runtime

@@ -77,6 +77,49 @@ def test_library_has_no_import_cycles():
         visit(module, [])
 
 
+#: The library's layers, lowest first: a module may import its own subpackage and the layers
+#: below its own, never a layer above or a sibling of its own layer. The configuration sits
+#: above the data and the methods because it builds their settings from the config's sections;
+#: the image layer states what it needs (deepauc.data.images.Augmentation) instead.
+LAYERS = [
+    {"deepauc"},  # the package root: __init__, errors, atomic writes
+    {"deepauc.methods", "deepauc.models"},
+    {"deepauc.data"},
+    {"deepauc.evaluation"},
+    {"deepauc.config"},
+    {"deepauc.training"},
+    {"deepauc.jobs"},
+]
+ROOT_MODULES_AT_MOST = 5
+
+
+def _home(module: str) -> str:
+    """The subpackage a module lives in (``deepauc`` for the root's modules)."""
+    parts = module.split(".")
+    return ".".join(parts[:2]) if len(parts) > 1 and (LIBRARY / parts[1]).is_dir() else "deepauc"
+
+
+def _layer(module: str) -> int:
+    found = [rank for rank, layer in enumerate(LAYERS) if _home(module) in layer]
+    assert found, f"{module}: in no layer of test_hygiene.LAYERS (add its subpackage there)"
+    return found[0]
+
+
+def test_no_library_layer_imports_a_higher_one_or_a_sibling():
+    offenders = []
+    for module, imported in _library_imports().items():
+        for other in imported:
+            same_package = _home(other) == _home(module)
+            if not same_package and _layer(other) >= _layer(module):
+                offenders.append(f"{module} -> {other}")
+    assert not offenders, offenders
+
+
+def test_the_package_root_holds_a_handful_of_modules():
+    root = sorted(p.name for p in LIBRARY.glob("*.py"))
+    assert len(root) <= ROOT_MODULES_AT_MOST, root
+
+
 def test_no_library_module_is_long():
     lengths = {
         str(p.relative_to(REPO)): len(p.read_text().splitlines()) for p in LIBRARY.rglob("*.py")
@@ -88,7 +131,8 @@ def test_what_the_workflow_imports_while_parsing_needs_no_torch():
     """The Snakefile imports these on every invocation, dry runs included: torch and libauc
     would add seconds to each."""
     code = (
-        "import sys; import deepauc.settings, deepauc.methods, deepauc.jobs.parallelism; "
+        "import sys; import deepauc.config.settings, deepauc.methods, deepauc.jobs.parallelism, "
+        "deepauc.models.normalization; "
         "print(sorted(m for m in ('torch', 'libauc', 'timm') if m in sys.modules))"
     )
     run = subprocess.run(

@@ -2,8 +2,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from deepauc.data.labels import apply_policy, audit_labels, policy_for
 from deepauc.errors import InputError
-from deepauc.labels import apply_policy, audit_labels, policy_for
 
 RAW = pd.Series([1.0, 0.0, -1.0, np.nan, -1.0, 1.0])
 

@@ -76,7 +76,7 @@ def test_disk_full_while_saving_a_model_is_a_message_and_leaves_no_file(
 ):
     import torch
 
-    from deepauc.checkpoints import save_model
+    from deepauc.models.checkpoints import save_model
 
     def fail_to_write(obj, path):
         Path(path).write_bytes(b"PK partial")  # a truncated zip, as a full disk leaves it
@@ -93,7 +93,7 @@ def test_disk_full_while_saving_a_model_is_a_message_and_leaves_no_file(
 def test_other_runtime_errors_while_saving_stay_errors(tmp_path, monkeypatch):
     import torch
 
-    from deepauc.checkpoints import save_model
+    from deepauc.models.checkpoints import save_model
 
     def broken(obj, path):
         raise RuntimeError("cannot pickle 'generator' object")

@@ -4,9 +4,9 @@ import pytest
 import timm
 import torch
 
-from deepauc.checkpoints import save_model
 from deepauc.errors import InputError
-from deepauc.models import create_model, replace_head
+from deepauc.models.build import create_model, replace_head
+from deepauc.models.checkpoints import save_model
 
 FAMILIES = ["convnext_tiny", "densenet169", "swin_tiny_patch4_window7_224", "davit_tiny"]
 
@@ -96,7 +96,7 @@ def test_unknown_architecture_is_named_with_the_closest_names():
 
 
 def test_a_warm_up_head_starts_at_zero_from_pretrained_weights_only():
-    from deepauc.models import create_model, zero_head
+    from deepauc.models.build import create_model, zero_head
     from deepauc.training.stages import head_starts_at_zero
 
     assert head_starts_at_zero("auto", "results/models/{arch}/seed0/warmup.pt")

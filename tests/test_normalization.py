@@ -2,7 +2,7 @@
 
 Real timm models are built in this process on the meta device (fast); the subprocess that
 planning uses is run for real only twice (each one imports timm: seconds), elsewhere it is
-replaced by one that runs :func:`deepauc.normalization._report` here.
+replaced by one that runs :func:`deepauc.models.normalization._report` here.
 """
 
 import json
@@ -11,16 +11,16 @@ import subprocess
 import pytest
 from torch import nn
 
-from deepauc import normalization
 from deepauc.errors import InputError
-from deepauc.normalization import (
+from deepauc.models import normalization
+from deepauc.models.normalization import (
     auto_modes,
     count_normalization,
     describe,
     normalization_index,
     pesg_mode,
 )
-from deepauc.timm_index import timm_version
+from deepauc.models.timm_index import timm_version
 
 EXPECTED_MODES = {
     "convnext_atto": "adam",
@@ -136,7 +136,7 @@ def test_index_is_written_once_and_extended_for_new_archs(tmp_path, monkeypatch)
     modes = auto_modes(["convnext_atto", "davit_tiny", "resnet10t"], tmp_path)
     assert modes == {"convnext_atto": "adam", "davit_tiny": "adam", "resnet10t": "sgd"}
     assert len(commands) == 1
-    assert commands[0][1:] == ["-m", "deepauc.normalization", "davit_tiny"]
+    assert commands[0][1:] == ["-m", "deepauc.models.normalization", "davit_tiny"]
     assert set(json.loads(path.read_text())["models"]) == {
         "convnext_atto",
         "resnet10t",

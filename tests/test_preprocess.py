@@ -6,9 +6,9 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from deepauc.chexpert import read_chexpert_csv
+from deepauc.data.chexpert import read_chexpert_csv
+from deepauc.data.preprocess import PreprocessSettings, prepare_splits, write_splits
 from deepauc.errors import InputError
-from deepauc.preprocess import PreprocessSettings, prepare_splits, write_splits
 from tests.conftest import DISEASES, TRAIN_ROWS, write_chexpert_csv
 
 DATASET = "CheXpert-v1.0-small"

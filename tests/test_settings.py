@@ -8,13 +8,9 @@ import pandas as pd
 import pytest
 import yaml
 
-from deepauc.config_checks import check_known_keys, strict_schema
-from deepauc.config_layers import load_config
-from deepauc.diagnostics import chosen_rate, diagnostics_table
-from deepauc.errors import InputError
-from deepauc.methods import CONTROL, METHODS, WARMUP, CeSettings, DamSettings, Method, register
-from deepauc.methods import style as method_style
-from deepauc.rates import (
+from deepauc.config.checks import check_known_keys, strict_schema
+from deepauc.config.layers import load_config
+from deepauc.config.rates import (
     at_rate,
     grid_extension,
     lr_grid,
@@ -22,7 +18,7 @@ from deepauc.rates import (
     rate_labels,
     resolve_pesg_modes,
 )
-from deepauc.settings import (
+from deepauc.config.settings import (
     SHARED_FINETUNE_KEYS,
     AugmentSettings,
     FinetuneSettings,
@@ -35,11 +31,16 @@ from deepauc.settings import (
     finetune_params,
     warmup_section,
 )
+from deepauc.errors import InputError
+from deepauc.evaluation.diagnostics import chosen_rate, diagnostics_table
+from deepauc.methods import CONTROL, METHODS, WARMUP, CeSettings, DamSettings, Method, register
+from deepauc.methods import style as method_style
 
 REPO = Path(__file__).resolve().parents[1]
 
 
-#: The PESG modes deepauc.normalization gives the quick start's networks (tests/test_normalization).
+#: The PESG modes deepauc.models.normalization gives the quick start's networks
+#: (tests/test_normalization).
 QUICK_START_MODES = {"resnet10t": "sgd", "convnext_atto": "adam"}
 
 

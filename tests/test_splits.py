@@ -1,8 +1,8 @@
 import pandas as pd
 import pytest
 
+from deepauc.data.splits import split_by_patient
 from deepauc.errors import InputError
-from deepauc.splits import split_by_patient
 
 
 def _images(n_patients=200, per_patient=3):

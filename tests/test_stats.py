@@ -8,8 +8,8 @@ import pandas as pd
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from deepauc.significance import benjamini_hochberg, format_p
-from deepauc.stats import (
+from deepauc.evaluation.significance import benjamini_hochberg, format_p
+from deepauc.evaluation.stats import (
     DELONG,
     MEAN,
     PATIENTS,

@@ -6,12 +6,12 @@ import pandas as pd
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from deepauc.caution import summary_cautions, trained_marks
-from deepauc.ensemble import average_members
-from deepauc.plots import plot_auc_by_architecture
-from deepauc.significance import benjamini_hochberg
-from deepauc.stats import MEAN, PATIENTS, SEEDS_AND_PATIENTS
-from deepauc.summary import (
+from deepauc.evaluation.caution import summary_cautions, trained_marks
+from deepauc.evaluation.ensemble import average_members
+from deepauc.evaluation.plots import plot_auc_by_architecture
+from deepauc.evaluation.significance import benjamini_hochberg
+from deepauc.evaluation.stats import MEAN, PATIENTS, SEEDS_AND_PATIENTS
+from deepauc.evaluation.summary import (
     COMPARISON_COLUMNS,
     MINUS_CONTROL,
     MINUS_WARMUP,

@@ -12,8 +12,8 @@ from sklearn.model_selection import cross_val_predict
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from deepauc.chexpert import HEADER, read_chexpert_csv
-from deepauc.synth import SynthSpec, generate_dataset
+from deepauc.data.chexpert import HEADER, read_chexpert_csv
+from deepauc.data.synth import SynthSpec, generate_dataset
 from tests.conftest import DISEASES
 
 DATASET = "CheXpert-v1.0-small"

@@ -19,17 +19,10 @@ import pytest
 import torch
 from PIL import Image
 
-import deepauc.dam
+import deepauc.methods.libauc_variants
 import deepauc.training.fit as fit_module
 import deepauc.training.loaders as loaders_module
-from deepauc.cache import build_cache
-from deepauc.checkpoints import load_model
-from deepauc.data import CachedSplit
-from deepauc.errors import JobStopped
-from deepauc.jobs.launch import run_training
-from deepauc.jobs.logs import logged_to
-from deepauc.methods import METHODS
-from deepauc.settings import (
+from deepauc.config.settings import (
     AugmentSettings,
     FinetuneSettings,
     JobResources,
@@ -37,6 +30,13 @@ from deepauc.settings import (
     WarmupSettings,
     WarmupSpec,
 )
+from deepauc.data.cache import build_cache
+from deepauc.data.images import CachedSplit
+from deepauc.errors import JobStopped
+from deepauc.jobs.launch import run_training
+from deepauc.jobs.logs import logged_to
+from deepauc.methods import METHODS
+from deepauc.models.checkpoints import load_model
 from deepauc.training.runtime import Runtime
 from deepauc.training.stages import run_finetune, run_warmup
 
@@ -141,15 +141,15 @@ def test_dam_uses_libauc_loss_optimizer_and_sampler(easy, warm, tmp_path, monkey
     used = {"loss": 0, "step": 0, "regularizer": 0, "sampler": 0}
 
     # The default (implementation: fast) is libauc's classes with a multi-tensor step.
-    assert issubclass(deepauc.dam.FastAUCMLoss, libauc.losses.AUCMLoss)
-    assert issubclass(deepauc.dam.AnchoredFastPESG, libauc.optimizers.PESG)
+    assert issubclass(deepauc.methods.libauc_variants.FastAUCMLoss, libauc.losses.AUCMLoss)
+    assert issubclass(deepauc.methods.libauc_variants.AnchoredFastPESG, libauc.optimizers.PESG)
 
-    class SpyLoss(deepauc.dam.FastAUCMLoss):
+    class SpyLoss(deepauc.methods.libauc_variants.FastAUCMLoss):
         def forward(self, *args, **kwargs):
             used["loss"] += 1
             return super().forward(*args, **kwargs)
 
-    class SpyPESG(deepauc.dam.AnchoredFastPESG):
+    class SpyPESG(deepauc.methods.libauc_variants.AnchoredFastPESG):
         def step(self, *args, **kwargs):
             used["step"] += 1
             return super().step(*args, **kwargs)
@@ -163,8 +163,10 @@ def test_dam_uses_libauc_loss_optimizer_and_sampler(easy, warm, tmp_path, monkey
             used["sampler"] += 1
             return super().__iter__()
 
-    monkeypatch.setattr(deepauc.dam, "FastAUCMLoss", SpyLoss)
-    monkeypatch.setitem(deepauc.dam._OPTIMIZERS, ("pesg", "start", "fast"), SpyPESG)
+    monkeypatch.setattr(deepauc.methods.libauc_variants, "FastAUCMLoss", SpyLoss)
+    monkeypatch.setitem(
+        deepauc.methods.libauc_variants._OPTIMIZERS, ("pesg", "start", "fast"), SpyPESG
+    )
     monkeypatch.setattr(loaders_module, "DualSampler", SpySampler)
     history = _finetune(easy, warm[0], "dam", tmp_path, epochs=2, device=warm[2], sampling_rate=0.5)
     steps = int(history["step"].iloc[-1])
@@ -178,14 +180,14 @@ def test_dam_uses_libauc_loss_optimizer_and_sampler(easy, warm, tmp_path, monkey
 
 def test_dam_batches_hold_the_sampling_rate_of_positives(easy, warm, tmp_path, monkeypatch):
     captured = {}
-    real_loss = deepauc.dam.FastAUCMLoss  # the default implementation's loss
+    real_loss = deepauc.methods.libauc_variants.FastAUCMLoss  # the default implementation's loss
 
     class CaptureLoss(real_loss):
         def forward(self, y_pred, y_true, **kwargs):
             captured.setdefault("positives", []).append(float(y_true.sum()))
             return super().forward(y_pred, y_true, **kwargs)
 
-    monkeypatch.setattr(deepauc.dam, "FastAUCMLoss", CaptureLoss)
+    monkeypatch.setattr(deepauc.methods.libauc_variants, "FastAUCMLoss", CaptureLoss)
     _finetune(easy, warm[0], "dam", tmp_path, epochs=1, sampling_rate=0.25)
     assert set(captured["positives"]) == {4.0}  # 25% of 16
 
@@ -399,7 +401,7 @@ import json, sys
 from pathlib import Path
 from deepauc.jobs.launch import run_training
 from deepauc.jobs.logs import logged_to
-from deepauc.settings import JobResources, WarmupSpec
+from deepauc.config.settings import JobResources, WarmupSpec
 spec = WarmupSpec.from_dict(json.loads(Path(sys.argv[1]).read_text()))
 resources = JobResources(device="cpu", threads=2, gpus=0, processes=2)
 with logged_to(sys.argv[2]):

@@ -14,12 +14,12 @@ import pytest
 import yaml
 from sklearn.metrics import roc_auc_score
 
-from deepauc.diagnostics import DIAGNOSTICS_COLUMNS
-from deepauc.rates import (
+from deepauc.config.rates import (
     grid_extension,
     lr_label,
 )
-from deepauc.summary import VS_CONTROL, VS_WARMUP
+from deepauc.evaluation.diagnostics import DIAGNOSTICS_COLUMNS
+from deepauc.evaluation.summary import VS_CONTROL, VS_WARMUP
 from tests.conftest import TRAIN_ROWS, VALID_ROWS, copy_timm_index, write_chexpert_csv
 
 REPO = Path(__file__).resolve().parents[1]
@@ -247,7 +247,7 @@ def test_a_shared_setting_reruns_all_training(finished, tmp_path):
 
 def test_a_plot_change_reruns_the_plot_and_nothing_upstream(finished, tmp_path):
     work = copy_of(finished, tmp_path)
-    plots = work / "src" / "deepauc" / "plots.py"
+    plots = work / "src" / "deepauc" / "evaluation" / "plots.py"
     plots.write_text(plots.read_text() + "\n# a change to the plotting code\n")
     figure = "results/figures/auc_by_architecture.png"
     assert jobs_to_run(work, "--configfile", "tiny.yaml", "--", figure) == {

@@ -28,11 +28,11 @@ import shutil
 import yaml
 
 from deepauc.atomic import check_writable
-from deepauc.chexpert import slug
+from deepauc.data.chexpert import slug
 from deepauc.errors import InputError
 from deepauc.jobs.parallelism import job_parallelism
 from deepauc.methods import CONTROL, WARMUP
-from deepauc.config_checks import (
+from deepauc.config.checks import (
     RESULTS,
     check_known_keys,
     check_mappings_given_as_mappings,
@@ -40,19 +40,19 @@ from deepauc.config_checks import (
     outside_results,
     strict_schema,
 )
-from deepauc.config_layers import resolve as resolve_config
-from deepauc.normalization import auto_modes, describe as describe_normalization
-from deepauc.normalization import normalization_index
-from deepauc.timm_index import check_architectures, model_index
-from deepauc.weights import check_pretrained
-from deepauc.settings import (
+from deepauc.config.layers import resolve as resolve_config
+from deepauc.models.normalization import auto_modes, describe as describe_normalization
+from deepauc.models.normalization import normalization_index
+from deepauc.models.timm_index import check_architectures, model_index
+from deepauc.models.weights import check_pretrained
+from deepauc.config.settings import (
     check_training_config,
     finetune_params,
     preprocess_settings,
     synth_spec,
     warmup_section,
 )
-from deepauc.rates import (
+from deepauc.config.rates import (
     CHOSEN_RATE,
     grid_extension,
     lr_grid,
@@ -80,7 +80,7 @@ def config_base():
     return here if os.path.exists(here) else os.path.join(REPO, here)
 
 
-# The config is made again from its files, as overlays (deepauc.config_layers): a config that
+# The config is made again from its files, as overlays (deepauc.config.layers): a config that
 # names its base with `extends:` stands on that, not on the quick start, and an empty mapping
 # clears the one below it. Snakemake's own merge knows neither.
 try:
@@ -162,8 +162,8 @@ def code_digest(paths):
 PLOTS_CODE = code_digest(
     [
         *(
-            os.path.join(REPO, "src", "deepauc", name)
-            for name in ("plots.py", "label_examples.py")
+            os.path.join(REPO, "src", "deepauc", *name.split("/"))
+            for name in ("evaluation/plots.py", "data/examples.py")
         ),
         *sorted(glob.glob(os.path.join(REPO, "src", "deepauc", "methods", "*.py"))),
     ]
@@ -271,7 +271,7 @@ wildcard_constraints:
 
 
 def image_cache(split):
-    """The split's decoded images at the training size (see deepauc.cache)."""
+    """The split's decoded images at the training size (see deepauc.data.cache)."""
     return f"results/data/cache/{split}_{config['image_size']}px.npy"
 
 
@@ -303,7 +303,7 @@ def chosen_rates(wildcards):
 
 def searched_rates(arch, seed, method, disease, rounds=None):
     """(path label, round) of every rate one fine-tune ran (``disease`` as in paths): the grid
-    (round 0; see deepauc.rates.rate_labels), then, where the grid may grow, one rate per
+    (round 0; see deepauc.config.rates.rate_labels), then, where the grid may grow, one rate per
     round past the edge the best rate lay on, until a best rate lies inside or
     finetune.grid_extensions rounds were added. Each round's choice is checkpoint search_rates'
     output, so a grown grid's jobs are planned once that round's runs have finished. ``rounds``
@@ -329,7 +329,7 @@ def searched_rates(arch, seed, method, disease, rounds=None):
 
 def chosen_rate_of(search_table):
     # imported here: only a run that grows grids reads these tables (pandas takes a while)
-    from deepauc.diagnostics import chosen_rate
+    from deepauc.evaluation.diagnostics import chosen_rate
 
     return chosen_rate(search_table)
 

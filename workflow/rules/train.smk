@@ -1,6 +1,6 @@
 # Params hold only what shapes a model, so that changing anything else reruns nothing: how a
 # job runs (device, threads, GPUs, compile, ...) reaches the scripts through threads, resources
-# and the config (deepauc.settings.JobResources).
+# and the config (deepauc.config.settings.JobResources).
 
 
 rule warmup:
@@ -64,7 +64,7 @@ rule finetune:
 
 # A grid that may grow (finetune.grid_extensions): after each round of its rates, the rate
 # table so far. Where the best rate lies on an edge of the rates tried, the next round adds one
-# rate a step past it (deepauc.rates.grid_extension), the same rule for every method; the
+# rate a step past it (deepauc.config.rates.grid_extension), the same rule for every method; the
 # workflow plans that job once this table exists.
 checkpoint search_rates:
     input:
@@ -80,9 +80,9 @@ checkpoint search_rates:
 
 
 # Per architecture, seed, method and disease: the rate whose model scored best on val (ties
-# broken on the best evaluation after step 0: deepauc.diagnostics.choose_rate). Its model and
-# history become the method's model of the disease; every rate's result, and the search round
-# that added it, is kept beside it in the rates table.
+# broken on the best evaluation after step 0: deepauc.evaluation.diagnostics.choose_rate). Its
+# model and history become the method's model of the disease; every rate's result, and the
+# search round that added it, is kept beside it in the rates table.
 rule select_lr:
     input:
         unpack(rate_runs),

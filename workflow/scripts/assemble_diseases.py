@@ -3,7 +3,7 @@
 import pandas as pd
 
 from deepauc.atomic import write_csv
-from deepauc.ensemble import assemble_diseases
+from deepauc.evaluation.ensemble import assemble_diseases
 from deepauc.jobs.logs import logged_to
 
 with logged_to(snakemake.log[0]):

@@ -2,7 +2,7 @@
 
 import pandas as pd
 
-from deepauc.cache import build_cache
+from deepauc.data.cache import build_cache
 from deepauc.jobs.logs import logged_to
 
 with logged_to(snakemake.log[0]):

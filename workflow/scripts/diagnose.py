@@ -3,7 +3,7 @@
 import pandas as pd
 
 from deepauc.atomic import write_csv
-from deepauc.diagnostics import diagnostics_table, warmup_best_steps
+from deepauc.evaluation.diagnostics import diagnostics_table, warmup_best_steps
 from deepauc.jobs.logs import logged_to
 
 inputs, params = snakemake.input, snakemake.params

@@ -4,19 +4,19 @@ from deepauc.jobs.parallelism import step_back
 
 step_back()  # first: the warm-ups this fan-out started from go first on a shared CPU
 
-from deepauc.diagnostics import chosen_rate  # noqa: E402
-from deepauc.jobs.launch import run_training  # noqa: E402
-from deepauc.jobs.logs import logged_to  # noqa: E402
-from deepauc.rates import (  # noqa: E402
+from deepauc.config.rates import (  # noqa: E402
     at_rate,
 )
-from deepauc.settings import (  # noqa: E402
+from deepauc.config.settings import (  # noqa: E402
     AugmentSettings,
     FinetuneSettings,
     FinetuneSpec,
     JobResources,
     SplitFiles,
 )
+from deepauc.evaluation.diagnostics import chosen_rate  # noqa: E402
+from deepauc.jobs.launch import run_training  # noqa: E402
+from deepauc.jobs.logs import logged_to  # noqa: E402
 from deepauc.training.resume import journal_path  # noqa: E402
 
 params, inputs, output = snakemake.params, snakemake.input, snakemake.output

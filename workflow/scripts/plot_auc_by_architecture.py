@@ -3,8 +3,8 @@
 
 import pandas as pd
 
+from deepauc.evaluation.plots import plot_auc_by_architecture
 from deepauc.jobs.logs import logged_to
-from deepauc.plots import plot_auc_by_architecture
 
 with logged_to(snakemake.log[0]):
     plot_auc_by_architecture(

@@ -2,8 +2,8 @@
 
 import pandas as pd
 
+from deepauc.data.examples import plot_label_examples
 from deepauc.jobs.logs import logged_to
-from deepauc.label_examples import plot_label_examples
 
 with logged_to(snakemake.log[0]):
     table = pd.read_csv(snakemake.input[0])

@@ -2,8 +2,8 @@
 
 import pandas as pd
 
+from deepauc.evaluation.plots import plot_training_curves
 from deepauc.jobs.logs import logged_to
-from deepauc.plots import plot_training_curves
 
 params = snakemake.params
 with logged_to(snakemake.log[0]):

@@ -2,11 +2,11 @@
 
 import pandas as pd
 
-from deepauc.data import CachedSplit
+from deepauc.config.settings import JobResources
+from deepauc.data.images import CachedSplit
 from deepauc.jobs.launch import job_runtime
 from deepauc.jobs.logs import logged_to
-from deepauc.predict import predict_models, write_by_disease
-from deepauc.settings import JobResources
+from deepauc.training.predict import predict_models, write_by_disease
 
 config = snakemake.config
 resources = JobResources.from_config(config, snakemake.threads, snakemake.resources.gpu)

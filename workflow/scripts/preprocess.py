@@ -1,8 +1,8 @@
 """Rule preprocess: CheXpert CSVs to validated train/val/test split files and a label audit."""
 
+from deepauc.config.settings import preprocess_settings
+from deepauc.data.preprocess import prepare_splits, write_splits
 from deepauc.jobs.logs import logged_to
-from deepauc.preprocess import prepare_splits, write_splits
-from deepauc.settings import preprocess_settings
 
 with logged_to(snakemake.log[0]):
     splits = prepare_splits(

@@ -3,10 +3,10 @@
 import pandas as pd
 
 from deepauc.atomic import write_csv
-from deepauc.caution import summary_cautions, trained_marks
-from deepauc.diagnostics import MIN_BACKBONE_DRIFT, warmup_best_steps
+from deepauc.evaluation.caution import summary_cautions, trained_marks
+from deepauc.evaluation.diagnostics import MIN_BACKBONE_DRIFT, warmup_best_steps
+from deepauc.evaluation.summary import comparison_table, per_seed_tables, summarize
 from deepauc.jobs.logs import logged_to
-from deepauc.summary import comparison_table, per_seed_tables, summarize
 
 inputs, params = snakemake.input, snakemake.params
 with logged_to(snakemake.log[0]):

@@ -1,11 +1,11 @@
 """Rule summarize_seeds: results/seeds.csv, the summary of each seed on its own and its paired
-differences against CE and the warm-up (columns: deepauc.summary's docstring)."""
+differences against CE and the warm-up (columns: deepauc.evaluation.summary's docstring)."""
 
 import pandas as pd
 
 from deepauc.atomic import write_csv
+from deepauc.evaluation.summary import seeds_table
 from deepauc.jobs.logs import logged_to
-from deepauc.summary import seeds_table
 
 params = snakemake.params
 with logged_to(snakemake.log[0]):

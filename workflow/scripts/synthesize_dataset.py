@@ -2,9 +2,9 @@
 
 from pathlib import Path
 
+from deepauc.config.settings import synth_spec
+from deepauc.data.synth import generate_dataset
 from deepauc.jobs.logs import logged_to
-from deepauc.settings import synth_spec
-from deepauc.synth import generate_dataset
 
 # The dataset folder is where the rule's output CSVs go; data_root is the folder above it.
 dataset = Path(snakemake.output.train).parent

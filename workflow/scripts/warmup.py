@@ -1,14 +1,14 @@
 """Rule warmup: stage 1, multi-label BCE over all diseases for one architecture and seed."""
 
-from deepauc.jobs.launch import run_training
-from deepauc.jobs.logs import logged_to
-from deepauc.settings import (
+from deepauc.config.settings import (
     AugmentSettings,
     JobResources,
     SplitFiles,
     WarmupSettings,
     WarmupSpec,
 )
+from deepauc.jobs.launch import run_training
+from deepauc.jobs.logs import logged_to
 from deepauc.training.resume import journal_path
 
 params, inputs, output = snakemake.params, snakemake.input, snakemake.output

@@ -1,8 +1,8 @@
 """How a training or scoring job starts: on GPUs of its own, as one process or as DDP ranks.
 
-Rule scripts call :func:`run_training` with a typed spec (``deepauc.settings.WarmupSpec`` or
-``FinetuneSpec``: what the job computes) and its :class:`~deepauc.settings.JobResources` (how it
-runs), or :func:`job_runtime` to score. One process trains in the script's own process. More
+Rule scripts call :func:`run_training` with a typed spec (``deepauc.config.settings.WarmupSpec`` or
+``FinetuneSpec``: what the job computes) and its :class:`~deepauc.config.settings.JobResources`
+(how it runs), or :func:`job_runtime` to score. One process trains in the script's own process. More
 than one (``processes_per_job``) are started with torchrun, each running this module's ``main``
 on the same spec; torch.distributed joins them (NCCL on GPUs, gloo on the CPU), each rank draws
 its share of every batch, and rank 0 alone writes checkpoints, histories and its log lines.
@@ -22,10 +22,10 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 
+from deepauc.config.settings import SPECS, FinetuneSpec, JobResources, WarmupSpec
 from deepauc.errors import InputError, JobStopped
 from deepauc.jobs.gpus import claimed_gpus
 from deepauc.jobs.logs import FORMAT
-from deepauc.settings import SPECS, FinetuneSpec, JobResources, WarmupSpec
 from deepauc.training.preemption import StopRequest
 from deepauc.training.runtime import Runtime
 from deepauc.training.stages import run_spec

@@ -4,7 +4,8 @@ Every module of this package is imported here, so a method is one file: a module
 :func:`register` (for example ``deepauc/methods/my_method.py``), plus its section in the config.
 The built-in methods come first, in the order figures and tables list them (CE, the control,
 then DAM, then the compositional method); any other module follows, by name. Modules whose
-name starts with ``_`` and the shared helpers (``registry``, ``auc_margin``) register nothing.
+name starts with ``_`` and the shared helpers (``registry``, ``auc_margin``, LibAUC's variants
+in ``libauc_variants`` and their multi-tensor steps in ``fast_steps``) register nothing.
 """
 
 import importlib
@@ -30,7 +31,7 @@ from deepauc.methods.compositional import CompositionalSettings, build_compositi
 
 # isort: on
 
-HELPERS = {"registry", "auc_margin"}
+HELPERS = {"registry", "auc_margin", "libauc_variants", "fast_steps"}
 BUILT_IN = ("ce", "dam", "compositional")
 
 for _module in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name):

@@ -29,7 +29,7 @@ def auc_recipe(loss, optimizer, epoch_decay: float, inner: bool = False) -> Reci
 def start_duals(loss, settings, context: BuildContext) -> None:
     if settings.init_duals != "class_means":
         return
-    from deepauc.dam import init_duals_from_scores
+    from deepauc.methods.libauc_variants import init_duals_from_scores
 
     scores, labels = context.start_scores()
     a, b, alpha = init_duals_from_scores(loss, scores, labels)

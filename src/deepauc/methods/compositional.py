@@ -26,7 +26,7 @@ class CompositionalSettings:
 
 
 def build_compositional(model, settings: CompositionalSettings, context: BuildContext) -> Recipe:
-    from deepauc.dam import ResumableCompositionalAUCLoss, optimizer_class
+    from deepauc.methods.libauc_variants import ResumableCompositionalAUCLoss, optimizer_class
 
     loss = ResumableCompositionalAUCLoss(
         margin=settings.margin, k=settings.k, version=settings.loss_version, device=context.device

@@ -1,4 +1,5 @@
-"""Deep AUC Maximization: LibAUC's AUCMLoss + PESG (``deepauc.dam`` holds our subclasses)."""
+"""Deep AUC Maximization: LibAUC's AUCMLoss + PESG (``deepauc.methods.libauc_variants`` holds our
+subclasses)."""
 
 from dataclasses import dataclass
 
@@ -10,7 +11,7 @@ from deepauc.methods.registry import BuildContext, Method, Recipe, register
 class DamSettings:
     """LibAUC's AUCMLoss + PESG. ``init_duals``, ``anchor`` choose where a fine-tune starts its
     dual variables and PESG's reference weights: ``class_means`` and ``start`` (ours), or
-    ``zero`` and ``noise`` (libauc's own; see ``deepauc.dam``)."""
+    ``zero`` and ``noise`` (libauc's own; see ``deepauc.methods.libauc_variants``)."""
 
     lr: float = 0.1
     margin: float = 1.0
@@ -26,12 +27,12 @@ class DamSettings:
 
 
 def build_dam(model, settings: DamSettings, context: BuildContext) -> Recipe:
-    from deepauc.dam import aucm_loss_class, optimizer_class
+    from deepauc.methods.libauc_variants import aucm_loss_class, optimizer_class
 
     if settings.mode not in ("sgd", "adam"):
         raise ValueError(
             f"PESG mode {settings.mode!r}: the workflow resolves mode auto per architecture "
-            "(deepauc.rates.resolve_pesg_modes) before a job starts; give sgd or adam here"
+            "(deepauc.config.rates.resolve_pesg_modes) before a job starts; give sgd or adam here"
         )
     context.log.info("PESG mode %s at lr %g", settings.mode, settings.lr)
     loss_class = aucm_loss_class(settings.implementation)

@@ -21,11 +21,11 @@ from torch import nn
 from tqdm import tqdm
 
 from deepauc.atomic import write_csv
-from deepauc.checkpoints import save_model
-from deepauc.data import to_model_input
-from deepauc.diagnostics import is_collapsed, tied_scores
+from deepauc.data.images import to_model_input
 from deepauc.errors import JobStopped
-from deepauc.stats import aucs_by_column
+from deepauc.evaluation.diagnostics import is_collapsed, tied_scores
+from deepauc.evaluation.stats import aucs_by_column
+from deepauc.models.checkpoints import save_model
 from deepauc.training.job import Job
 from deepauc.training.preemption import StopRequest
 from deepauc.training.resume import (

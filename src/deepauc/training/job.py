@@ -9,7 +9,7 @@ from libauc.sampler import DualSampler
 from torch import nn
 from torch.utils.data import DataLoader
 
-from deepauc.settings import AugmentSettings
+from deepauc.config.settings import AugmentSettings
 
 
 @dataclass

@@ -12,7 +12,7 @@ import torch
 from libauc.sampler import DistributedDualSampler, DualSampler
 from torch.utils.data import DataLoader, RandomSampler, Sampler
 
-from deepauc.data import CachedImages, collate_batch
+from deepauc.data.images import CachedImages, collate_batch
 from deepauc.training.preemption import ignore_stop_signals
 from deepauc.training.runtime import Runtime
 

@@ -1,8 +1,9 @@
 """What a fine-tune records about itself at every evaluation, beside its val AUC.
 
 Each row of a fine-tune's history gets the spread of its val scores, the method's dual
-variables and how far the backbone has moved from where it started (``deepauc.diagnostics``
-says when that is a collapse); under DDP also how far apart the ranks' dual variables are.
+variables and how far the backbone has moved from where it started
+(``deepauc.evaluation.diagnostics`` says when that is a collapse); under DDP also how far apart the
+ranks' dual variables are.
 """
 
 import logging
@@ -12,7 +13,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from deepauc.diagnostics import backbone_drift, score_diagnostics
+from deepauc.evaluation.diagnostics import backbone_drift, score_diagnostics
 from deepauc.training.runtime import Runtime
 
 log = logging.getLogger(__name__)

@@ -19,7 +19,7 @@ import torch
 import torch.distributed as dist
 from libauc.sampler import DualSampler
 
-from deepauc.checkpoints import save_torch
+from deepauc.models.checkpoints import save_torch
 from deepauc.training.job import Job
 from deepauc.training.runtime import Runtime
 

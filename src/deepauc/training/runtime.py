@@ -11,8 +11,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from deepauc.config.settings import JobResources
 from deepauc.errors import InputError
-from deepauc.settings import JobResources
 from deepauc.training.graphs import graphs_apply
 
 

@@ -5,8 +5,8 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
-from deepauc.data import to_model_input
-from deepauc.models import HeadInFp32
+from deepauc.data.images import to_model_input
+from deepauc.models.build import HeadInFp32
 from deepauc.training.runtime import Runtime
 
 

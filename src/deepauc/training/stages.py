@@ -6,8 +6,8 @@ a fresh one-logit head and is fine-tuned with one registered method (``deepauc.m
 the CE control, ...); every method draws batches with LibAUC's DualSampler, for the same epochs
 and batches, so that they run at equal compute.
 
-``run_spec`` runs a :class:`~deepauc.settings.WarmupSpec` or
-:class:`~deepauc.settings.FinetuneSpec` as built by a rule script.
+``run_spec`` runs a :class:`~deepauc.config.settings.WarmupSpec` or
+:class:`~deepauc.config.settings.FinetuneSpec` as built by a rule script.
 """
 
 import logging
@@ -23,14 +23,7 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DistributedSampler
 
-from deepauc.caution import few_cases, untrained_warmup
-from deepauc.checkpoints import load_model
-from deepauc.data import CachedSplit, augment_generator
-from deepauc.diagnostics import best_row
-from deepauc.errors import InputError
-from deepauc.methods import METHODS, BuildContext
-from deepauc.models import create_model, init_head_from_row, replace_head, zero_head
-from deepauc.settings import (
+from deepauc.config.settings import (
     AugmentSettings,
     FinetuneSettings,
     FinetuneSpec,
@@ -38,6 +31,14 @@ from deepauc.settings import (
     WarmupSettings,
     WarmupSpec,
 )
+from deepauc.data.images import CachedSplit, augment_generator
+from deepauc.data.splits import few_cases
+from deepauc.errors import InputError
+from deepauc.evaluation.caution import untrained_warmup
+from deepauc.evaluation.diagnostics import best_row
+from deepauc.methods import METHODS, BuildContext
+from deepauc.models.build import create_model, init_head_from_row, replace_head, zero_head
+from deepauc.models.checkpoints import load_model
 from deepauc.training.fit import fit
 from deepauc.training.graphs import GraphedTraining
 from deepauc.training.job import Job

@@ -12,7 +12,8 @@ here change exactly those starting points and nothing else: every update is liba
   ``alpha`` at its closed form ``max(0, margin + b - a)`` (where PESG's ascent step rests).
 
 Orthogonal to where they start is how the steps run: ``implementation: fast`` (the default) uses
-the multi-tensor steps of :mod:`deepauc.dam_fast`, ``libauc`` libauc's own per-tensor loop. The
+the multi-tensor steps of :mod:`deepauc.methods.fast_steps`, ``libauc`` libauc's own per-tensor
+loop. The
 :func:`optimizer_class` table gives every combination.
 """
 
@@ -23,7 +24,7 @@ import torch
 from libauc.losses import AUCMLoss, CompositionalAUCLoss
 from libauc.optimizers import PDSCA, PESG
 
-from deepauc.dam_fast import FastAUCMLoss, FastPDSCA, FastPESG
+from deepauc.methods.fast_steps import FastAUCMLoss, FastPDSCA, FastPESG
 
 log = logging.getLogger(__name__)
 

@@ -9,7 +9,7 @@ from torch import nn
 
 from deepauc.atomic import atomic_path
 from deepauc.errors import InputError
-from deepauc.models import create_model
+from deepauc.models.build import create_model
 
 FORMAT = 1
 WRITE_FAILED = ("write failed", "failed writing", "unexpected pos")

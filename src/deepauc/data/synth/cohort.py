@@ -15,8 +15,8 @@ from statistics import NormalDist
 import numpy as np
 import pandas as pd
 
-from deepauc.chexpert import HEADER, LABEL_COLUMNS
-from deepauc.synth.phantom import DISEASE_SIGNS
+from deepauc.data.chexpert import HEADER, LABEL_COLUMNS
+from deepauc.data.synth.phantom import DISEASE_SIGNS
 
 
 @dataclass(frozen=True)

@@ -17,13 +17,14 @@ same test images) and ``seeds.csv`` (every seed on its own).
 - ``p_value`` (two-sided) and ``p_resampling``, how it was obtained: ``none (DeLong)`` for a
   disease (DeLong's paired test and interval), ``patients`` for the mean with one seed (paired
   patient bootstrap), ``seeds+patients`` for the mean with several seeds (training seeds, then
-  patients, resampled: :func:`deepauc.stats.seed_patient_deltas`).
+  patients, resampled: :func:`deepauc.evaluation.stats.seed_patient_deltas`).
 - ``p_reported``: the p as a table shows it (``< 0.001``; a bootstrap p at its resolution
-  limit ``< 1/B``: :func:`deepauc.significance.format_p`).
+  limit ``< 1/B``: :func:`deepauc.evaluation.significance.format_p`).
 - ``q_value``: Benjamini-Hochberg q of the per-disease p-values; the family is every
   per-disease row of one (``method``, ``comparison``) pair in the file (all predictors and
   diseases together). Empty for ``mean`` rows, which are one test per predictor already.
-- ``trained``: whether the compared method's fine-tunes trained (``deepauc.caution``): ``yes``,
+- ``trained``: whether the compared method's fine-tunes trained (``deepauc.evaluation.caution``):
+``yes``,
   ``no``, ``partly`` (some seeds or ensemble members did not), empty when unknown.
 
 ``seeds.csv``: the columns of ``summary.csv`` (no caution) for each seed's own predictions, a
@@ -37,10 +38,10 @@ and disease, so each seed's AUCs and deltas are read off the same row.
 import numpy as np
 import pandas as pd
 
-from deepauc.ensemble import average_members
+from deepauc.evaluation.ensemble import average_members
+from deepauc.evaluation.significance import benjamini_hochberg
+from deepauc.evaluation.stats import MEAN, compare_methods, score_predictions
 from deepauc.methods import CONTROL, WARMUP
-from deepauc.significance import benjamini_hochberg
-from deepauc.stats import MEAN, compare_methods, score_predictions
 
 #: ``comparison.csv``'s ``comparison`` values: what each row compares, said so that the two
 #: cannot be read one for the other.
@@ -59,7 +60,8 @@ SUMMARY_COLUMNS = [
     "n_pos",
     "n_neg",
 ]
-#: What ``summarize``'s script adds: ``deepauc.caution.trained_marks`` and ``summary_cautions``.
+#: What ``summarize``'s script adds: ``deepauc.evaluation.caution.trained_marks`` and
+#: ``summary_cautions``.
 ANNOTATION_COLUMNS = ["trained", "caution"]
 COMPARISON_COLUMNS = [
     "comparison",
@@ -82,7 +84,7 @@ COMPARISON_COLUMNS = [
 MINUS_CONTROL = f"auc_minus_{CONTROL}"
 MINUS_WARMUP = f"auc_minus_{WARMUP}"
 
-#: (predictor, method, disease) -> ``yes`` / ``no`` / ``partly`` / '' (deepauc.caution).
+#: (predictor, method, disease) -> ``yes`` / ``no`` / ``partly`` / '' (deepauc.evaluation.caution).
 TrainedMarks = dict[tuple[str, str, str], str]
 #: (predictor, method) -> that predictor's per-seed tables in seed order, on the scale the seed
 #: ensemble averages (:func:`per_seed_tables`).

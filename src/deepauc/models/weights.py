@@ -3,8 +3,8 @@
 The workflow calls :func:`check_pretrained` while it plans a warm-up job, dry runs included, so
 that a missing or damaged weights file, or ``pretrained: true`` on a machine that cannot reach
 the model hub, is refused before any job starts, not after preprocessing and a minute of the
-hub client's retries. The checks read file headers only; loading the weights (``deepauc.models``)
-stays the jobs' work.
+hub client's retries. The checks read file headers only; loading the weights
+(``deepauc.models.build``) stays the jobs' work.
 """
 
 import functools
@@ -110,7 +110,8 @@ def check_pretrained(pretrained, architectures, index: dict | None) -> None:
     """Refuse a ``pretrained`` setting that cannot give ``architectures`` their weights:
     a path that holds no weights for one of them, or ``true`` (timm's weights from the hub)
     where an architecture has none, or where the hub is out of reach and they are not in the
-    local hub cache. ``index`` is :func:`deepauc.timm_index.model_index` (None: not checked)."""
+    local hub cache. ``index`` is :func:`deepauc.models.timm_index.model_index` (None: not
+    checked)."""
     if pretrained is False:
         return
     if pretrained is True:

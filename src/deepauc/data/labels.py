@@ -12,7 +12,7 @@ Uncertain (-1.0) follows the disease's policy:
 import numpy as np
 import pandas as pd
 
-from deepauc.chexpert import NEGATIVE, POSITIVE, UNCERTAIN
+from deepauc.data.chexpert import NEGATIVE, POSITIVE, UNCERTAIN
 from deepauc.errors import InputError
 
 POLICIES = ("ones", "zeros", "ignore")

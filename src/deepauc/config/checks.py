@@ -9,7 +9,7 @@ import dataclasses
 import difflib
 import os
 
-from deepauc.chexpert import LABEL_COLUMNS
+from deepauc.data.chexpert import LABEL_COLUMNS
 from deepauc.errors import InputError
 from deepauc.methods import METHODS
 

@@ -14,7 +14,7 @@ import pandas as pd
 from scipy.stats import rankdata
 from sklearn.metrics import average_precision_score
 
-from deepauc.significance import format_p
+from deepauc.evaluation.significance import format_p
 
 MEAN = "mean"
 
@@ -178,7 +178,7 @@ def compare_methods(
 
     Columns: disease, auc_a, auc_b, delta (a - b), delta_low, delta_high (its 95% interval),
     p_value, p_resampling (:data:`DELONG`, :data:`PATIENTS` or :data:`SEEDS_AND_PATIENTS`),
-    p_reported (:func:`deepauc.significance.format_p`).
+    p_reported (:func:`deepauc.evaluation.significance.format_p`).
     """
     y_a, s_a, diseases = _wide(table_a)
     y_b, s_b, _ = _wide(table_b)

@@ -1,9 +1,10 @@
 """When a number means little, said beside it.
 
-Two things make a result weak however it is computed: a split with few cases of a class (an AUC
-over 7 positives has a confidence interval spanning most of [0, 1], and a val AUC over them
-picks models by chance), and a warm-up that never learned (its best val evaluation is step 0,
-before any training: every fine-tune of that architecture starts from an untrained network).
+Two things make a result weak however it is computed: a split with few cases of a class
+(``deepauc.data.splits.few_cases``: an AUC over 7 positives has a confidence interval spanning
+most of [0, 1], and a val AUC over them picks models by chance), and a warm-up that never
+learned (its best val evaluation is step 0, before any training: every fine-tune of that
+architecture starts from an untrained network).
 Both are warned about in the job logs and marked in ``results/diagnostics.csv`` and in the
 ``caution`` column of ``results/summary.csv``; an empty caution means none applies.
 
@@ -18,19 +19,9 @@ members did not train; empty for the warm-up and where diagnostics have no row),
 
 import pandas as pd
 
+from deepauc.data.splits import few_cases
+from deepauc.evaluation.stats import MEAN
 from deepauc.methods import WARMUP
-from deepauc.stats import MEAN
-
-#: A split with fewer positives (or negatives) than this for a disease is marked.
-MIN_CASES = 10
-
-
-def few_cases(split: str, positive: int, negative: int) -> str:
-    """The caution for a split's class counts of one disease ('' when there are enough)."""
-    if min(positive, negative) >= MIN_CASES:
-        return ""
-    kind, count = ("positives", positive) if positive <= negative else ("negatives", negative)
-    return f"only {count} {split} {kind}"
 
 
 def untrained_warmup(best_step: int, seed: int | None = None) -> str:

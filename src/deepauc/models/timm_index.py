@@ -5,7 +5,7 @@ while it plans jobs, dry runs included. So the names are listed once per install
 by a subprocess, and kept as JSON in Snakemake's own folder of the working directory
 (``.snakemake/deepauc/``); planning reads that file.
 
-Run as ``python -m deepauc.timm_index`` it prints the index (what the subprocess does).
+Run as ``python -m deepauc.models.timm_index`` it prints the index (what the subprocess does).
 """
 
 import difflib
@@ -47,7 +47,7 @@ def model_index(folder: str | Path = INDEX_FOLDER) -> dict | None:
         except (OSError, ValueError):
             pass  # a damaged index is listed again
     listed = subprocess.run(
-        [sys.executable, "-m", "deepauc.timm_index"],
+        [sys.executable, "-m", "deepauc.models.timm_index"],
         capture_output=True,
         text=True,
         timeout=600,

@@ -18,9 +18,9 @@ from PIL import Image
 from tqdm import tqdm
 
 from deepauc.atomic import atomic_path, write_csv
-from deepauc.chexpert import HEADER
-from deepauc.synth.cohort import CohortSpec, sample_cohort
-from deepauc.synth.phantom import DISEASE_SIGNS, Study, render
+from deepauc.data.chexpert import HEADER
+from deepauc.data.synth.cohort import CohortSpec, sample_cohort
+from deepauc.data.synth.phantom import DISEASE_SIGNS, Study, render
 
 __all__ = ["SynthSpec", "generate_dataset", "render_image"]
 

@@ -1,7 +1,7 @@
 """Images and targets for training: cached splits in, model-ready batches out.
 
-The CPU only gathers rows of a split's uint8 image cache (see ``deepauc.cache``); everything else
-happens on the training device on whole batches (``to_model_input``): conversion to float,
+The CPU only gathers rows of a split's uint8 image cache (see ``deepauc.data.cache``); everything
+else happens on the training device on whole batches (``to_model_input``): conversion to float,
 random affine augmentation, grayscale to three channels, ImageNet normalisation, channels_last.
 A batch crosses to the GPU as uint8, a quarter of the bytes of float. The same code runs on CPU.
 """
@@ -9,6 +9,7 @@ A batch crosses to the GPU as uint8, a quarter of the bytes of float. The same c
 import functools
 import os
 from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 import pandas as pd
@@ -16,11 +17,24 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import Dataset
 
-from deepauc.cache import open_cache
-from deepauc.settings import AugmentSettings
+from deepauc.data.cache import open_cache
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+class Augmentation(Protocol):
+    """What the augmentation reads: ``deepauc.config.settings.AugmentSettings`` (the config's
+    ``augment`` section) is one. The image layer states what it needs rather than importing
+    the configuration, which sits above it."""
+
+    rotation: float  # degrees, drawn uniformly from [-rotation, rotation]
+    translate: float  # fraction of the image side, per axis
+    scale: tuple[float, float]
+    hflip: bool
+
+    @property
+    def is_identity(self) -> bool: ...
 
 
 @dataclass(frozen=True)
@@ -111,7 +125,7 @@ class CachedImages(Dataset):
 
 
 def random_affine(
-    images: torch.Tensor, settings: AugmentSettings, generator: torch.Generator
+    images: torch.Tensor, settings: Augmentation, generator: torch.Generator
 ) -> torch.Tensor:
     """Each image of a (B, C, H, W) float batch rotated, scaled, shifted (and flipped) at random,
     with the ranges of ``settings``, drawn from ``generator``."""
@@ -153,7 +167,7 @@ def affine(
 def to_model_input(
     images: torch.Tensor,
     device: torch.device,
-    augment: AugmentSettings | None = None,
+    augment: Augmentation | None = None,
     generator: torch.Generator | None = None,
 ) -> torch.Tensor:
     """A (B, H, W) uint8 batch as normalised three-channel float input on ``device``.

@@ -13,8 +13,8 @@ import pandas as pd
 import torch
 
 from deepauc.atomic import write_csv
-from deepauc.checkpoints import load_model
-from deepauc.data import CachedSplit
+from deepauc.data.images import CachedSplit
+from deepauc.models.checkpoints import load_model
 from deepauc.training.loaders import eval_loader, place_images
 from deepauc.training.runtime import Runtime
 from deepauc.training.scoring import predict_logits

@@ -8,13 +8,13 @@ mode can be chosen per architecture from the layers the built model holds (:func
 instead of from a list of model families that goes stale with every timm release.
 
 Counting needs a built model, so torch and timm: seconds to import, too slow for the workflow to
-do while it plans jobs (dry runs included). So, as in :mod:`deepauc.timm_index`, the models are
-built by a subprocess, on the meta device (no memory allocated, no weights downloaded), and the
+do while it plans jobs (dry runs included). So, as in :mod:`deepauc.models.timm_index`, the models
+are built by a subprocess, on the meta device (no memory allocated, no weights downloaded), and the
 counts are kept per installed timm version as JSON in Snakemake's own folder of the working
 directory (``.snakemake/deepauc/normalization-<timm version>.json``). Only architectures not
 yet in that file are inspected, by one subprocess for all of them.
 
-Run as ``python -m deepauc.normalization arch1 arch2 ...`` it prints their records as JSON
+Run as ``python -m deepauc.models.normalization arch1 arch2 ...`` it prints their records as JSON
 (what the subprocess does).
 """
 
@@ -27,7 +27,7 @@ from pathlib import Path
 
 from deepauc.atomic import atomic_path
 from deepauc.errors import InputError
-from deepauc.timm_index import INDEX_FOLDER, timm_version
+from deepauc.models.timm_index import INDEX_FOLDER, timm_version
 
 log = logging.getLogger(__name__)
 
@@ -162,7 +162,8 @@ def _inspect(archs) -> dict:
 
 
 def _report(archs) -> dict:
-    """What ``python -m deepauc.normalization`` prints: ``{"timm": version, "models": records}``."""
+    """What ``python -m deepauc.models.normalization`` prints: ``{"timm": version, "models":
+    records}``."""
     import timm
 
     return {"timm": timm.__version__, "models": _inspect(archs)}
@@ -238,12 +239,12 @@ def normalization_index(archs, folder: str | Path = INDEX_FOLDER) -> dict[str, d
 
 
 def _inspect_in_subprocess(archs: list[str]) -> dict:
-    """:func:`_inspect` of ``archs`` run by ``python -m deepauc.normalization``; InputError
+    """:func:`_inspect` of ``archs`` run by ``python -m deepauc.models.normalization``; InputError
     naming the architectures where it fails."""
     problem = None
     try:
         inspected = subprocess.run(
-            [sys.executable, "-m", "deepauc.normalization", *archs],
+            [sys.executable, "-m", "deepauc.models.normalization", *archs],
             capture_output=True,
             text=True,
             timeout=INSPECT_TIMEOUT,
@@ -267,10 +268,10 @@ def _inspect_in_subprocess(archs: list[str]) -> dict:
                 problem = "its output was no JSON report"
     raise InputError(
         f"could not read the normalization layers of architectures {', '.join(archs)} "
-        f"(python -m deepauc.normalization: {problem})",
+        f"(python -m deepauc.models.normalization: {problem})",
         where="config key architectures",
         fix="check that timm imports here and builds these models (python -m "
-        f"deepauc.normalization {' '.join(archs)}), or set finetune.dam.mode: sgd or adam "
+        f"deepauc.models.normalization {' '.join(archs)}), or set finetune.dam.mode: sgd or adam "
         "explicitly.",
     )
 

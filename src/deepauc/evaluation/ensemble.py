@@ -1,4 +1,5 @@
-"""Ensembles of prediction tables (see ``deepauc.predict``): same images, averaged scores."""
+"""Ensembles of prediction tables (see ``deepauc.training.predict``): same images, averaged
+scores."""
 
 import numpy as np
 import pandas as pd

@@ -13,9 +13,9 @@ import timm
 import torch
 from torch import nn
 
-from deepauc import timm_index
 from deepauc.errors import InputError
-from deepauc.weights import describe_weights_file, weights_file
+from deepauc.models import timm_index
+from deepauc.models.weights import describe_weights_file, weights_file
 
 log = logging.getLogger(__name__)
 

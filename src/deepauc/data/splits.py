@@ -1,4 +1,5 @@
-"""Patient-level splitting: no patient's images on both sides of a split."""
+"""Patient-level splitting: no patient's images on both sides of a split; and when a split has
+too few cases of a class for its AUC to mean much."""
 
 import numpy as np
 import pandas as pd
@@ -30,3 +31,15 @@ def split_by_patient(
     val_patients = set(rng.permutation(patients)[:n_val])
     in_val = frame["patient"].isin(val_patients)
     return frame[~in_val].reset_index(drop=True), frame[in_val].reset_index(drop=True)
+
+
+#: A split with fewer positives (or negatives) than this for a disease is marked.
+MIN_CASES = 10
+
+
+def few_cases(split: str, positive: int, negative: int) -> str:
+    """The caution for a split's class counts of one disease ('' when there are enough)."""
+    if min(positive, negative) >= MIN_CASES:
+        return ""
+    kind, count = ("positives", positive) if positive <= negative else ("negatives", negative)
+    return f"only {count} {split} {kind}"

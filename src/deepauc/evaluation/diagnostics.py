@@ -12,7 +12,7 @@ import math
 import numpy as np
 import pandas as pd
 
-from deepauc import caution
+from deepauc.evaluation import caution
 
 #: A chosen fine-tune "did not train" when it kept step 0 (the warm-up model) or its backbone
 #: moved by less than this, relative (``||w - w0|| / ||w0||``): its row then compares the
@@ -171,7 +171,8 @@ def diagnostics_table(
     """``results/diagnostics.csv`` from every fine-tune run's history, keyed by (architecture,
     seed, method, disease, learning rate): one row per fine-tune, its rates taken together,
     with the val split's positives for the disease (``audit``: label_audit.csv), the best step
-    of the warm-up it started from and what makes the row mean little (``deepauc.caution``)."""
+    of the warm-up it started from and what makes the row mean little
+    (``deepauc.evaluation.caution``)."""
     grouped: dict[tuple, dict[float, pd.DataFrame]] = {}
     for (*key, label), history in runs.items():
         grouped.setdefault(tuple(key), {})[rate_of(label, history)] = history

@@ -16,11 +16,10 @@ from PIL import Image
 
 from deepauc import DEFAULT_DISEASES
 from deepauc.atomic import write_csv
-from deepauc.caution import few_cases
-from deepauc.chexpert import LABEL_COLUMNS, PATH_PREFIXES, read_chexpert_csv
+from deepauc.data.chexpert import LABEL_COLUMNS, PATH_PREFIXES, read_chexpert_csv
+from deepauc.data.labels import DEFAULT_POLICY, apply_policy, audit_labels, policy_for
+from deepauc.data.splits import few_cases, split_by_patient
 from deepauc.errors import InputError
-from deepauc.labels import DEFAULT_POLICY, apply_policy, audit_labels, policy_for
-from deepauc.splits import split_by_patient
 
 log = logging.getLogger(__name__)
 

@@ -16,11 +16,11 @@ from PIL import Image  # noqa: E402
 from sklearn.metrics import roc_curve  # noqa: E402
 
 from deepauc.atomic import atomic_path  # noqa: E402
-from deepauc.caution import PARTLY, UNTRAINED  # noqa: E402
-from deepauc.label_examples import short_labels  # noqa: E402
+from deepauc.data.examples import short_labels  # noqa: E402
+from deepauc.evaluation.caution import PARTLY, UNTRAINED  # noqa: E402
+from deepauc.evaluation.stats import MEAN  # noqa: E402
+from deepauc.evaluation.summary import COMPARISONS, VS_CONTROL, VS_WARMUP  # noqa: E402
 from deepauc.methods import CONTROL, METHODS, WARMUP, style  # noqa: E402
-from deepauc.stats import MEAN  # noqa: E402
-from deepauc.summary import COMPARISONS, VS_CONTROL, VS_WARMUP  # noqa: E402
 
 
 def save_figure(fig, paths: list[str | os.PathLike], dpi: int = 200) -> None:

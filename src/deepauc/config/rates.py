@@ -4,7 +4,7 @@ Each method's ``finetune.<method>.lr`` is one rate or a grid (DAM: one per PESG 
 ``auto`` resolved per architecture from its normalization). Every rate is a job of its own,
 named in paths by :func:`lr_label`; where the best rate of a grid lies on an edge, the grid grows
 one step past it (:func:`grid_extension`), the same rule for every method. Free of torch, like
-``deepauc.settings``: the workflow plans jobs with it while it parses.
+``deepauc.config.settings``: the workflow plans jobs with it while it parses.
 """
 
 import copy
@@ -54,8 +54,8 @@ def resolve_pesg_modes(section: dict, architectures: list[str], auto_modes) -> t
     """The ``finetune`` section with every method's ``mode: auto`` made explicit per
     architecture, and the rates of that mode taken where ``lr`` gives them per mode.
 
-    ``auto_modes(archs)`` returns each architecture's mode (``deepauc.normalization``: adam for
-    networks normalized by LayerNorm-like layers, sgd for BatchNorm ones), asked only when some
+    ``auto_modes(archs)`` returns each architecture's mode (``deepauc.models.normalization``: adam
+    for networks normalized by LayerNorm-like layers, sgd for BatchNorm ones), asked only when some
     architecture's mode is ``auto``. The result lands in ``overrides.<arch>.<method>``, so every
     job's params hold the mode it runs, and an explicit mode (in the section or an override)
     wins. Returns (section, {(arch, method): mode} for the modes that were ``auto``)."""

@@ -12,12 +12,12 @@ import difflib
 import typing
 from dataclasses import asdict, dataclass, fields
 
-from deepauc.config_checks import check_disease_keys, check_override_names
+from deepauc.config.checks import check_disease_keys, check_override_names
+from deepauc.config.rates import lr_grid, method_section
+from deepauc.data.preprocess import PreprocessSettings
+from deepauc.data.synth import SynthSpec
 from deepauc.errors import InputError
 from deepauc.methods import METHODS
-from deepauc.preprocess import PreprocessSettings
-from deepauc.rates import lr_grid, method_section
-from deepauc.synth import SynthSpec
 
 #: Config keys that change how fast a job runs, never what it computes. Rules must not take them
 #: as params (a params change reruns a job); config/README.md marks them "runtime only".
