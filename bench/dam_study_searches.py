@@ -21,7 +21,8 @@ from pathlib import Path
 import pandas as pd
 from markdown_table import markdown  # bench/, the script's own folder
 
-from deepauc.evaluation.diagnostics import diagnostics_row, rate_of
+from deepauc.config.rates import rate_of
+from deepauc.evaluation.diagnostics import diagnostics_row
 
 MIN_RATES = 3  # a search's base grid
 

@@ -1,7 +1,6 @@
 """The config's one typed boundary, and the method registry that the workflow reads."""
 
 import dataclasses
-import json
 from pathlib import Path
 
 import pandas as pd
@@ -11,11 +10,13 @@ import yaml
 from deepauc.config.checks import check_known_keys, strict_schema
 from deepauc.config.layers import load_config
 from deepauc.config.rates import (
+    CHOSEN_RATE,
     at_rate,
     grid_extension,
     lr_grid,
     lr_label,
     rate_labels,
+    rate_of,
     resolve_pesg_modes,
 )
 from deepauc.config.settings import (
@@ -29,6 +30,8 @@ from deepauc.config.settings import (
     WarmupSpec,
     check_training_config,
     finetune_params,
+    job_from_json,
+    job_to_json,
     warmup_section,
 )
 from deepauc.errors import InputError
@@ -141,9 +144,9 @@ def test_specs_survive_the_json_trip_to_ddp_ranks():
         history="w.csv",
         pretrained="weights/",
     )
+    resources = JobResources(device="cpu", threads=3, gpus=0, processes=2)
     for spec in (finetune, warmup):
-        travelled = json.loads(json.dumps(dataclasses.asdict(spec)))
-        assert type(spec).from_dict(travelled) == spec
+        assert job_from_json(job_to_json(spec, resources)) == (spec, resources)
 
 
 def test_threads_are_shared_between_ddp_processes():
@@ -194,12 +197,13 @@ def test_first_seed_rate_search_runs_later_seeds_at_the_chosen_rate(tmp_path):
     )
     params = at_rate(finetune_params(section, "dam", "resnet10t"), "dam", chosen_rate(rates_csv))
     assert FinetuneSettings.from_config(params, "dam").method_settings.lr == 0.03
-    # and the diagnostics read its rate from its history
+    # and its rate is read from its history
     history = pd.DataFrame({"step": [0, 4], "val_auc": [0.7, 0.75], "lr": [0.03, 0.003]})
+    assert rate_of(CHOSEN_RATE, history) == 0.03 and rate_of("0.1", history) == 0.1
     audit = pd.DataFrame(
         {"split": ["val"], "disease": ["Edema"], "positive": [20], "negative": [90]}
     )
-    runs = {("resnet10t", 1, "dam", "Edema", "chosen"): history}
+    runs = {("resnet10t", 1, "dam", "Edema", rate_of(CHOSEN_RATE, history)): history}
     row = diagnostics_table(runs, audit, {"resnet10t": {1: 3}}).iloc[0]
     assert row["chosen_lr"] == 0.03 and row["rates_tried"] == 1
 

@@ -1,7 +1,6 @@
 """Training on an easy signal: both stages learn, DAM really is LibAUC's, and resuming is exact."""
 
 import dataclasses
-import json
 import logging
 import os
 import re
@@ -29,6 +28,7 @@ from deepauc.config.settings import (
     SplitFiles,
     WarmupSettings,
     WarmupSpec,
+    job_to_json,
 )
 from deepauc.data.cache import build_cache
 from deepauc.data.images import CachedSplit
@@ -397,13 +397,12 @@ def test_two_ddp_processes_learn_and_a_rank_error_reaches_the_log(easy, tmp_path
 
 
 _DDP_JOB = """
-import json, sys
+import sys
 from pathlib import Path
 from deepauc.jobs.launch import run_training
 from deepauc.jobs.logs import logged_to
-from deepauc.config.settings import JobResources, WarmupSpec
-spec = WarmupSpec.from_dict(json.loads(Path(sys.argv[1]).read_text()))
-resources = JobResources(device="cpu", threads=2, gpus=0, processes=2)
+from deepauc.config.settings import job_from_json
+spec, resources = job_from_json(Path(sys.argv[1]).read_text())
 with logged_to(sys.argv[2]):
     run_training(spec, resources)
 """
@@ -419,7 +418,8 @@ def test_sigterm_to_ddp_ranks_stops_them_at_one_agreed_step_and_the_rerun_contin
             _ddp_spec(easy, out, 4), settings=WarmupSettings(epochs=2, batch_size=4, lr=2e-3)
         )
         (out).mkdir(parents=True, exist_ok=True)
-        (out / "spec.json").write_text(json.dumps(dataclasses.asdict(spec)))
+        resources = JobResources(device="cpu", threads=2, gpus=0, processes=2)
+        (out / "spec.json").write_text(job_to_json(spec, resources))
         return [sys.executable, "-c", _DDP_JOB, str(out / "spec.json"), str(out / "job.log")]
 
     straight = subprocess.run(job(tmp_path / "straight"), capture_output=True, text=True)

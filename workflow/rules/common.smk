@@ -57,6 +57,7 @@ from deepauc.config.rates import (
     grid_extension,
     lr_grid,
     lr_label,
+    rate_of_label,
     rate_labels,
     resolve_pesg_modes,
     searches_rates,
@@ -287,9 +288,8 @@ def finetune_settings(wildcards):
         config["finetune"],
         wildcards.method,
         wildcards.arch,
-        (
-            None if wildcards.lr == CHOSEN_RATE else float(wildcards.lr)
-        ),  # None: the job picks
+        # None for "chosen": the job runs at the first seed's choice (its rates.csv)
+        rate_of_label(wildcards.lr),
     )
 
 
@@ -319,7 +319,7 @@ def searched_rates(arch, seed, method, disease, rounds=None):
             arch=arch, seed=seed, method=method, disease=disease, round=done
         ).output[0]
         extra = grid_extension(
-            [float(label) for label, _ in rates], chosen_rate_of(search)
+            [rate_of_label(label) for label, _ in rates], chosen_rate_of(search)
         )
         if extra is None:
             break

@@ -4,7 +4,8 @@ the model of the rate whose fine-tune scored best on val."""
 import pandas as pd
 
 from deepauc.atomic import copy_file, write_csv
-from deepauc.evaluation.diagnostics import choose_rate, rate_of, rate_table
+from deepauc.config.rates import rate_of
+from deepauc.evaluation.diagnostics import choose_rate, rate_table
 from deepauc.jobs.logs import logged_to
 
 inputs, output = snakemake.input, snakemake.output

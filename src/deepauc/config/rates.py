@@ -131,12 +131,26 @@ def searches_rates(section: dict, method: str, arch: str, seed: int, seeds: list
 
 
 def lr_label(rate: float) -> str:
-    """A rate as it appears in paths (``lr0.0003``): short and exact."""
+    """A rate as it appears in paths (``lr0.0003``): short and exact. Its inverse is
+    :func:`rate_of_label`; labels and rates convert nowhere else."""
     return f"{rate:g}"
 
 
 #: The path label (``lr{label}``) of a fine-tune that runs at the rate its first seed chose.
 CHOSEN_RATE = "chosen"
+
+
+def rate_of_label(label: str) -> float | None:
+    """The rate a path label names (:func:`lr_label`'s inverse); None for :data:`CHOSEN_RATE`,
+    a run at the rate its first seed chose, which only its history records."""
+    return None if label == CHOSEN_RATE else float(label)
+
+
+def rate_of(label: str, history) -> float:
+    """The learning rate a run ran at: its label's, or (label ``chosen``) the rate its history
+    (a DataFrame with an ``lr`` column) started at."""
+    rate = rate_of_label(label)
+    return float(history["lr"].iloc[0]) if rate is None else rate
 
 
 def rate_labels(section: dict, method: str, arch: str, seed: int, seeds: list[int]) -> list[str]:

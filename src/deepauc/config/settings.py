@@ -9,6 +9,7 @@ check every setting while it parses, before any job starts.
 
 import dataclasses
 import difflib
+import json
 import typing
 from dataclasses import asdict, dataclass, fields
 
@@ -186,11 +187,6 @@ class FinetuneSettings:
         own = typed_section(METHODS[method].settings, section.get(method, {}), f"finetune.{method}")
         return dataclasses.replace(shared, method=method, method_settings=own)
 
-    def to_config(self) -> dict:
-        """The config slice this was built from: ``from_config(s.to_config(), s.method)``."""
-        shared = {k: getattr(self, k) for k in SHARED_FINETUNE_KEYS}
-        return {**shared, self.method: asdict(self.method_settings)}
-
 
 def finetune_params(
     section: dict, method: str, arch: str | None = None, lr: float | None = None
@@ -316,6 +312,19 @@ class FinetuneSpec:
 
 
 SPECS = {spec.stage: spec for spec in (WarmupSpec, FinetuneSpec)}
+
+
+def job_to_json(spec: WarmupSpec | FinetuneSpec, resources: "JobResources") -> str:
+    """A training job as JSON, for its DDP ranks (each a process of its own); the inverse is
+    :func:`job_from_json`. The one way a spec leaves a process."""
+    return json.dumps({"stage": spec.stage, "spec": asdict(spec), "resources": asdict(resources)})
+
+
+def job_from_json(text: str) -> tuple[WarmupSpec | FinetuneSpec, "JobResources"]:
+    """The spec and resources :func:`job_to_json` wrote."""
+    description = json.loads(text)
+    spec = SPECS[description["stage"]].from_dict(description["spec"])
+    return spec, JobResources(**description["resources"])
 
 
 @dataclass(frozen=True)

@@ -174,8 +174,8 @@ def diagnostics_table(
     of the warm-up it started from and what makes the row mean little
     (``deepauc.evaluation.caution``)."""
     grouped: dict[tuple, dict[float, pd.DataFrame]] = {}
-    for (*key, label), history in runs.items():
-        grouped.setdefault(tuple(key), {})[rate_of(label, history)] = history
+    for (*key, rate), history in runs.items():
+        grouped.setdefault(tuple(key), {})[float(rate)] = history
     val = audit[audit["split"] == "val"].set_index("disease")
     rows = []
     for key, histories in grouped.items():
@@ -215,15 +215,6 @@ def chosen_rate(rates_csv) -> float:
     if len(chosen) != 1:
         raise ValueError(f"{rates_csv}: expected one chosen rate, found {len(chosen)}")
     return float(chosen["lr"].iloc[0])
-
-
-def rate_of(label, history: pd.DataFrame) -> float:
-    """The learning rate of a run: its label's value, or (label ``chosen``, or None) the rate
-    its history started at."""
-    try:
-        return float(label)
-    except (TypeError, ValueError):
-        return float(history["lr"].iloc[0])
 
 
 def rate_table(

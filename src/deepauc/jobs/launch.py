@@ -9,8 +9,6 @@ its share of every batch, and rank 0 alone writes checkpoints, histories and its
 """
 
 import contextlib
-import dataclasses
-import json
 import logging
 import os
 import subprocess
@@ -22,7 +20,13 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 
-from deepauc.config.settings import SPECS, FinetuneSpec, JobResources, WarmupSpec
+from deepauc.config.settings import (
+    FinetuneSpec,
+    JobResources,
+    WarmupSpec,
+    job_from_json,
+    job_to_json,
+)
 from deepauc.errors import InputError, JobStopped
 from deepauc.jobs.gpus import claimed_gpus
 from deepauc.jobs.logs import FORMAT
@@ -64,15 +68,10 @@ def _torchrun(spec: WarmupSpec | FinetuneSpec, resources: JobResources) -> None:
     this job's log (our stderr)."""
     folder = Path(spec.checkpoint).parent
     folder.mkdir(parents=True, exist_ok=True)
-    description = {
-        "stage": spec.stage,
-        "spec": dataclasses.asdict(spec),
-        "resources": dataclasses.asdict(resources),
-    }
     with tempfile.NamedTemporaryFile(
         "w", dir=folder, prefix=".ddp-", suffix=".json", delete=False
     ) as handle:
-        json.dump(description, handle)
+        handle.write(job_to_json(spec, resources))
     env = {
         **os.environ,
         # The ranks import deepauc from where this process did (a checkout's src/ included).
@@ -161,9 +160,7 @@ def main(spec_path: str) -> int:
         # Rank 0 tells the story; the others speak up only for problems.
         level=logging.INFO if rank == 0 else logging.WARNING,
     )
-    description = json.loads(Path(spec_path).read_text())
-    spec = SPECS[description["stage"]].from_dict(description["spec"])
-    resources = JobResources(**description["resources"])
+    spec, resources = job_from_json(Path(spec_path).read_text())
     try:
         runtime = Runtime.for_job(
             resources, spec.seed, rank=rank, world_size=world_size, local_rank=local_rank
