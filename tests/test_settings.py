@@ -1,6 +1,7 @@
 """The config's one typed boundary, and the method registry that the workflow reads."""
 
 import dataclasses
+import math
 from pathlib import Path
 
 import pandas as pd
@@ -35,8 +36,17 @@ from deepauc.config.settings import (
     warmup_section,
 )
 from deepauc.errors import InputError
-from deepauc.evaluation.diagnostics import chosen_rate, diagnostics_table
-from deepauc.methods import CONTROL, METHODS, WARMUP, CeSettings, DamSettings, Method, register
+from deepauc.evaluation.diagnostics import chosen_rate, diagnostics_columns, diagnostics_table
+from deepauc.methods import (
+    CONTROL,
+    METHODS,
+    WARMUP,
+    CeSettings,
+    DamSettings,
+    Method,
+    dual_names,
+    register,
+)
 from deepauc.methods import style as method_style
 
 REPO = Path(__file__).resolve().parents[1]
@@ -163,6 +173,24 @@ def test_the_registry_holds_the_control_and_refuses_a_second_entry_of_a_name():
         register(dataclasses.replace(METHODS["dam"]))
     with pytest.raises(ValueError, match="registered already"):
         register(Method(WARMUP, "x", "#000000", "-", "x", CeSettings, METHODS["ce"].build))
+
+
+def test_a_method_names_its_dual_variables_and_the_diagnostics_carry_them(monkeypatch):
+    assert METHODS["ce"].duals == () and METHODS["dam"].duals == ("a", "b", "alpha")
+    assert dual_names() == ("a", "b", "alpha")
+    plugin = dataclasses.replace(METHODS["ce"], name="lagrangian", duals=("lam", "a"))
+    monkeypatch.setitem(METHODS, "lagrangian", plugin)
+    assert dual_names() == ("a", "b", "alpha", "lam")
+    history = pd.DataFrame(
+        {"step": [0, 4], "val_auc": [0.7, 0.8], "lam": [0.0, 0.25], "collapsed": False}
+    )
+    audit = pd.DataFrame(
+        {"split": ["val"], "disease": ["Edema"], "positive": [20], "negative": [90]}
+    )
+    runs = {("resnet10t", 0, "lagrangian", "Edema", 0.1): history}
+    row = diagnostics_table(runs, audit, {"resnet10t": {0: 3}}).iloc[0]
+    assert row["lam"] == 0.25 and math.isnan(row["alpha"])
+    assert list(diagnostics_table(runs, audit, {}).columns) == diagnostics_columns()
 
 
 def test_each_rate_of_a_grid_is_one_job_with_the_architecture_overrides():

@@ -125,7 +125,7 @@ def test_warmup_lowers_the_loss_and_learns_both_signals(warm):
     )
 
 
-@pytest.mark.parametrize("method", ["dam", "ce", "compositional"])
+@pytest.mark.parametrize("method", list(METHODS))
 def test_finetune_learns_for_every_method(easy, warm, tmp_path, method):
     history = _finetune(easy, warm[0], method, tmp_path, epochs=3, device=warm[2])
     if method == "ce":  # AUCM is a min-max objective: its value need not fall as it learns

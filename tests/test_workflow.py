@@ -18,7 +18,7 @@ from deepauc.config.rates import (
     grid_extension,
     lr_label,
 )
-from deepauc.evaluation.diagnostics import DIAGNOSTICS_COLUMNS
+from deepauc.evaluation.diagnostics import diagnostics_columns
 from deepauc.evaluation.summary import VS_CONTROL, VS_WARMUP
 from tests.conftest import TRAIN_ROWS, VALID_ROWS, copy_timm_index, write_chexpert_csv
 
@@ -159,7 +159,7 @@ def test_whole_dag_writes_splits_models_and_logs(finished):
     assert "epoch 1/1: train loss" in log
     assert "dual variables from class means" in log
     diagnostics = pd.read_csv(finished / "results" / "diagnostics.csv")
-    assert list(diagnostics.columns) == DIAGNOSTICS_COLUMNS
+    assert list(diagnostics.columns) == diagnostics_columns()
     assert len(diagnostics) == 2 * 3 * len(DISEASES)  # architectures x methods x diseases
     assert set(diagnostics["collapsed"]) <= {"yes", "no"}
     assert diagnostics.loc[diagnostics["method"] == "ce", "a"].isna().all()

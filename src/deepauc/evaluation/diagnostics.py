@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 
 from deepauc.evaluation import caution
+from deepauc.methods import dual_names
 
 #: A chosen fine-tune "did not train" when it kept step 0 (the warm-up model) or its backbone
 #: moved by less than this, relative (``||w - w0|| / ||w0||``): its row then compares the
@@ -25,27 +26,29 @@ MIN_DISTINCT_SHARE = 0.5
 #: spread at step 0.
 MIN_SPREAD_SHARE = 0.25
 
-DIAGNOSTICS_COLUMNS = [
-    "architecture",
-    "seed",
-    "method",
-    "disease",
-    "chosen_lr",
-    "chosen_step",
-    "val_auc_step0",
-    "best_val_auc",
-    "collapsed",
-    "collapsed_rates",
-    "rates_tried",
-    "a",
-    "b",
-    "alpha",
-    "backbone_drift",
-    "trained",
-    "val_pos",
-    "warmup_best_step",
-    "caution",
-]
+#: What identifies a fine-tune (its rates taken together).
+KEY_COLUMNS = ("architecture", "seed", "method", "disease")
+
+
+def diagnostics_columns() -> list[str]:
+    """The columns of ``results/diagnostics.csv``: the registered methods' dual variables among
+    them, so a method that names its own gets its columns."""
+    return [
+        *KEY_COLUMNS,
+        "chosen_lr",
+        "chosen_step",
+        "val_auc_step0",
+        "best_val_auc",
+        "collapsed",
+        "collapsed_rates",
+        "rates_tried",
+        *dual_names(),  # the final dual variables, as the methods name them
+        "backbone_drift",
+        "trained",
+        "val_pos",
+        "warmup_best_step",
+        "caution",
+    ]
 
 
 def tied_scores(scores: np.ndarray) -> int:
@@ -157,7 +160,7 @@ def diagnostics_row(key: dict, histories: dict[float, pd.DataFrame]) -> dict:
         "collapsed": "yes" if chosen["collapsed"] else "no",
         "collapsed_rates": int(rates["collapsed"].sum()),
         "rates_tried": len(rates),
-        **{name: float(last.get(name, float("nan"))) for name in ("a", "b", "alpha")},
+        **{name: float(last.get(name, float("nan"))) for name in dual_names()},
         "backbone_drift": drift,
         "trained": "yes" if did_train(int(chosen["best_step"]), drift) else "no",
     }
@@ -179,7 +182,7 @@ def diagnostics_table(
     val = audit[audit["split"] == "val"].set_index("disease")
     rows = []
     for key, histories in grouped.items():
-        row = diagnostics_row(dict(zip(DIAGNOSTICS_COLUMNS[:4], key, strict=True)), histories)
+        row = diagnostics_row(dict(zip(KEY_COLUMNS, key, strict=True)), histories)
         counts = val.loc[row["disease"]]
         warmup_step = warmup_steps.get(row["architecture"], {}).get(int(row["seed"]))
         row["val_pos"] = int(counts["positive"])
@@ -190,7 +193,7 @@ def diagnostics_table(
             caution.untrained_warmup(warmup_step) if warmup_step is not None else "",
         )
         rows.append(row)
-    return pd.DataFrame(rows, columns=DIAGNOSTICS_COLUMNS)
+    return pd.DataFrame(rows, columns=diagnostics_columns())
 
 
 def untrained_note(row: dict) -> str:

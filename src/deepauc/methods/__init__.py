@@ -19,6 +19,7 @@ from deepauc.methods.registry import (
     Method,
     Recipe,
     Style,
+    dual_names,
     register,
     style,
 )
@@ -52,6 +53,7 @@ __all__ = [
     "build_ce",
     "build_compositional",
     "build_dam",
+    "dual_names",
     "register",
     "style",
 ]

@@ -5,6 +5,9 @@ from collections.abc import Callable
 
 from deepauc.methods.registry import BuildContext, Recipe
 
+#: The dual variables of libauc's AUC-margin losses (the ``duals`` of their methods).
+AUC_MARGIN_DUALS = ("a", "b", "alpha")
+
 
 def auc_recipe(loss, optimizer, epoch_decay: float, inner: bool = False) -> Recipe:
     """The recipe of a libauc AUC-margin loss (on sigmoid scores) and its optimizer: decay on
@@ -15,7 +18,7 @@ def auc_recipe(loss, optimizer, epoch_decay: float, inner: bool = False) -> Reci
         return loss(torch.sigmoid(logits), targets).squeeze()
 
     def duals() -> dict[str, float]:
-        return {name: float(getattr(loss, name).detach()) for name in ("a", "b", "alpha")}
+        return {name: float(getattr(loss, name).detach()) for name in AUC_MARGIN_DUALS}
 
     return Recipe(
         loss_fn=loss_fn,

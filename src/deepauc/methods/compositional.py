@@ -2,7 +2,7 @@
 
 from dataclasses import dataclass
 
-from deepauc.methods.auc_margin import auc_recipe, start_duals
+from deepauc.methods.auc_margin import AUC_MARGIN_DUALS, auc_recipe, start_duals
 from deepauc.methods.registry import BuildContext, Method, Recipe, register
 
 
@@ -58,5 +58,6 @@ register(
         loss_name="BCE/AUCM",
         settings=CompositionalSettings,
         build=build_compositional,
+        duals=AUC_MARGIN_DUALS,
     )
 )

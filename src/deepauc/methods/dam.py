@@ -3,7 +3,7 @@ subclasses)."""
 
 from dataclasses import dataclass
 
-from deepauc.methods.auc_margin import auc_recipe, start_duals
+from deepauc.methods.auc_margin import AUC_MARGIN_DUALS, auc_recipe, start_duals
 from deepauc.methods.registry import BuildContext, Method, Recipe, register
 
 
@@ -62,5 +62,6 @@ register(
         loss_name="AUCM",
         settings=DamSettings,
         build=build_dam,
+        duals=AUC_MARGIN_DUALS,
     )
 )

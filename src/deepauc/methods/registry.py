@@ -77,10 +77,17 @@ class Method:
     loss_name: str  # what its training loss is, for the training-curve figure
     settings: type
     build: Callable[..., Recipe]
+    duals: tuple[str, ...] = ()  # the names its recipe's ``duals()`` reports
 
 
 #: name -> Method, in the order figures and tables list them.
 METHODS: dict[str, Method] = {}
+
+
+def dual_names() -> tuple[str, ...]:
+    """Every registered method's dual variables, once each in registry order: the columns a
+    fine-tune's history and ``diagnostics.csv`` give them (NaN where a method has none)."""
+    return tuple(dict.fromkeys(name for method in METHODS.values() for name in method.duals))
 
 
 def register(method: Method) -> Method:

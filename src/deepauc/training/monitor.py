@@ -14,6 +14,7 @@ import torch.distributed as dist
 from torch import nn
 
 from deepauc.evaluation.diagnostics import backbone_drift, score_diagnostics
+from deepauc.methods import dual_names
 from deepauc.training.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -35,7 +36,7 @@ def evaluation_diagnostics(model: nn.Module, recipe, runtime: Runtime):
             drift = backbone_drift([p.detach() for p in backbone], start)
         row = {
             **score_diagnostics(scores, targets),
-            **{name: duals.get(name, float("nan")) for name in ("a", "b", "alpha")},
+            **{name: duals.get(name, float("nan")) for name in dual_names()},
             "drift": drift,
         }
         if runtime.distributed and duals:
