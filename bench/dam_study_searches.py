@@ -21,7 +21,7 @@ from pathlib import Path
 import pandas as pd
 from markdown_table import markdown  # bench/, the script's own folder
 
-from deepauc.config.rates import rate_of
+from deepauc.config.rates import grid_extension, rate_of
 from deepauc.evaluation.diagnostics import diagnostics_row
 
 MIN_RATES = 3  # a search's base grid
@@ -52,7 +52,8 @@ def search_rows(models: Path, seed: int) -> pd.DataFrame:
             key = {"architecture": method_dir.parent.parent.name, "method": method_dir.name}
             row = diagnostics_row({**key, "disease": disease}, histories)
             row["val_gain"] = row["best_val_auc"] - row["val_auc_step0"]
-            row["on_edge"] = row["chosen_lr"] in (min(histories), max(histories))
+            # the pipeline's own rule: a choice on an edge is where the grid would grow
+            row["on_edge"] = grid_extension(list(histories), row["chosen_lr"]) is not None
             rows.append(row)
     return pd.DataFrame(rows)
 

@@ -12,6 +12,7 @@ import math
 import numpy as np
 import pandas as pd
 
+from deepauc.data.splits import few_cases
 from deepauc.evaluation import caution
 from deepauc.methods import dual_names
 
@@ -188,7 +189,7 @@ def diagnostics_table(
         row["val_pos"] = int(counts["positive"])
         row["warmup_best_step"] = warmup_step
         row["caution"] = caution.join(
-            caution.few_cases("val", int(counts["positive"]), int(counts["negative"])),
+            few_cases("val", int(counts["positive"]), int(counts["negative"])),
             "" if row["trained"] == "yes" else untrained_note(row),
             caution.untrained_warmup(warmup_step) if warmup_step is not None else "",
         )
