@@ -243,3 +243,75 @@ def test_study_searches_choose_like_the_pipeline_and_skip_unfinished_grids(tmp_p
     table = capsys.readouterr().out
     assert "| convnext_tiny | ce | 1 | 0 |" in table
     assert "| convnext_tiny | dam | 1 | 1 |" in table
+
+
+def _family_predictions(predictions: Path, family: str, noise: dict, labels, rng, seeds=(0, 1)):
+    """Per-seed predictions of one family, scores = label + method-specific noise, and their
+    seed ensembles (``seeds/``) as the pipeline writes them."""
+    images = [f"patient{i:03d}/view1_frontal.jpg" for i in range(len(labels))]
+    for method, sd in noise.items():
+        per_seed = []
+        for seed in seeds:
+            rows = [
+                {
+                    "image": image,
+                    "patient": image.split("/")[0],
+                    "disease": disease,
+                    "y_true": float(labels[i, j]),
+                    "score": labels[i, j] + rng.normal(0, sd),
+                }
+                for j, disease in enumerate(["Edema", "Atelectasis"])
+                for i, image in enumerate(images)
+            ]
+            table = pd.DataFrame(rows)
+            per_seed.append(table)
+            (predictions / family / f"seed{seed}").mkdir(parents=True, exist_ok=True)
+            table.to_csv(predictions / family / f"seed{seed}" / f"{method}.csv", index=False)
+        (predictions / family / "seeds").mkdir(exist_ok=True)
+        mean = per_seed[0].assign(score=sum(t["score"] for t in per_seed) / len(per_seed))
+        mean.to_csv(predictions / family / "seeds" / f"{method}.csv", index=False)
+
+
+def test_study_ensemble_spans_runs_skips_unfinished_families_and_refuses_doubles(tmp_path):
+    import numpy as np
+
+    from deepauc.evaluation.stats import auc
+
+    study = _load("dam_study_ensemble")
+    rng = np.random.default_rng(0)
+    noise = {"warmup": 2.0, "dam": 1.0, "ce": 0.3}
+    first, second = (tmp_path / name / "results" / "predictions" for name in ("a", "b"))
+    # The same cohort in both runs: the labels are drawn once, each family's noise on its own.
+    labels = rng.integers(0, 2, (60, 2))
+    labels[:2] = [[0, 0], [1, 1]]  # both classes for both diseases
+    _family_predictions(first, "convnext_tiny", noise, labels, rng)
+    _family_predictions(first, "davit_tiny", noise, labels, rng)
+    _family_predictions(second, "densenet169", noise, labels, rng)
+    # A family stopped in the first run (warm-up predictions only) and finished in the second.
+    (first / "densenet169" / "seed0").mkdir(parents=True)
+    (first / "ensemble" / "seeds").mkdir(parents=True)  # the run's own ensemble: not a family
+    members = study.family_folders([tmp_path / "a", tmp_path / "b"])
+    assert list(members) == ["convnext_tiny", "davit_tiny", "densenet169"]
+    assert members["densenet169"] == second / "densenet169"
+
+    rows = study.ensemble_rows(members, resamples=200, seed=0).set_index("method")
+    assert list(rows.index) == ["warmup", "dam", "ce"]
+    # The ensemble's AUC is that of the three families' scores averaged over families and seeds.
+    scores = {
+        family: pd.read_csv(folder / "seeds" / "dam.csv") for family, folder in members.items()
+    }
+    mean_score = sum(t["score"].to_numpy() for t in scores.values()) / 3
+    first_table = scores["convnext_tiny"]
+    by_disease = [
+        auc(first_table["y_true"].to_numpy()[mask], mean_score[mask])
+        for mask in (first_table["disease"] == d for d in ["Edema", "Atelectasis"])
+    ]
+    assert rows.loc["dam", "auc"] == pytest.approx(np.mean(by_disease))
+    # Noisier scores rank worse: DAM's noise is above CE's and below the warm-up's.
+    assert rows.loc["dam", "vs_ce"] < 0 < rows.loc["dam", "vs_warmup"]
+    assert rows.loc["dam", "vs_ce_low"] <= rows.loc["dam", "vs_ce"] <= rows.loc["dam", "vs_ce_high"]
+    assert pd.isna(rows.loc["ce", "vs_ce"]) and pd.isna(rows.loc["warmup", "vs_warmup"])
+
+    _family_predictions(first, "densenet169", noise, labels, rng)
+    with pytest.raises(SystemExit, match="densenet169 finished in"):
+        study.family_folders([tmp_path / "a", tmp_path / "b"])
