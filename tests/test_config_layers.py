@@ -57,6 +57,35 @@ def test_every_key_has_its_default_in_protocol_yaml_and_nowhere_else():
             assert "extends" in yaml.safe_load(path.read_text()), path.name
 
 
+def test_a_methods_settings_are_stated_once_in_its_settings_class():
+    """protocol.yaml sets only what the protocol chooses for a method; everything else of its
+    section is its settings class's default, filled in by the config's resolution."""
+    from dataclasses import fields
+
+    from deepauc.methods import METHODS
+
+    protocol = yaml.safe_load((CONFIG / "protocol.yaml").read_text())["finetune"]
+    resolved = load_config(CONFIG / "protocol.yaml")["finetune"]
+    for name, method in METHODS.items():
+        defaults = {f.name: f.default for f in fields(method.settings)}
+        restated = {k: v for k, v in protocol.get(name, {}).items() if defaults.get(k) == v}
+        assert not restated, f"protocol.yaml restates {name}'s defaults {restated}"
+        assert set(resolved[name]) == set(defaults), name
+        for key, value in resolved[name].items():
+            assert value == protocol.get(name, {}).get(key, defaults[key]), (name, key)
+    # the schema leaves method sections to their classes: none is spelt out there
+    assert not set(METHODS) & set(SCHEMA["properties"]["finetune"]["properties"])
+
+
+def test_a_method_section_given_in_part_keeps_its_order_then_takes_the_defaults(tmp_path):
+    overlay = tmp_path / "overlay.yaml"
+    overlay.write_text(f"extends: {CONFIG / 'protocol.yaml'}\nfinetune:\n  ce: {{lr: 0.01}}\n")
+    ce = load_config(overlay)["finetune"]["ce"]
+    assert list(ce.items()) == [("lr", 0.01), ("weight_decay", 1e-5)]
+    overlay.write_text(f"extends: {CONFIG / 'protocol.yaml'}\nfinetune:\n  ce: {{}}\n")
+    assert load_config(overlay)["finetune"]["ce"] == {"lr": 1e-4, "weight_decay": 1e-5}
+
+
 def test_an_overlay_names_its_base_and_an_empty_mapping_clears(tmp_path):
     (tmp_path / "base.yaml").write_text(
         yaml.safe_dump({"a": 1, "section": {"x": 1, "y": 2}, "named": {"one": [1], "two": [2]}})

@@ -2,6 +2,7 @@
 
 import dataclasses
 import math
+import re
 from pathlib import Path
 
 import pandas as pd
@@ -318,3 +319,42 @@ def test_a_grid_grows_one_step_past_the_edge_its_best_rate_lies_on():
     for grid in ([3e-5, 1e-4, 3e-4], [1e-4, 2e-4, 4e-4], [0.5, 1.0]):
         assert grid_extension(grid, min(grid)) < min(grid)
         assert grid_extension(grid, max(grid)) > max(grid)
+
+
+@pytest.mark.parametrize(
+    ("section", "where", "message"),
+    [
+        (
+            {"dam": {"lr": 0.1, "loss_version": "v3"}},
+            "finetune.dam.loss_version",
+            "use one of v1, v2",
+        ),
+        ({"dam": {"lr": 0.1, "margin": 0}}, "finetune.dam.margin", "greater than 0"),
+        ({"compositional": {"lr": 0.1, "beta1": 1.5}}, "finetune.compositional.beta1", "at most 1"),
+        ({"compositional": {"lr": 0.1, "k": 2.5}}, "finetune.compositional.k", "a whole number"),
+        ({"ce": {"lr": "1e-4"}}, "finetune.ce.lr", "write 1.0e-4"),
+        ({"ce": {"weight_decay": True}}, "finetune.ce.weight_decay", "give a number"),
+    ],
+)
+def test_a_method_setting_is_checked_against_its_settings_class(section, where, message):
+    """The limits a method's class states (deepauc.methods.setting) are its section's checks."""
+    (method,) = section
+    with pytest.raises(InputError, match=re.escape(message)) as err:
+        FinetuneSettings.from_config(section, method)
+    assert f"config key {where}" in str(err.value)
+
+
+@pytest.mark.parametrize(
+    ("rates", "message"),
+    [
+        (["1e-4", 0.01], "write 1.0e-4"),
+        ([0.1, 0.1], "distinct rates"),
+        ([], "distinct rates"),
+        ([-0.1], "greater than 0"),
+        ({"adamw": [1e-4]}, "key the rates by sgd and adam"),
+    ],
+)
+def test_a_rate_grid_that_is_no_grid_of_rates_is_refused(rates, message):
+    with pytest.raises(InputError, match=re.escape(message)) as err:
+        lr_grid({"dam": {"lr": rates, "mode": "sgd"}}, "dam")
+    assert "config key finetune.dam.lr" in str(err.value)

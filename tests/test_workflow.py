@@ -73,8 +73,9 @@ def snakemake(work: Path, *args: str) -> subprocess.CompletedProcess:
 
 
 # A method that exists only in the copy of the workflow that the whole-DAG run uses: a module of
-# its own in deepauc/methods/, and its section in the config. Nothing else is edited, and the
-# DAG, the summary, the comparison and the figures must all take it in.
+# its own in deepauc/methods/, named in finetune.methods (no config section: its settings class
+# holds its defaults). Nothing else is edited, and the DAG, the summary, the comparison and the
+# figures must all take it in.
 TOY_METHOD = """\"\"\"A toy method: BCE with SGD.\"\"\"
 
 from dataclasses import dataclass
@@ -110,7 +111,6 @@ register(
 """
 TOY_COLOR = "#31a354"
 WITH_TOY = {**TINY, "finetune": {**TINY["finetune"], "methods": ["dam", "ce", "sgd_ce"]}}
-WITH_TOY["finetune"]["sgd_ce"] = {"lr": 0.01}
 
 
 @pytest.fixture(scope="module")

@@ -8,6 +8,7 @@ import copy
 import dataclasses
 import difflib
 import os
+import typing
 
 from deepauc.data.chexpert import LABEL_COLUMNS
 from deepauc.errors import InputError
@@ -180,3 +181,38 @@ def _unknown_key(key: str, path: list[str], known: list[str], parent: dict) -> I
         where=f"config key {'.'.join([*path, key])}",
         fix=f"{hint}The settings {place} are: {', '.join(known)} (config/README.md explains each).",
     )
+
+
+#: What a YAML value of a plain-typed setting may be (a whole number is a valid float).
+ACCEPTED_TYPES = {float: (int, float), int: (int,), str: (str,), bool: (bool,)}
+
+
+def check_value(value, hint, limits: typing.Mapping, where: str) -> None:
+    """Refuse a value of the wrong type, or outside the field's limits (its ``choices``,
+    ``minimum``, ``above``, ``maximum``: ``deepauc.methods.setting``), naming the key."""
+    accepted = ACCEPTED_TYPES.get(hint)
+    if accepted and (isinstance(value, bool) != (hint is bool) or not isinstance(value, accepted)):
+        kind = {float: "a number", int: "a whole number", str: "text", bool: "true or false"}
+        fix = f"give {kind[hint]}."
+        if hint is float and isinstance(value, str):
+            fix += " YAML reads 1e-4 (no point) as text: write 1.0e-4."
+        raise InputError(f"{value!r} is not {kind[hint]}", where=where, fix=fix)
+    choices = limits.get("choices")
+    if choices and value not in choices:
+        raise InputError(
+            f"{value!r} is not a choice of this setting",
+            where=where,
+            fix=f"use one of {', '.join(map(str, choices))}.",
+        )
+    bounds = [
+        ("minimum", lambda v, b: v >= b, "at least"),
+        ("above", lambda v, b: v > b, "greater than"),
+        ("maximum", lambda v, b: v <= b, "at most"),
+    ]
+    for name, holds, words in bounds:
+        if name in limits and not holds(value, limits[name]):
+            raise InputError(
+                f"{value!r} is out of range",
+                where=where,
+                fix=f"give a value {words} {limits[name]:g}.",
+            )

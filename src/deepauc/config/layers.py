@@ -1,11 +1,15 @@
 """Configs as overlays: every default in one file, every other config only what differs.
 
 ``config/protocol.yaml`` holds every key with its default: the protocol the DAM study settled
-(methods, rate grids, PESG modes, seeds, rate search, schedule). Every other config names the file
-it stands on with ``extends:`` and states only what it changes: ``config/chexpert.yaml`` (real
-CheXpert) and ``config/dam_study.yaml`` (the study on synthetic data) change data and scale, not
-the fine-tune protocol, so a CheXpert user runs what the study measured. ``config/config.yaml``,
-the quick start, shrinks it to fit 10 minutes on 2 cores.
+(methods, rate grids, PESG modes, seeds, rate search, schedule). A fine-tune method's own
+settings are the exception: their defaults live in the method's settings class (its module in
+``deepauc.methods``), which fills whatever a config leaves out of its section
+(:func:`with_method_defaults`), so protocol.yaml states only what the protocol chooses for a
+method (its rate grid, PESG's mode) and a new method needs no section at all. Every other
+config names the file it stands on with ``extends:`` and states only what it changes:
+``config/chexpert.yaml`` (real CheXpert) and ``config/dam_study.yaml`` (the study on synthetic
+data) change data and scale, not the fine-tune protocol, so a CheXpert user runs what the study
+measured. ``config/config.yaml``, the quick start, shrinks it to fit 10 minutes on 2 cores.
 
 How a command line's configs combine (:func:`resolve`): the Snakefile's ``config/config.yaml``
 first, then each ``--configfile`` in order, then ``--config`` keys.
@@ -24,11 +28,13 @@ does (:func:`load_config`).
 """
 
 import copy
+from dataclasses import fields
 from pathlib import Path
 
 import yaml
 
 from deepauc.errors import InputError
+from deepauc.methods import METHODS
 
 #: The key with which a config names the file it stands on.
 EXTENDS = "extends"
@@ -132,7 +138,30 @@ def resolve(
     config: dict = {}
     for file in files:
         config = merge(config, read_layer(file))
-    return merge(config, overrides or {}), files
+    return with_method_defaults(merge(config, overrides or {})), files
+
+
+def with_method_defaults(config: dict) -> dict:
+    """``config`` with every registered method's section complete: the keys it leaves out hold
+    the defaults of the method's settings class, after the keys it gives (so a job's params, and
+    with them Snakemake's record of what a model was made with, read the same either way). A
+    section that is not a mapping is left for the schema to refuse, naming its key."""
+    finetune = config.get("finetune")
+    if not isinstance(finetune, dict):
+        return config
+    for name, method in METHODS.items():
+        own = finetune.get(name) or {}
+        if isinstance(own, dict):
+            missing = {
+                f.name: _plain(f.default) for f in fields(method.settings) if f.name not in own
+            }
+            finetune[name] = {**own, **missing}
+    return config
+
+
+def _plain(value):
+    """A default as YAML would give it (a list, not a tuple)."""
+    return list(value) if isinstance(value, tuple) else value
 
 
 def load_config(*paths: str | Path) -> dict:

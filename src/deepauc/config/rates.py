@@ -11,8 +11,9 @@ import copy
 import math
 from dataclasses import fields
 
+from deepauc.config.checks import check_value
 from deepauc.errors import InputError
-from deepauc.methods import METHODS
+from deepauc.methods import AUTO_MODE, METHODS
 
 
 def method_section(section: dict, method: str, arch: str | None = None) -> dict:
@@ -31,12 +32,30 @@ def lr_grid(section: dict, method: str, arch: str | None = None) -> list[float]:
     own = method_section(section, method, arch)
     rates = own.get("lr", METHODS[method].settings().lr)
     if isinstance(rates, dict):
-        rates = _rates_for_mode(rates, own.get("mode", "auto"), method, arch)
-    return sorted(float(r) for r in (rates if isinstance(rates, list) else [rates]))
+        rates = _rates_for_mode(rates, own.get("mode", AUTO_MODE), method, arch)
+    rates = rates if isinstance(rates, list) else [rates]
+    where = f"config key finetune.{method}.lr" + (f" (architecture {arch})" if arch else "")
+    for rate in rates:
+        check_value(rate, float, {"above": 0}, where)
+    if not rates or len(set(rates)) < len(rates):
+        raise InputError(
+            f"{rates} is not a grid of distinct rates",
+            where=where,
+            fix="give one rate, or a list of different rates (one fine-tune job each).",
+        )
+    return sorted(float(r) for r in rates)
 
 
 def _rates_for_mode(rates: dict, mode: str, method: str, arch: str | None) -> list | float:
     where = f"config key finetune.{method}.lr" + (f" (architecture {arch})" if arch else "")
+    modes = [m for m in _mode_choices(method) if m != AUTO_MODE]
+    unknown = [m for m in rates if m not in modes]
+    if unknown or not rates:
+        raise InputError(
+            f"gives rates per PESG mode, and {unknown or 'none'} is not one of its modes",
+            where=where,
+            fix=f"key the rates by {' and '.join(modes) or 'mode'}, or give one list of rates.",
+        )
     if mode not in rates:
         raise InputError(
             f"gives rates per PESG mode ({', '.join(rates)}), none for mode {mode!r}",
@@ -44,10 +63,6 @@ def _rates_for_mode(rates: dict, mode: str, method: str, arch: str | None) -> li
             fix=f"add {mode}: [rates] to it, or set finetune.{method}.mode to one it has.",
         )
     return rates[mode]
-
-
-#: A method setting whose value ``auto`` is chosen per architecture from its normalization.
-AUTO_MODE = "auto"
 
 
 def resolve_pesg_modes(section: dict, architectures: list[str], auto_modes) -> tuple[dict, dict]:
@@ -80,6 +95,16 @@ def resolve_pesg_modes(section: dict, architectures: list[str], auto_modes) -> t
             if isinstance(own.get("lr"), dict):
                 override[method]["lr"] = _rates_for_mode(own["lr"], mode, method, arch)
     return resolved, picked
+
+
+def _mode_choices(method: str) -> tuple[str, ...]:
+    """The modes the method's ``mode`` setting allows (none where it has no such setting)."""
+    found = (
+        [f for f in fields(METHODS[method].settings) if f.name == "mode"]
+        if method in METHODS
+        else []
+    )
+    return tuple(found[0].metadata.get("choices", ())) if found else ()
 
 
 def _field_names(method: str) -> set[str]:

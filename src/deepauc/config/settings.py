@@ -13,7 +13,7 @@ import json
 import typing
 from dataclasses import asdict, dataclass, fields
 
-from deepauc.config.checks import check_disease_keys, check_override_names
+from deepauc.config.checks import check_disease_keys, check_override_names, check_value
 from deepauc.config.rates import lr_grid, method_section
 from deepauc.data.preprocess import PreprocessSettings
 from deepauc.data.synth import SynthSpec
@@ -72,6 +72,7 @@ def typed_section(cls: type, section: dict, key: str):
                 where=f"config key {key}",
                 fix=f"{hint}known settings: {', '.join(known)}.",
             )
+        check_value(value, hints[name], known[name].metadata, f"config key {key}.{name}")
         is_tuple = typing.get_origin(hints[name]) is tuple
         values[name] = tuple(value) if is_tuple and isinstance(value, list) else value
     return cls(**values)

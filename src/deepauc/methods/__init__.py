@@ -1,7 +1,8 @@
 """The fine-tune methods: the registry (``deepauc.methods.registry``) and one module per method.
 
 Every module of this package is imported here, so a method is one file: a module that calls
-:func:`register` (for example ``deepauc/methods/my_method.py``), plus its section in the config.
+:func:`register` (for example ``deepauc/methods/my_method.py``); its settings class states its
+config section (keys, defaults, limits), so the config needs a section only to change one.
 The built-in methods come first, in the order figures and tables list them (CE, the control,
 then DAM, then the compositional method); any other module follows, by name. Modules whose
 name starts with ``_`` and the shared helpers (``registry``, ``auc_margin``, LibAUC's variants
@@ -12,6 +13,7 @@ import importlib
 import pkgutil
 
 from deepauc.methods.registry import (
+    AUTO_MODE,
     CONTROL,
     METHODS,
     WARMUP,
@@ -21,6 +23,7 @@ from deepauc.methods.registry import (
     Style,
     dual_names,
     register,
+    setting,
     style,
 )
 
@@ -40,6 +43,7 @@ for _module in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name):
         importlib.import_module(f"{__name__}.{_module.name}")
 
 __all__ = [
+    "AUTO_MODE",
     "CONTROL",
     "METHODS",
     "WARMUP",
@@ -55,5 +59,6 @@ __all__ = [
     "build_dam",
     "dual_names",
     "register",
+    "setting",
     "style",
 ]

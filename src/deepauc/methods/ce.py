@@ -2,15 +2,15 @@
 
 from dataclasses import dataclass
 
-from deepauc.methods.registry import BuildContext, Method, Recipe, register
+from deepauc.methods.registry import BuildContext, Method, Recipe, register, setting
 
 
 @dataclass(frozen=True)
 class CeSettings:
     """The control: BCE with Adam."""
 
-    lr: float = 1e-4
-    weight_decay: float = 1e-5
+    lr: float = setting(1e-4, above=0)
+    weight_decay: float = setting(1e-5, minimum=0)
 
 
 def build_ce(model, settings: CeSettings, context: BuildContext) -> Recipe:

@@ -3,7 +3,7 @@
 from dataclasses import dataclass
 
 from deepauc.methods.auc_margin import AUC_MARGIN_DUALS, auc_recipe, start_duals
-from deepauc.methods.registry import BuildContext, Method, Recipe, register
+from deepauc.methods.registry import BuildContext, Method, Recipe, register, setting
 
 
 @dataclass(frozen=True)
@@ -12,17 +12,17 @@ class CompositionalSettings:
     AUC-margin loss alternate, ``k`` each. ``lr`` is the AUC steps' rate; the BCE steps use the
     same (PDSCA's ``lr0``)."""
 
-    lr: float = 0.1
-    margin: float = 1.0
-    epoch_decay: float = 2e-3
-    weight_decay: float = 1e-5
-    loss_version: str = "v1"
-    k: int = 1
-    beta1: float = 0.99
-    beta2: float = 0.999
-    init_duals: str = "class_means"  # or "zero"
-    anchor: str = "start"  # or "noise"
-    implementation: str = "fast"  # or "libauc"
+    lr: float = setting(0.1, above=0)
+    margin: float = setting(1.0, above=0)
+    epoch_decay: float = setting(2e-3, minimum=0)
+    weight_decay: float = setting(1e-5, minimum=0)
+    loss_version: str = setting("v1", choices=("v1", "v2"))
+    k: int = setting(1, minimum=1)
+    beta1: float = setting(0.99, minimum=0, maximum=1)
+    beta2: float = setting(0.999, minimum=0, maximum=1)
+    init_duals: str = setting("class_means", choices=("class_means", "zero"))
+    anchor: str = setting("start", choices=("start", "noise"))
+    implementation: str = setting("fast", choices=("fast", "libauc"))
 
 
 def build_compositional(model, settings: CompositionalSettings, context: BuildContext) -> Recipe:

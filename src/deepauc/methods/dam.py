@@ -4,7 +4,7 @@ subclasses)."""
 from dataclasses import dataclass
 
 from deepauc.methods.auc_margin import AUC_MARGIN_DUALS, auc_recipe, start_duals
-from deepauc.methods.registry import BuildContext, Method, Recipe, register
+from deepauc.methods.registry import AUTO_MODE, BuildContext, Method, Recipe, register, setting
 
 
 @dataclass(frozen=True)
@@ -13,17 +13,18 @@ class DamSettings:
     dual variables and PESG's reference weights: ``class_means`` and ``start`` (ours), or
     ``zero`` and ``noise`` (libauc's own; see ``deepauc.methods.libauc_variants``)."""
 
-    lr: float = 0.1
-    margin: float = 1.0
-    epoch_decay: float = 2e-3
-    weight_decay: float = 1e-5
-    loss_version: str = "v1"
-    # PESG's own update rule: "sgd" (momentum) or "adam". The workflow's default, "auto", is
-    # made one of them per architecture before a job starts (adam for LayerNorm-like networks).
-    mode: str = "sgd"
-    init_duals: str = "class_means"  # or "zero"
-    anchor: str = "start"  # or "noise"
-    implementation: str = "fast"  # or "libauc": same updates, libauc's per-tensor loop
+    lr: float = setting(0.1, above=0)
+    margin: float = setting(1.0, above=0)
+    epoch_decay: float = setting(2e-3, minimum=0)
+    weight_decay: float = setting(1e-5, minimum=0)
+    loss_version: str = setting("v1", choices=("v1", "v2"))
+    # PESG's own update rule: "sgd" (momentum) or "adam". "auto" (the protocol's) is made one
+    # of them per architecture before a job starts (adam for LayerNorm-like networks).
+    mode: str = setting("sgd", choices=(AUTO_MODE, "sgd", "adam"))
+    init_duals: str = setting("class_means", choices=("class_means", "zero"))
+    anchor: str = setting("start", choices=("start", "noise"))
+    # "libauc": the same updates with libauc's per-tensor loop
+    implementation: str = setting("fast", choices=("fast", "libauc"))
 
 
 def build_dam(model, settings: DamSettings, context: BuildContext) -> Recipe:

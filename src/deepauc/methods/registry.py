@@ -6,7 +6,9 @@ turns a model into a :class:`Recipe` (loss, optimizer, learning-rate decay, extr
 checkpoint, dual variables to report), and how figures and tables show it. The workflow's
 allowed methods and fan-out, the summary, the comparison against the control and every figure
 list methods from :data:`METHODS`. Adding a method is a module of ``deepauc.methods`` that makes
-one :func:`register` call, plus its section in the config. Every method's section has an
+one :func:`register` call; its settings class states its config section (keys, defaults and
+limits, :func:`setting`), so a config names it in ``finetune.methods`` and sets only what it
+changes. Every method's section has an
 ``lr``: the config may give a list of rates, one fine-tune job each, and the best on val is kept
 (equal tuning effort: the same grid size each).
 
@@ -14,6 +16,7 @@ The workflow imports the registry while it parses the Snakefile, so method modul
 and libauc (seconds to import) inside their ``build`` functions, which only training jobs call.
 """
 
+import dataclasses
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -23,6 +26,28 @@ from typing import Any
 CONTROL = "ce"
 #: The stage-1 model, scored beside the fine-tune methods but not one of them.
 WARMUP = "warmup"
+#: A method setting whose value ``auto`` is chosen per architecture from its normalization
+#: (``deepauc.config.rates.resolve_pesg_modes``).
+AUTO_MODE = "auto"
+
+
+def setting(
+    default: Any,
+    *,
+    choices: tuple = (),
+    minimum: float | None = None,
+    above: float | None = None,
+    maximum: float | None = None,
+) -> Any:
+    """A field of a method's settings class with the values the config may give it: one of
+    ``choices``, or a number at least ``minimum``, greater than ``above``, at most ``maximum``.
+    The class is then the one statement of its section: its defaults fill the config's section
+    (``deepauc.config.layers``) and its constraints check it while the workflow parses
+    (``deepauc.config.settings.typed_section``)."""
+    limits = {"choices": tuple(choices), "minimum": minimum, "above": above, "maximum": maximum}
+    return dataclasses.field(
+        default=default, metadata={k: v for k, v in limits.items() if v not in (None, ())}
+    )
 
 
 @dataclass
