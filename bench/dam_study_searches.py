@@ -22,6 +22,7 @@ import pandas as pd
 from markdown_table import markdown  # bench/, the script's own folder
 
 from deepauc.config.rates import grid_extension, rate_of
+from deepauc.config.runs import run_of_history
 from deepauc.evaluation.diagnostics import diagnostics_row
 
 MIN_RATES = 3  # a search's base grid
@@ -38,23 +39,24 @@ def main(argv=None) -> None:
 
 def search_rows(models: Path, seed: int) -> pd.DataFrame:
     """One row per (family, method, disease) search with at least MIN_RATES rates finished."""
+    searches: dict[tuple[str, str, str], dict[float, pd.DataFrame]] = {}
+    for path in sorted(models.glob(f"*/seed{seed}/*/lr*/*.history.csv")):
+        run = run_of_history(path)
+        if run is None:
+            continue
+        history = pd.read_csv(path)
+        key = (run.architecture, run.method, run.disease)
+        searches.setdefault(key, {})[rate_of(run.label, history)] = history
     rows = []
-    for method_dir in sorted(models.glob(f"*/seed{seed}/*")):
-        histories_by_disease: dict[str, dict[float, pd.DataFrame]] = {}
-        for path in sorted(method_dir.glob("lr*/*.history.csv")):
-            history = pd.read_csv(path)
-            rate = rate_of(path.parent.name.removeprefix("lr"), history)
-            disease = path.name.removesuffix(".history.csv")
-            histories_by_disease.setdefault(disease, {})[rate] = history
-        for disease, histories in histories_by_disease.items():
-            if len(histories) < MIN_RATES:
-                continue
-            key = {"architecture": method_dir.parent.parent.name, "method": method_dir.name}
-            row = diagnostics_row({**key, "disease": disease}, histories)
-            row["val_gain"] = row["best_val_auc"] - row["val_auc_step0"]
-            # the pipeline's own rule: a choice on an edge is where the grid would grow
-            row["on_edge"] = grid_extension(list(histories), row["chosen_lr"]) is not None
-            rows.append(row)
+    for (arch, method, disease), histories in searches.items():
+        if len(histories) < MIN_RATES:
+            continue
+        key = {"architecture": arch, "method": method, "disease": disease}
+        row = diagnostics_row(key, histories)
+        row["val_gain"] = row["best_val_auc"] - row["val_auc_step0"]
+        # the pipeline's own rule: a choice on an edge is where the grid would grow
+        row["on_edge"] = grid_extension(list(histories), row["chosen_lr"]) is not None
+        rows.append(row)
     return pd.DataFrame(rows)
 
 

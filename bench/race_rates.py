@@ -21,6 +21,7 @@ from pathlib import Path
 import pandas as pd
 
 from deepauc.atomic import atomic_path
+from deepauc.config.runs import MODELS, method_folder, run_of_history
 from deepauc.evaluation.diagnostics import choose_rate
 
 
@@ -50,26 +51,24 @@ def main(argv=None) -> dict:
 def recorded_grids(run: Path, min_rates: int = 3) -> list[dict]:
     """Every (architecture, seed, method, disease) whose grid finished: its rates' histories."""
     found: dict[tuple, dict[float, pd.DataFrame]] = {}
-    for history in sorted((run / "results" / "models").glob("*/seed*/*/lr*/*.history.csv")):
-        rate_folder = history.parent
-        arch, seed, method = rate_folder.parts[-4], rate_folder.parts[-3], rate_folder.parts[-2]
-        try:
-            rate = float(rate_folder.name.removeprefix("lr"))
-        except ValueError:  # lr "chosen": a later seed at the first seed's choice, no grid
+    for history in sorted((run / MODELS).glob("*/seed*/*/lr*/*.history.csv")):
+        fine_tune = run_of_history(history)
+        # lr "chosen": a later seed at the first seed's choice, no grid
+        if fine_tune is None or fine_tune.rate is None:
             continue
-        disease = history.name.removesuffix(".history.csv")
-        found.setdefault((arch, seed, method, disease), {})[rate] = pd.read_csv(history)
+        key = (fine_tune.architecture, fine_tune.seed, fine_tune.method, fine_tune.disease)
+        found.setdefault(key, {})[fine_tune.rate] = pd.read_csv(history)
     grids = []
     for (arch, seed, method, disease), rates in found.items():
         # A grid is complete once its rate table lists every rate found; a run stopped before
         # its tables were written counts grids of at least min_rates rates (the protocol's 3).
-        table = run / "results" / "models" / arch / seed / method / f"{disease}.rates.csv"
+        table = run / method_folder(arch, seed, method) / f"{disease}.rates.csv"
         if table.exists():
             if set(pd.read_csv(table)["lr"].astype(float)) != set(rates):
                 continue
         elif len(rates) < min_rates:
             continue
-        grids.append({"key": f"{arch}/{seed}/{method}/{disease}", "histories": rates})
+        grids.append({"key": f"{arch}/seed{seed}/{method}/{disease}", "histories": rates})
     return grids
 
 

@@ -118,7 +118,10 @@ def test_ddp_steps_counts_overlapping_kernels_once_and_merges_configs_like_the_w
     (tmp_path / "a.yaml").write_text("finetune: {batch_size: 128, epochs: 2}\ndevice: cuda\n")
     (tmp_path / "b.yaml").write_text("finetune: {batch_size: 64}\n")
     config = steps.read_config([tmp_path / "a.yaml", tmp_path / "b.yaml"])
-    assert config == {"finetune": {"batch_size": 64, "epochs": 2}, "device": "cuda"}
+    assert config["device"] == "cuda" and set(config) == {"finetune", "device"}
+    given = {k: v for k, v in config["finetune"].items() if k in ("batch_size", "epochs")}
+    assert given == {"batch_size": 64, "epochs": 2}
+    assert config["finetune"]["ce"] == {"lr": 1e-4, "weight_decay": 1e-5}  # CeSettings' defaults
     shipped = steps.read_config(steps.DEFAULT_CONFIGS)  # multi_gpu.yaml < bench.yaml < protocol
     assert shipped["architectures"] == ["densenet169", "convnext_tiny"]
     assert shipped["finetune"]["batch_size"] == 128 and shipped["finetune"]["dam"]["lr"] == 0.1

@@ -52,16 +52,10 @@ from deepauc.config.settings import (
     synth_spec,
     warmup_section,
 )
-from deepauc.config.rates import (
-    CHOSEN_RATE,
-    grid_extension,
-    lr_grid,
-    lr_label,
-    rate_of_label,
-    rate_labels,
-    resolve_pesg_modes,
-    searches_rates,
-)
+from deepauc.config.rates import CHOSEN_RATE, rate_of_label, resolve_pesg_modes
+from deepauc.config.runs import FinetuneRun, method_folder
+from deepauc.config.runs import finetune_runs as finetune_runs_of
+from deepauc.config.runs import searched_rates as searched_rates_of
 
 
 def known_auto_modes(archs):
@@ -297,57 +291,50 @@ def chosen_rates(wildcards):
     """For a run at the first seed's choice, the first seed's selection (its rates.csv)."""
     if wildcards.lr != CHOSEN_RATE:
         return []
-    folder = f"results/models/{wildcards.arch}/seed{SEEDS[0]}/{wildcards.method}"
+    folder = method_folder(wildcards.arch, SEEDS[0], wildcards.method)
     return f"{folder}/{wildcards.disease}.rates.csv"
 
 
-def searched_rates(arch, seed, method, disease, rounds=None):
-    """(path label, round) of every rate one fine-tune ran (``disease`` as in paths): the grid
-    (round 0; see deepauc.config.rates.rate_labels), then, where the grid may grow, one rate per
-    round past the edge the best rate lay on, until a best rate lies inside or
-    finetune.grid_extensions rounds were added. Each round's choice is checkpoint search_rates'
-    output, so a grown grid's jobs are planned once that round's runs have finished. ``rounds``
-    stops the walk after that many rounds (the rates a round's search sees)."""
-    section = config["finetune"]
-    labels = rate_labels(section, method, arch, int(seed), SEEDS)
-    rates = [(label, 0) for label in labels]
-    if not searches_rates(section, method, arch, int(seed), SEEDS):
-        return rates
-    last = int(section["grid_extensions"]) if rounds is None else rounds
-    for done in range(last):
-        search = checkpoints.search_rates.get(
-            arch=arch, seed=seed, method=method, disease=disease, round=done
-        ).output[0]
-        extra = grid_extension(
-            [rate_of_label(label) for label, _ in rates], chosen_rate_of(search)
-        )
-        if extra is None:
-            break
-        rates.append((lr_label(extra), done + 1))
-    return rates
-
-
-def chosen_rate_of(search_table):
+def checkpoint_choice(arch, seed, method, disease, round):
+    """The rate search round ``round`` chose (its checkpoint's table): a grown grid's next
+    jobs are planned once that round's runs have finished."""
     # imported here: only a run that grows grids reads these tables (pandas takes a while)
     from deepauc.evaluation.diagnostics import chosen_rate
 
-    return chosen_rate(search_table)
+    search = checkpoints.search_rates.get(
+        arch=arch, seed=seed, method=method, disease=disease, round=round
+    ).output[0]
+    return chosen_rate(search)
+
+
+def searched_rates(arch, seed, method, disease, rounds=None):
+    """(path label, round) of every rate one fine-tune ran (deepauc.config.runs)."""
+    return searched_rates_of(
+        config["finetune"],
+        arch,
+        int(seed),
+        method,
+        disease,
+        SEEDS,
+        checkpoint_choice,
+        rounds,
+    )
 
 
 def rate_runs(wildcards, rounds=None):
     """The models and histories of the rates a fine-tune ran (or a search round saw)."""
-    folder = f"results/models/{wildcards.arch}/seed{wildcards.seed}/{wildcards.method}"
-    labels = [
-        label
+    disease = DISEASE_BY_SLUG[wildcards.disease]
+    runs = [
+        FinetuneRun(
+            wildcards.arch, int(wildcards.seed), wildcards.method, disease, label
+        )
         for label, _ in searched_rates(
             wildcards.arch, wildcards.seed, wildcards.method, wildcards.disease, rounds
         )
     ]
     return {
-        "models": [f"{folder}/lr{label}/{wildcards.disease}.pt" for label in labels],
-        "histories": [
-            f"{folder}/lr{label}/{wildcards.disease}.history.csv" for label in labels
-        ],
+        "models": [run.model for run in runs],
+        "histories": [run.history for run in runs],
     }
 
 
@@ -483,20 +470,9 @@ def training_histories(wildcards):
 
 def finetune_runs():
     """Every fine-tune job's (architecture, seed, method, disease, rate label) and history,
-    grown grids included."""
-    keys = [
-        (arch, seed, method, disease, label)
-        for arch in ARCHITECTURES
-        for seed in SEEDS
-        for method in METHODS
-        for disease in DISEASE_BY_SLUG.values()
-        for label, _ in searched_rates(arch, seed, method, slug(disease))
-    ]
-    histories = [
-        f"results/models/{arch}/seed{seed}/{method}/lr{label}/{slug(disease)}.history.csv"
-        for arch, seed, method, disease, label in keys
-    ]
-    return keys, histories
+    grown grids included (deepauc.config.runs.finetune_runs)."""
+    runs = finetune_runs_of(config, checkpoint_choice)
+    return [run.key for run in runs], [run.history for run in runs]
 
 
 # Every warm-up's history, and its (architecture, seed).
