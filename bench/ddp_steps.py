@@ -53,6 +53,7 @@ from torch.profiler import ProfilerActivity, profile
 
 from deepauc.config.layers import load_config
 from deepauc.config.rates import lr_grid, resolve_pesg_modes
+from deepauc.config.runs import image_cache, split_table, warmup_model
 from deepauc.config.settings import (
     AugmentSettings,
     FinetuneSettings,
@@ -109,14 +110,13 @@ def measure_all(args, config: dict, runtime: Runtime) -> None:
     )
     splits = {
         name: CachedSplit(
-            pd.read_csv(work / f"results/data/{name}.csv"),
-            work / f"results/data/cache/{name}_{config['image_size']}px.npy",
+            pd.read_csv(work / split_table(name)), work / image_cache(name, config["image_size"])
         )
         for name in ("train", "val")
     }
     rows = []
     for arch in archs:
-        warmup = work / f"results/models/{arch}/seed0/warmup.pt"
+        warmup = work / warmup_model(arch, config["seeds"][0])
         for batch in args.batches:
             for method in args.methods or config["finetune"]["methods"]:
                 for variant in args.variants if world_size > 1 else ["default"]:

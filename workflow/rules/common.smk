@@ -53,7 +53,8 @@ from deepauc.config.settings import (
     warmup_section,
 )
 from deepauc.config.rates import CHOSEN_RATE, rate_of_label, resolve_pesg_modes
-from deepauc.config.runs import FinetuneRun, method_folder
+from deepauc.config.runs import FinetuneRun, method_folder, warmup_history, warmup_model
+from deepauc.config.runs import image_cache as image_cache_of
 from deepauc.config.runs import finetune_runs as finetune_runs_of
 from deepauc.config.runs import searched_rates as searched_rates_of
 
@@ -267,7 +268,7 @@ wildcard_constraints:
 
 def image_cache(split):
     """The split's decoded images at the training size (see deepauc.data.cache)."""
-    return f"results/data/cache/{split}_{config['image_size']}px.npy"
+    return image_cache_of(split, config["image_size"])
 
 
 def disease_name(wildcards):
@@ -399,7 +400,7 @@ def starting_weights(wildcards):
     included) checks first that it can start: every architecture is a timm model, and the
     weights it starts from are there (a file that holds weights, or the hub in reach).
     """
-    model = f"results/models/{wildcards.arch}/seed{wildcards.seed}/warmup.pt"
+    model = warmup_model(wildcards.arch, wildcards.seed)
     if not os.path.exists(model):
         check_warmup_can_start(wildcards.arch)
     return config["pretrained"]
@@ -425,10 +426,10 @@ def data_root(wildcards):
 
 def model_files(wildcards):
     """The model(s) one predict job scores: the warm-up, or the disease models of a method."""
-    folder = f"results/models/{wildcards.arch}/seed{wildcards.seed}"
     if wildcards.method == "warmup":
-        return [f"{folder}/warmup.pt"]
-    return [f"{folder}/{wildcards.method}/{d}.pt" for d in DISEASE_BY_SLUG]
+        return [warmup_model(wildcards.arch, wildcards.seed)]
+    folder = method_folder(wildcards.arch, wildcards.seed, wildcards.method)
+    return [f"{folder}/{d}.pt" for d in DISEASE_BY_SLUG]
 
 
 def ensemble_members(wildcards):
@@ -456,15 +457,16 @@ ROC_TABLES = [final_table(p, m) for p, m in ROC_KEYS]
 
 
 def training_histories(wildcards):
-    folder = f"results/models/{wildcards.arch}"
+    """The chosen model's history of every seed, method and disease (select_lr's), and the
+    warm-ups'."""
     return {
-        "warmup": expand(f"{folder}/seed{{seed}}/warmup.history.csv", seed=SEEDS),
-        "finetune": expand(
-            f"{folder}/seed{{seed}}/{{method}}/{{disease}}.history.csv",
-            seed=SEEDS,
-            method=METHODS,
-            disease=DISEASE_BY_SLUG,
-        ),
+        "warmup": [warmup_history(wildcards.arch, seed) for seed in SEEDS],
+        "finetune": [
+            f"{method_folder(wildcards.arch, seed, method)}/{disease}.history.csv"
+            for seed in SEEDS
+            for method in METHODS
+            for disease in DISEASE_BY_SLUG
+        ],
     }
 
 
@@ -477,9 +479,7 @@ def finetune_runs():
 
 # Every warm-up's history, and its (architecture, seed).
 WARMUP_KEYS = [(arch, seed) for arch in ARCHITECTURES for seed in SEEDS]
-WARMUP_HISTORIES = [
-    f"results/models/{arch}/seed{seed}/warmup.history.csv" for arch, seed in WARMUP_KEYS
-]
+WARMUP_HISTORIES = [warmup_history(arch, seed) for arch, seed in WARMUP_KEYS]
 FINETUNE_HISTORY_KEYS = [
     (m, DISEASE_BY_SLUG[d], s) for s in SEEDS for m in METHODS for d in DISEASE_BY_SLUG
 ]

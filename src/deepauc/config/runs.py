@@ -1,5 +1,5 @@
-"""Every fine-tune run of a config, and where its files live: one list for the workflow, its
-tables and bench/.
+"""Every fine-tune run of a config, and where a run's files live (splits, image caches,
+warm-ups, fine-tunes): one list and one layout for the workflow, its tables and bench/.
 
 A fine-tune run is one job: an architecture, a seed, a method, a disease and a learning rate,
 named in paths by its label (``deepauc.config.rates.lr_label``; ``chosen`` for a later seed at
@@ -30,6 +30,27 @@ from deepauc.data.chexpert import slug
 
 #: Where every model, history and rate table of a run lives.
 MODELS = "results/models"
+#: Where the preprocessed splits and their image caches live.
+DATA = "results/data"
+
+
+def split_table(split: str) -> str:
+    """A split's table after preprocessing (train, val, test)."""
+    return f"{DATA}/{split}.csv"
+
+
+def image_cache(split: str, image_size: int) -> str:
+    """A split's decoded images at the training size (``deepauc.data.cache``)."""
+    return f"{DATA}/cache/{split}_{image_size}px.npy"
+
+
+def warmup_model(architecture: str, seed: int) -> str:
+    return f"{MODELS}/{architecture}/seed{seed}/warmup.pt"
+
+
+def warmup_history(architecture: str, seed: int) -> str:
+    return f"{MODELS}/{architecture}/seed{seed}/warmup.history.csv"
+
 
 #: ``chosen_after(architecture, seed, method, disease slug, round)``: the rate a search round
 #: chose (a grid's rates and the rounds before it, ``deepauc.evaluation.diagnostics.choose_rate``).
