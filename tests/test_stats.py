@@ -8,6 +8,7 @@ import pandas as pd
 import pytest
 from sklearn.metrics import roc_auc_score
 
+from deepauc.evaluation.partial_auc import partial_auc
 from deepauc.evaluation.significance import benjamini_hochberg, format_p
 from deepauc.evaluation.stats import (
     DELONG,
@@ -150,6 +151,58 @@ def test_bootstrap_aucs_score_every_resample_as_auc_ranks_it(seed):
     assert np.isnan(expected[:, 2]).any()
     np.testing.assert_array_equal(np.isnan(got), np.isnan(expected))
     np.testing.assert_allclose(got, expected, rtol=0, atol=1e-12, equal_nan=True)
+
+
+@pytest.mark.parametrize("max_fpr", [0.05, 0.1, 0.2, 0.5])
+def test_partial_auc_is_scikit_learns_standardized_partial_auc(max_fpr):
+    rng = np.random.default_rng(int(max_fpr * 100))
+    for _ in range(60):
+        n = int(rng.integers(6, 90))
+        y = rng.random(n) < rng.uniform(0.1, 0.6)
+        y[:2] = [True, False]
+        scores = np.round(rng.normal(size=n) + rng.uniform(0, 2) * y, int(rng.integers(0, 3)))
+        expected = roc_auc_score(y, scores, max_fpr=max_fpr)
+        assert partial_auc(y, scores, max_fpr) == pytest.approx(expected, abs=1e-12)
+    # chance is 0.5 and a perfect ranking 1; one class gives no area
+    assert partial_auc([0, 1, 0, 1], [0.1, 0.9, 0.2, 0.8], max_fpr) == pytest.approx(1.0)
+    assert partial_auc([0, 1, 0, 1], [0.5, 0.5, 0.5, 0.5], max_fpr) == pytest.approx(0.5)
+    assert np.isnan(partial_auc([1, 1], [0.2, 0.3], max_fpr))
+
+
+def test_bootstrap_partial_aucs_score_every_resample_as_scikit_learn_does():
+    rng = np.random.default_rng(5)
+    y = (rng.random((200, 2)) < 0.3).astype(float)
+    y[rng.random((200, 2)) < 0.1] = np.nan
+    scores = np.round(rng.normal(size=(200, 2)) + y, 1)
+    resamples = patient_bootstrap(rng.integers(0, 80, 200), 120, 0)
+    got = _bootstrap_aucs(y, scores, resamples, max_fpr=0.2)
+    for j in range(2):
+        known = ~np.isnan(y[:, j])
+        for b, rows in enumerate(resamples):
+            rows = rows[known[rows]]
+            expected = roc_auc_score(y[rows, j], scores[rows, j], max_fpr=0.2)
+            assert got[b, j] == pytest.approx(expected, abs=1e-12)
+
+
+def test_the_summary_scores_carry_partial_aucs_with_their_intervals():
+    rng = np.random.default_rng(2)
+    rows = []
+    for i in range(120):
+        for disease in ("Edema", "Atelectasis"):
+            label = float(rng.random() < 0.3)
+            rows.append((f"img{i}", f"p{i // 2}", disease, label, label + rng.normal()))
+    table = pd.DataFrame(rows, columns=["image", "patient", "disease", "y_true", "score"])
+    scored = score_predictions(table, n_resamples=200, seed=0).set_index("disease")
+    for name, max_fpr in (("pauc10", 0.1), ("pauc20", 0.2)):
+        for disease in ("Edema", "Atelectasis"):
+            part = table[table["disease"] == disease]
+            expected = roc_auc_score(part["y_true"], part["score"], max_fpr=max_fpr)
+            assert scored.loc[disease, name] == pytest.approx(expected)
+        assert scored.loc[MEAN, name] == pytest.approx(
+            scored.loc[["Edema", "Atelectasis"], name].mean()
+        )
+        assert (scored[f"{name}_low"] <= scored[name]).all()
+        assert (scored[name] <= scored[f"{name}_high"]).all()
 
 
 def test_patient_bootstrap_moves_a_patients_images_together():

@@ -404,6 +404,12 @@ def check_summary(work: Path) -> None:
         "auc",
         "auc_low",
         "auc_high",
+        "pauc10",
+        "pauc10_low",
+        "pauc10_high",
+        "pauc20",
+        "pauc20_low",
+        "pauc20_high",
         "auprc",
         "n_pos",
         "n_neg",
@@ -418,7 +424,7 @@ def check_summary(work: Path) -> None:
         assert few == ("test positives" in row.caution or "test negatives" in row.caution), row
     assert set(summary["method"]) == {"warmup", "ce", "dam", "sgd_ce"}
     assert set(summary["disease"]) == {*DISEASES, "mean"}
-    for column in ("auc", "auc_low", "auc_high", "auprc"):
+    for column in ("auc", "auc_low", "auc_high", "pauc10", "pauc20_high", "auprc"):
         assert summary[column].between(0, 1).all(), column
     assert (summary["auc_low"] <= summary["auc"]).all() and (
         summary["auc"] <= summary["auc_high"]
@@ -429,6 +435,9 @@ def check_summary(work: Path) -> None:
         )
         table = table[table["disease"] == row.disease]
         assert row.auc == pytest.approx(roc_auc_score(table["y_true"], table["score"]))
+        assert row.pauc10 == pytest.approx(
+            roc_auc_score(table["y_true"], table["score"], max_fpr=0.1)
+        )
         assert (row.n_pos, row.n_neg) == (
             int(table["y_true"].sum()),
             int((table["y_true"] == 0).sum()),

@@ -7,6 +7,7 @@ Every function takes plain arrays or a long prediction table (one row per image 
 """
 
 from dataclasses import dataclass
+from functools import partial
 from math import erf, sqrt
 
 import numpy as np
@@ -14,6 +15,7 @@ import pandas as pd
 from scipy.stats import rankdata
 from sklearn.metrics import average_precision_score
 
+from deepauc.evaluation.partial_auc import drawn_paucs, partial_auc
 from deepauc.evaluation.significance import format_p
 
 MEAN = "mean"
@@ -118,39 +120,52 @@ def _wide(table: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame, list[str]]:
     return y, s, diseases
 
 
-def score_predictions(table: pd.DataFrame, n_resamples: int = 1000, seed: int = 0) -> pd.DataFrame:
-    """Per disease and their mean: AUC with a 95% patient-bootstrap interval, AUPRC, counts.
+#: The low-FPR metrics beside ROC-AUC: McClish's standardized partial AUC (:func:`partial_auc`)
+#: at false-positive rates up to 0.1 and 0.2, the corner a screening reader works in.
+PARTIAL_AUCS = {"pauc10": 0.1, "pauc20": 0.2}
 
-    Returns columns ``disease, auc, auc_low, auc_high, auprc, n_pos, n_neg``; the ``mean`` row
-    averages the diseases' AUCs (and AUPRCs) and its interval comes from the same resamples.
+
+def score_predictions(table: pd.DataFrame, n_resamples: int = 1000, seed: int = 0) -> pd.DataFrame:
+    """Per disease and their mean: AUC and the partial AUCs of :data:`PARTIAL_AUCS`, each with
+    a 95% patient-bootstrap interval, AUPRC, counts.
+
+    Returns columns ``disease, auc, auc_low, auc_high, pauc10, pauc10_low, pauc10_high, pauc20,
+    pauc20_low, pauc20_high, auprc, n_pos, n_neg``; the ``mean`` row averages the diseases'
+    values and its intervals come from the same resamples.
     """
     y, s, diseases = _wide(table)
     patients = table.drop_duplicates("image").set_index("image").loc[y.index, "patient"].to_numpy()
     resamples = patient_bootstrap(patients, n_resamples, seed)
-    boot = _bootstrap_aucs(y.to_numpy(), s.to_numpy(), resamples)
+    metrics = {
+        "auc": (auc, None),
+        **{name: (partial(partial_auc, max_fpr=f), f) for name, f in PARTIAL_AUCS.items()},
+    }
+    boots = {
+        name: _bootstrap_aucs(y.to_numpy(), s.to_numpy(), resamples, max_fpr)
+        for name, (_, max_fpr) in metrics.items()
+    }
     rows = []
     for j, disease in enumerate(diseases):
         known = ~np.isnan(y.iloc[:, j].to_numpy())
         truth, score = y.iloc[:, j].to_numpy()[known], s.iloc[:, j].to_numpy()[known]
-        low, high = _interval(boot[:, j])
+        row = {"disease": disease}
+        for name, (metric, _) in metrics.items():
+            low, high = _interval(boots[name][:, j])
+            row |= {name: metric(truth, score), f"{name}_low": low, f"{name}_high": high}
         rows.append(
             {
-                "disease": disease,
-                "auc": auc(truth, score),
-                "auc_low": low,
-                "auc_high": high,
+                **row,
                 "auprc": float(average_precision_score(truth, score)),
                 "n_pos": int(truth.sum()),
                 "n_neg": int((truth == 0).sum()),
             }
         )
     frame = pd.DataFrame(rows)
-    low, high = _interval(np.nanmean(boot, axis=1) if np.isfinite(boot).any() else boot[:, 0])
-    mean_row = {
-        "disease": MEAN,
-        "auc": frame["auc"].mean(),
-        "auc_low": low,
-        "auc_high": high,
+    mean_row = {"disease": MEAN}
+    for name, boot in boots.items():
+        low, high = _interval(np.nanmean(boot, axis=1) if np.isfinite(boot).any() else boot[:, 0])
+        mean_row |= {name: frame[name].mean(), f"{name}_low": low, f"{name}_high": high}
+    mean_row |= {
         "auprc": frame["auprc"].mean(),
         "n_pos": int(frame["n_pos"].sum()),
         "n_neg": int(frame["n_neg"].sum()),
@@ -327,8 +342,11 @@ def bootstrap_p_value(deltas: np.ndarray) -> float:
     return float(min(1.0, 2 * min(below, above)))
 
 
-def _bootstrap_aucs(y: np.ndarray, s: np.ndarray, resamples: list[np.ndarray]) -> np.ndarray:
-    """AUC of each resample (rows) and disease (columns); NaN where a resample lacks a class.
+def _bootstrap_aucs(
+    y: np.ndarray, s: np.ndarray, resamples: list[np.ndarray], max_fpr: float | None = None
+) -> np.ndarray:
+    """AUC (or, given ``max_fpr``, standardized partial AUC: :func:`partial_auc`) of each
+    resample (rows) and disease (columns); NaN where a resample lacks a class.
 
     Each resample is read as how often it draws each image, and all resamples of a block are
     scored at once (:func:`_drawn_aucs`): the same numbers as ranking every resample, at a
@@ -336,12 +354,13 @@ def _bootstrap_aucs(y: np.ndarray, s: np.ndarray, resamples: list[np.ndarray]) -
     ``summarize`` the quick start's slowest step).
     """
     out = np.full((len(resamples), y.shape[1]), np.nan)
+    score = _drawn_aucs if max_fpr is None else partial(drawn_paucs, max_fpr=max_fpr)
     for first in range(0, len(resamples), _RESAMPLES_PER_BLOCK):
         block = resamples[first : first + _RESAMPLES_PER_BLOCK]
         draws = np.stack([np.bincount(rows, minlength=len(y)) for rows in block]).astype(float)
         for j in range(y.shape[1]):
             known = ~np.isnan(y[:, j])
-            out[first : first + len(block), j] = _drawn_aucs(
+            out[first : first + len(block), j] = score(
                 y[known, j].astype(bool), s[known, j], draws[:, known]
             )
     return out
