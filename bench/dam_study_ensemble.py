@@ -28,8 +28,6 @@ from deepauc.evaluation.stats import MEAN, compare_methods, score_predictions
 from deepauc.evaluation.summary import VS_CONTROL, VS_WARMUP
 from deepauc.methods import CONTROL, WARMUP
 
-ENSEMBLES = {"ensemble", "seeds"}  # prediction folders that are not families or seeds
-
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -111,9 +109,11 @@ def _with_interval(row, name: str, number: str) -> str:
 def family_folders(folders: list[Path]) -> dict[str, Path]:
     """Each finished family's ``results/predictions/<family>`` across the runs.
 
-    A family counts once its seed ensembles of CE and the warm-up exist (a run stopped early has
-    some families' predictions only in part: they are skipped, and said so). A family finished
-    in two runs is refused: which of the two would count?
+    A family is a predictor with models of its own (``results/models/<family>``); the run's
+    ensembles, ``ensemble`` and any configured subset, have none. It counts once its seed
+    ensembles of CE and the warm-up exist (a run stopped early has some families' predictions
+    only in part: they are skipped, and said so). A family finished in two runs is refused:
+    which of the two would count?
     """
     members: dict[str, Path] = {}
     for folder in folders:
@@ -121,7 +121,7 @@ def family_folders(folders: list[Path]) -> dict[str, Path]:
         if not predictions.is_dir():
             sys.exit(f"{predictions}: not found; extract the run's main.tar.xz into {folder}")
         for family in sorted(p for p in predictions.iterdir() if p.is_dir()):
-            if family.name in ENSEMBLES:
+            if not (folder / "results" / "models" / family.name).is_dir():
                 continue
             if not all((family / "seeds" / f"{m}.csv").is_file() for m in (CONTROL, WARMUP)):
                 print(f"skipped {family}: its predictions did not finish", file=sys.stderr)

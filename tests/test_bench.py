@@ -252,6 +252,7 @@ def _family_predictions(predictions: Path, family: str, noise: dict, labels, rng
     """Per-seed predictions of one family, scores = label + method-specific noise, and their
     seed ensembles (``seeds/``) as the pipeline writes them."""
     images = [f"patient{i:03d}/view1_frontal.jpg" for i in range(len(labels))]
+    (predictions.parent / "models" / family).mkdir(parents=True, exist_ok=True)
     for method, sd in noise.items():
         per_seed = []
         for seed in seeds:
@@ -292,7 +293,13 @@ def test_study_ensemble_spans_runs_skips_unfinished_families_and_refuses_doubles
     _family_predictions(second, "densenet169", noise, labels, rng)
     # A family stopped in the first run (warm-up predictions only) and finished in the second.
     (first / "densenet169" / "seed0").mkdir(parents=True)
-    (first / "ensemble" / "seeds").mkdir(parents=True)  # the run's own ensemble: not a family
+    (first.parent / "models" / "densenet169" / "seed0").mkdir(parents=True)
+    # The run's own ensembles (plain and a configured subset) are finished predictors without
+    # models of their own: not families.
+    for ensemble in ("ensemble", "convnext_davit"):
+        (first / ensemble / "seeds").mkdir(parents=True)
+        for method in ("ce", "warmup"):
+            (first / ensemble / "seeds" / f"{method}.csv").write_text("image\n")
     members = study.family_folders([tmp_path / "a", tmp_path / "b"])
     assert list(members) == ["convnext_tiny", "davit_tiny", "densenet169"]
     assert members["densenet169"] == second / "densenet169"

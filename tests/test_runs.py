@@ -1,14 +1,10 @@
 """Every fine-tune run of a config, and where its files live (deepauc.config.runs)."""
 
-import pandas as pd
-
 from deepauc.config.rates import CHOSEN_RATE
 from deepauc.config.runs import (
     FinetuneRun,
-    chosen_in_folder,
     finetune_runs,
     run_of_history,
-    search_table,
 )
 
 
@@ -72,10 +68,3 @@ def test_a_runs_files_and_its_history_path_read_back():
     assert run_of_history("results/models/a/seed0/ce/edema.history.csv") is None
     assert run_of_history("results/other/a/seed0/ce/lr0.1/edema.history.csv") is None
     assert run_of_history("results/models/a/seed0/ce/lrfast/edema.history.csv") is None
-
-
-def test_a_finished_folder_answers_what_each_round_chose(tmp_path):
-    table = tmp_path / search_table("resnet10t", 0, "ce", "edema", 1)
-    table.parent.mkdir(parents=True)
-    pd.DataFrame({"lr": [1e-4, 3e-5], "chosen": [False, True]}).to_csv(table, index=False)
-    assert chosen_in_folder(tmp_path)("resnet10t", 0, "ce", "edema", 1) == 3e-5

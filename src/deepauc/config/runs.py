@@ -7,8 +7,8 @@ the rate the first seed chose). A method's grid is its first rates (round 0); wh
 rate of a round lies on an edge, the next round adds one rate past it, up to
 ``finetune.grid_extensions`` rounds. Which rates a grown grid holds is known only once each
 round's runs finished, so :func:`searched_rates` and :func:`finetune_runs` ask the caller for a
-round's choice (``chosen_after``): the workflow asks its checkpoint tables, a reader of a
-finished results folder the same tables on disk (:func:`chosen_in_folder`).
+round's choice (``chosen_after``): the workflow asks its checkpoint tables
+(:func:`search_table`).
 
 :func:`run_of_history` reads a run back from its history's path, for scripts that walk a
 results folder whatever config made it (bench/).
@@ -147,17 +147,6 @@ def finetune_runs(config: dict, chosen_after: ChosenAfter) -> list[FinetuneRun]:
             section, arch, int(seed), method, slug(disease), config["seeds"], chosen_after
         )
     ]
-
-
-def chosen_in_folder(root: str | Path = ".") -> ChosenAfter:
-    """``chosen_after`` for a finished run: the choice each search round's table (under
-    ``root``) records."""
-    from deepauc.evaluation.diagnostics import chosen_rate  # pandas: only where tables are read
-
-    def chosen_after(architecture, seed, method, disease, round):
-        return chosen_rate(Path(root) / search_table(architecture, seed, method, disease, round))
-
-    return chosen_after
 
 
 def run_of_history(path: str | Path) -> FinetuneRun | None:
