@@ -24,7 +24,8 @@ from dam_study_table import METHOD_NAMES  # bench/, the script's own folder
 from markdown_table import markdown
 
 from deepauc.evaluation.ensemble import average_members
-from deepauc.evaluation.stats import MEAN, compare_methods, score_predictions
+from deepauc.evaluation.scores import score_predictions
+from deepauc.evaluation.stats import MEAN, compare_methods
 from deepauc.evaluation.summary import VS_CONTROL, VS_WARMUP
 from deepauc.methods import CONTROL, WARMUP
 

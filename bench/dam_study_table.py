@@ -29,6 +29,8 @@ from pathlib import Path
 import pandas as pd
 from markdown_table import markdown  # bench/, the script's own folder
 
+from deepauc.evaluation.summary import image_rows
+
 METHOD_NAMES = {
     "warmup": "warm-up",
     "dam": "DAM (AUCM + PESG)",
@@ -47,12 +49,14 @@ def main(argv=None) -> None:
 
 def family_rows(folder: Path) -> list[dict]:
     results = folder / "results"
-    summary = pd.read_csv(results / "summary.csv")
+    summary = image_rows(pd.read_csv(results / "summary.csv"))
     seeds = pd.read_csv(results / "seeds.csv")
     comparison = pd.read_csv(results / "comparison.csv")
     diagnostics = pd.read_csv(results / "diagnostics.csv")
     rows = []
-    for arch in [a for a in summary.architecture.unique() if a != "ensemble"]:
+    # The architectures that were fine-tuned (not the ensembles of them)
+    fine_tuned = set(diagnostics["architecture"])
+    for arch in [a for a in summary.architecture.unique() if a in fine_tuned]:
         for method in METHOD_NAMES:
             selected = "architecture == @arch and method == @method and disease == 'mean'"
             mean = summary.query(selected)

@@ -9,20 +9,20 @@ import pytest
 from sklearn.metrics import roc_auc_score
 
 from deepauc.evaluation.partial_auc import partial_auc
+from deepauc.evaluation.scores import score_predictions
 from deepauc.evaluation.significance import benjamini_hochberg, format_p
 from deepauc.evaluation.stats import (
     DELONG,
     MEAN,
     PATIENTS,
     SEEDS_AND_PATIENTS,
-    _bootstrap_aucs,
     auc,
+    bootstrap_aucs,
     bootstrap_p_value,
     compare_methods,
     delong_test,
     delong_variance,
     patient_bootstrap,
-    score_predictions,
 )
 
 
@@ -147,7 +147,7 @@ def test_bootstrap_aucs_score_every_resample_as_auc_ranks_it(seed):
         for b, rows in enumerate(resamples):
             rows = rows[known[rows]]
             expected[b, j] = auc(y[rows, j], scores[rows, j])
-    got = _bootstrap_aucs(y, scores, resamples)
+    got = bootstrap_aucs(y, scores, resamples)
     assert np.isnan(expected[:, 2]).any()
     np.testing.assert_array_equal(np.isnan(got), np.isnan(expected))
     np.testing.assert_allclose(got, expected, rtol=0, atol=1e-12, equal_nan=True)
@@ -175,7 +175,7 @@ def test_bootstrap_partial_aucs_score_every_resample_as_scikit_learn_does():
     y[rng.random((200, 2)) < 0.1] = np.nan
     scores = np.round(rng.normal(size=(200, 2)) + y, 1)
     resamples = patient_bootstrap(rng.integers(0, 80, 200), 120, 0)
-    got = _bootstrap_aucs(y, scores, resamples, max_fpr=0.2)
+    got = bootstrap_aucs(y, scores, resamples, max_fpr=0.2)
     for j in range(2):
         known = ~np.isnan(y[:, j])
         for b, rows in enumerate(resamples):

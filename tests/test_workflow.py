@@ -9,6 +9,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 import yaml
@@ -18,6 +19,7 @@ from deepauc.config.rates import (
     grid_extension,
     lr_label,
 )
+from deepauc.evaluation.calibration import expected_calibration_error
 from deepauc.evaluation.diagnostics import diagnostics_columns
 from deepauc.evaluation.summary import VS_CONTROL, VS_WARMUP
 from tests.conftest import TRAIN_ROWS, VALID_ROWS, copy_timm_index, write_chexpert_csv
@@ -401,6 +403,7 @@ def check_summary(work: Path) -> None:
         "architecture",
         "method",
         "disease",
+        "level",
         "auc",
         "auc_low",
         "auc_high",
@@ -410,13 +413,27 @@ def check_summary(work: Path) -> None:
         "pauc20",
         "pauc20_low",
         "pauc20_high",
+        "sens90",
+        "sens90_low",
+        "sens90_high",
+        "spec90",
+        "sens95",
+        "sens95_low",
+        "sens95_high",
+        "spec95",
         "auprc",
         "n_pos",
         "n_neg",
         "trained",
         "caution",
     ]
-    assert set(summary["architecture"]) == {"resnet10t", "efficientvit_b0", "ensemble"}
+    predictors = {"resnet10t", "efficientvit_b0", "ensemble", "ensemble-selected"}
+    assert set(summary["architecture"]) == predictors
+    # study rows after the image rows, the same predictors (one frontal view per study here)
+    assert list(dict.fromkeys(summary["level"])) == ["image", "study"]
+    studies = summary[summary["level"] == "study"]
+    summary = summary[summary["level"] == "image"]
+    assert len(studies) == len(summary)
     # a row whose test split has fewer than ten cases of a class says so
     summary["caution"] = summary["caution"].fillna("")
     for row in summary[summary["disease"] != "mean"].itertuples():
@@ -442,6 +459,20 @@ def check_summary(work: Path) -> None:
             int(table["y_true"].sum()),
             int((table["y_true"] == 0).sum()),
         )
+        # sensitivity at the threshold that gave 90% specificity on val, by hand
+        val = pd.read_csv(
+            results / "predictions" / row.architecture / "seed0" / f"{row.method}.val.csv"
+        )
+        val = val[val["disease"] == row.disease]
+        negatives = np.sort(val.loc[val["y_true"] == 0, "score"].to_numpy())
+        threshold = negatives[int(np.ceil(0.9 * len(negatives) - 1e-9)) - 1]
+        positives = table.loc[table["y_true"] == 1, "score"]
+        assert row.sens90 == pytest.approx((positives > threshold).mean())
+        assert row.sens90_low <= row.sens90 <= row.sens90_high
+        # probabilities: increasing in the score (calibration keeps every AUC) and in [0, 1]
+        ordered = table.sort_values("score")
+        assert ordered["probability"].is_monotonic_increasing
+        assert ordered["probability"].between(0, 1).all()
     comparison = pd.read_csv(results / "comparison.csv")
     assert list(comparison.columns) == [
         "comparison",
@@ -458,22 +489,75 @@ def check_summary(work: Path) -> None:
         "p_resampling",
         "p_reported",
         "q_value",
+        *[
+            f"{metric}_{part}"
+            for metric in ("pauc10", "pauc20", "sens90", "sens95")
+            for part in ("delta", "delta_low", "delta_high", "p")
+        ],
         "trained",
     ]
     assert comparison["p_value"].between(0, 1).all()
+    assert comparison["pauc20_p"].between(0, 1).all()
     assert set(comparison["method"]) == {"dam", "sgd_ce", "ce"}
     assert set(comparison["control"]) == {"ce", "warmup"}
     # both comparisons, each named: against CE (dam, sgd_ce) and against the warm-up (all three)
     assert set(comparison["comparison"]) == {VS_CONTROL, VS_WARMUP}
-    assert len(comparison) == 3 * (2 + 3) * (len(DISEASES) + 1)  # predictors x pairs x rows
+    assert len(comparison) == 4 * (2 + 3) * (len(DISEASES) + 1)  # predictors x pairs x rows
     ours = summary.set_index(["architecture", "method", "disease"])["auc"]
     for row in comparison.itertuples():
         assert row.auc == pytest.approx(ours[(row.architecture, row.method, row.disease)])
         assert row.auc_control == pytest.approx(ours[(row.architecture, row.control, row.disease)])
         assert row.delta_low <= row.delta <= row.delta_high
-    for name in ("auc_by_architecture", "showcase_grid", "roc_edema", "training_resnet10t"):
+        pauc = summary.set_index(["architecture", "method", "disease"])["pauc20"]
+        got = pauc[(row.architecture, row.method, row.disease)]
+        against = pauc[(row.architecture, row.control, row.disease)]
+        assert row.pauc20_delta == pytest.approx(got - against)
+    check_clinical_tables(results, summary)
+    for name in (
+        "auc_by_architecture",
+        "showcase_grid",
+        "roc_edema",
+        "training_resnet10t",
+        "reliability",
+        "subgroups",
+    ):
         assert (results / "figures" / f"{name}.png").stat().st_size > 5_000, name
     assert (results / "figures" / "auc_by_architecture.svg").exists()
+
+
+def check_clinical_tables(results: Path, summary: pd.DataFrame) -> None:
+    """calibration.csv recomputed from the tables, ensemble weights that pick the members on val,
+    subgroups with their small groups marked."""
+    calibration = pd.read_csv(results / "calibration.csv")
+    assert len(calibration) == len(summary[summary["disease"] != "mean"])
+    for row in calibration.itertuples():
+        table = pd.read_csv(
+            results / "predictions" / row.architecture / "seed0" / f"{row.method}.csv"
+        )
+        table = table[table["disease"] == row.disease]
+        assert row.ece_after == pytest.approx(
+            expected_calibration_error(table["y_true"], table["probability"])
+        )
+        assert row.brier_before == pytest.approx(
+            float(np.mean((1 / (1 + np.exp(-table["score"])) - table["y_true"]) ** 2))
+        )
+    weights = pd.read_csv(results / "ensemble_weights.csv")
+    assert set(weights["member"]) == {"resnet10t", "efficientvit_b0"}
+    sums = weights.groupby(["architecture", "method", "seed", "disease"])["weight"].sum()
+    assert np.allclose(sums, 1.0)
+    for (method, disease), rows in weights.groupby(["method", "disease"]):
+        # on val, the val-weighted ensemble is never below its best member
+        val = {
+            name: pd.read_csv(results / "predictions" / name / "seed0" / f"{method}.val.csv")
+            for name in ("ensemble-selected", *rows["member"])
+        }
+        val = {k: v[v["disease"] == disease] for k, v in val.items()}
+        aucs = {k: roc_auc_score(v["y_true"], v["score"]) for k, v in val.items()}
+        assert aucs["ensemble-selected"] >= max(aucs["resnet10t"], aucs["efficientvit_b0"]) - 1e-12
+    subgroups = pd.read_csv(results / "subgroups.csv")
+    assert set(subgroups["attribute"]) == {"sex", "age", "projection"}
+    small = subgroups[["n_pos", "n_neg"]].min(axis=1) < 10
+    assert (subgroups["small"] == small).all()
 
 
 def planned_jobs(work: Path, *args: str) -> list[tuple[str, dict[str, str]]]:

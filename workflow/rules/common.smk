@@ -138,9 +138,17 @@ METHODS = config["finetune"]["methods"]
 # The warm-up model is scored too: the baseline every fine-tune starts from.
 EVAL_METHODS = [WARMUP] + METHODS
 DISEASE_BY_SLUG = {slug(d): d for d in config["diseases"]}
-# "ensemble" averages every architecture; config may name further subsets.
+# "ensemble" averages every architecture; config may name further subsets. Each is also made
+# with its members weighted on val: "<name>-selected" (rule select_ensemble).
 ENSEMBLES = {"ensemble": ARCHITECTURES, **config["ensemble"]["subsets"]}
-PREDICTORS = ARCHITECTURES + list(ENSEMBLES)
+SELECTED = "-selected"
+SELECTED_ENSEMBLES = [name + SELECTED for name in ENSEMBLES]
+PREDICTORS = ARCHITECTURES + list(ENSEMBLES) + SELECTED_ENSEMBLES
+# Every ensemble predictor and its members (the val-weighted ones as their plain ones).
+ENSEMBLE_MEMBERS = {
+    **ENSEMBLES,
+    **{name + SELECTED: members for name, members in ENSEMBLES.items()},
+}
 
 
 def code_digest(paths):
@@ -159,7 +167,11 @@ PLOTS_CODE = code_digest(
     [
         *(
             os.path.join(REPO, "src", "deepauc", *name.split("/"))
-            for name in ("evaluation/plots.py", "data/examples.py")
+            for name in (
+                "evaluation/plots.py",
+                "evaluation/clinical_plots.py",
+                "data/examples.py",
+            )
         ),
         *sorted(glob.glob(os.path.join(REPO, "src", "deepauc", "methods", "*.py"))),
     ]
@@ -240,13 +252,15 @@ def use_one_conda_env(rules):
 def check_ensembles():
     for name, members in ENSEMBLES.items():
         unknown = [m for m in members if m not in ARCHITECTURES]
-        if name in ARCHITECTURES or unknown or not members:
+        taken = name in ARCHITECTURES or name in SELECTED_ENSEMBLES
+        if taken or unknown or not members:
             raise WorkflowError(
                 f"config key ensemble.subsets.{name}: not a usable subset of the "
                 f"architectures {ARCHITECTURES} (members not run: {unknown}).\n"
                 "Fix: in your overlay, `ensemble: {subsets: {}}` drops the subsets of the "
                 "configs below it (an empty mapping clears one), or give each subset a new "
-                "name and a list of the architectures you run."
+                f"name (not ending in {SELECTED!r}: that names the val-weighted one) and a "
+                "list of the architectures you run."
             )
 
 
@@ -433,27 +447,58 @@ def model_files(wildcards):
 
 
 def ensemble_members(wildcards):
-    return expand(
-        "results/predictions/{arch}/seed{seed}/{method}.csv",
-        arch=ENSEMBLES[wildcards.ensemble],
-        seed=wildcards.seed,
-        method=wildcards.method,
-    )
+    """The members' val and test tables, in the configured order."""
+    return {
+        split: expand(
+            "results/predictions/{arch}/seed{seed}/{method}{suffix}.csv",
+            arch=ENSEMBLES[wildcards.ensemble],
+            seed=wildcards.seed,
+            method=wildcards.method,
+            suffix=suffix,
+        )
+        for split, suffix in (("val", ".val"), ("test", ""))
+    }
 
 
-def final_table(predictor, method):
-    """The prediction table the summary reads: the seed ensemble where several seeds run."""
+def final_table(predictor, method, split="test"):
+    """The prediction table the summary reads (of the test split, or of val): the seed ensemble
+    where several seeds run."""
+    suffix = ".val" if split == "val" else ""
     if len(SEEDS) == 1:
-        return f"results/predictions/{predictor}/seed{SEEDS[0]}/{method}.csv"
-    return f"results/predictions/{predictor}/seeds/{method}.csv"
+        return f"results/predictions/{predictor}/seed{SEEDS[0]}/{method}{suffix}.csv"
+    return f"results/predictions/{predictor}/seeds/{method}{suffix}.csv"
 
 
 SUMMARY_KEYS = [(p, m) for p in PREDICTORS for m in EVAL_METHODS]
 SUMMARY_TABLES = [final_table(p, m) for p, m in SUMMARY_KEYS]
+SUMMARY_VAL_TABLES = [final_table(p, m, "val") for p, m in SUMMARY_KEYS]
+# The final tables whose scores are percentile ranks, not logits (ensemble.combine: rank).
+RANK_SCORED = [
+    (p, m)
+    for p, m in SUMMARY_KEYS
+    if config["ensemble"]["combine"] == "rank"
+    and (p not in ARCHITECTURES or len(SEEDS) > 1)
+]
+# The weights each val-weighted ensemble chose, per seed and method.
+WEIGHT_KEYS = [
+    (e, m, s) for e in SELECTED_ENSEMBLES for m in EVAL_METHODS for s in SEEDS
+]
+WEIGHT_TABLES = [
+    f"results/predictions/{e}/seed{s}/{m}.weights.csv" for e, m, s in WEIGHT_KEYS
+]
 SEED_KEYS = [(p, m, s) for p in PREDICTORS for m in EVAL_METHODS for s in SEEDS]
 SEED_TABLES = [f"results/predictions/{p}/seed{s}/{m}.csv" for p, m, s in SEED_KEYS]
+SEED_VAL_TABLES = [
+    f"results/predictions/{p}/seed{s}/{m}.val.csv" for p, m, s in SEED_KEYS
+]
 ROC_KEYS = [(p, m) for p in PREDICTORS for m in METHODS]
 ROC_TABLES = [final_table(p, m) for p, m in ROC_KEYS]
+
+
+def reliability_tables(wildcards):
+    """The showcase predictor's final test table of each fine-tune method."""
+    predictor = config["figures"]["showcase_predictor"]
+    return {"tables": [final_table(predictor, method) for method in METHODS]}
 
 
 def training_histories(wildcards):
@@ -493,6 +538,9 @@ def default_targets():
     targets = [
         "results/summary.csv",
         "results/comparison.csv",
+        "results/calibration.csv",
+        "results/ensemble_weights.csv",
+        "results/subgroups.csv",
         "results/diagnostics.csv",
     ]
     targets.append("results/data/label_audit.csv")
@@ -501,6 +549,7 @@ def default_targets():
     if len(SEEDS) > 1:
         targets.append("results/seeds.csv")
     targets += figure("auc_by_architecture") + figure("showcase_grid")
+    targets += figure("reliability") + figure("subgroups")
     targets += expand("results/figures/roc_{disease}.png", disease=DISEASE_BY_SLUG)
     targets += expand("results/figures/training_{arch}.png", arch=ARCHITECTURES)
     return targets

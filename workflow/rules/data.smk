@@ -44,6 +44,22 @@ rule preprocess:
         "../scripts/preprocess.py"
 
 
+# The test images' sex, age and AP/PA, for subgroup evaluation (a table beside the splits).
+rule image_groups:
+    input:
+        test=TEST_CSV,
+    output:
+        "results/data/test_groups.csv",
+    log:
+        "results/logs/image_groups.log",
+    params:
+        data_root=data_root,
+        dataset_dir=config["dataset_dir"],
+        diseases=config["diseases"],
+    script:
+        "../scripts/image_groups.py"
+
+
 # Decode every image once, at the training size: training and scoring read only these files.
 rule cache_images:
     input:

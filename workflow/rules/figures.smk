@@ -58,6 +58,7 @@ rule plot_showcase:
     params:
         code=PLOTS_CODE,
         n_images=config["figures"]["showcase_images"],
+        model=f"{config['figures']['showcase_predictor']} {config['figures']['showcase_method']}",
         dpi=config["figures"]["dpi"],
     script:
         "../scripts/plot_showcase.py"
@@ -82,3 +83,49 @@ rule plot_training_curves:
         dpi=config["figures"]["dpi"],
     script:
         "../scripts/plot_training_curves.py"
+
+
+rule plot_reliability:
+    input:
+        unpack(reliability_tables),
+    output:
+        png=report(
+            "results/figures/reliability.png",
+            caption="../report/reliability.rst",
+            category="Results",
+        ),
+        svg="results/figures/reliability.svg",
+    log:
+        "results/logs/plot_reliability.log",
+    params:
+        code=PLOTS_CODE,
+        predictor=config["figures"]["showcase_predictor"],
+        methods=METHODS,
+        scores_are_logits=lambda wildcards: (
+            config["figures"]["showcase_predictor"],
+            METHODS[0],
+        )
+        not in RANK_SCORED,
+        dpi=config["figures"]["dpi"],
+    script:
+        "../scripts/plot_reliability.py"
+
+
+rule plot_subgroups:
+    input:
+        "results/subgroups.csv",
+    output:
+        png=report(
+            "results/figures/subgroups.png",
+            caption="../report/subgroups.rst",
+            category="Results",
+        ),
+        svg="results/figures/subgroups.svg",
+    log:
+        "results/logs/plot_subgroups.log",
+    params:
+        code=PLOTS_CODE,
+        predictor=config["figures"]["showcase_predictor"],
+        dpi=config["figures"]["dpi"],
+    script:
+        "../scripts/plot_subgroups.py"

@@ -1,4 +1,5 @@
-"""Rule assemble_diseases: one architecture's disease models read as one predictor."""
+"""Rule assemble_diseases: one architecture's disease models read as one predictor (val and
+test tables; each disease model's probabilities stay as its calibration made them)."""
 
 import pandas as pd
 
@@ -7,5 +8,6 @@ from deepauc.evaluation.ensemble import assemble_diseases
 from deepauc.jobs.logs import logged_to
 
 with logged_to(snakemake.log[0]):
-    tables = [pd.read_csv(path) for path in snakemake.input]
-    write_csv(assemble_diseases(tables), snakemake.output[0])
+    for split in ("val", "test"):
+        tables = [pd.read_csv(path) for path in snakemake.input[split]]
+        write_csv(assemble_diseases(tables), snakemake.output[split])

@@ -11,4 +11,5 @@ with logged_to(snakemake.log[0]):
         [snakemake.output.png, snakemake.output.svg],
         n_images=snakemake.params.n_images,
         dpi=snakemake.params.dpi,
+        model=snakemake.params.model,
     )

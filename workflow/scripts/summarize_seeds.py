@@ -7,10 +7,13 @@ from deepauc.atomic import write_csv
 from deepauc.evaluation.summary import seeds_table
 from deepauc.jobs.logs import logged_to
 
-params = snakemake.params
+
+def read_tables(keys, paths):
+    return {tuple(key): pd.read_csv(path) for key, path in zip(keys, paths, strict=True)}
+
+
+inputs, params = snakemake.input, snakemake.params
 with logged_to(snakemake.log[0]):
-    tables = {
-        tuple(key): pd.read_csv(path)
-        for key, path in zip(params.table_keys, snakemake.input, strict=True)
-    }
-    write_csv(seeds_table(tables, params.resamples, params.seed), snakemake.output[0])
+    tables = read_tables(params.table_keys, inputs.tables)
+    val_tables = read_tables(params.table_keys, inputs.val_tables)
+    write_csv(seeds_table(tables, params.resamples, params.seed, val_tables), snakemake.output[0])

@@ -246,6 +246,28 @@ def _check_images(frame, csv_path, data_root, settings: PreprocessSettings, skip
     return frame[~bad].reset_index(drop=True)
 
 
+#: CheXpert's demographic and acquisition columns, under the names the subgroup table gives
+#: them (deepauc.evaluation.subgroups); a CSV without one has no such column there.
+SUBGROUP_COLUMNS = {"Sex": "sex", "Age": "age", "AP/PA": "projection"}
+
+
+def image_groups(
+    csv_path: str | os.PathLike,
+    data_root: str | os.PathLike,
+    dataset_dir: str,
+    diseases: tuple[str, ...],
+) -> pd.DataFrame:
+    """Per image of a CheXpert CSV (its path as the split tables name it): the columns of
+    :data:`SUBGROUP_COLUMNS` it has. A table of its own beside the splits, so that adding it
+    to a finished run retrains nothing."""
+    frame = read_chexpert_csv(csv_path, diseases)
+    table = pd.DataFrame({"image": _image_paths(frame["Path"], Path(data_root), dataset_dir)})
+    for column, name in SUBGROUP_COLUMNS.items():
+        if column in frame:
+            table[name] = frame[column].to_numpy()
+    return table
+
+
 def _label_table(raw: pd.DataFrame, settings: PreprocessSettings) -> pd.DataFrame:
     table = raw[["image", "patient", "study", "view"]].copy()
     for disease in settings.diseases:

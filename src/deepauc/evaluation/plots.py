@@ -19,7 +19,12 @@ from deepauc.atomic import atomic_path  # noqa: E402
 from deepauc.data.examples import short_labels  # noqa: E402
 from deepauc.evaluation.caution import PARTLY, UNTRAINED  # noqa: E402
 from deepauc.evaluation.stats import MEAN  # noqa: E402
-from deepauc.evaluation.summary import COMPARISONS, VS_CONTROL, VS_WARMUP  # noqa: E402
+from deepauc.evaluation.summary import (  # noqa: E402
+    COMPARISONS,
+    VS_CONTROL,
+    VS_WARMUP,
+    image_rows,
+)
 from deepauc.methods import CONTROL, METHODS, WARMUP, style  # noqa: E402
 
 
@@ -62,6 +67,7 @@ def plot_auc_by_architecture(
     paired AUC difference and its 95% interval, each row titled with its comparison's label.
     Rows whose fine-tunes did not train (column ``trained``) are drawn hollow, those that did
     not on some seeds or ensemble members hatched (bars) or half-filled (differences)."""
+    summary = image_rows(summary)
     present = set(summary["method"])
     methods = [m for m in [WARMUP, *METHODS] if m in present]
     diseases = list(dict.fromkeys(summary["disease"]))
@@ -264,10 +270,18 @@ def plot_roc(
 
 
 def plot_showcase(
-    table: pd.DataFrame, paths: list, n_images: int = 12, seed: int = 0, dpi: int = 200
+    table: pd.DataFrame,
+    paths: list,
+    n_images: int = 12,
+    seed: int = 0,
+    dpi: int = 200,
+    model: str = "",
 ) -> None:
-    """Test images with the top predicted labels and their scores, and the ground truth."""
-    wide = table.pivot(index="image", columns="disease", values="score")
+    """Test images with the top predicted labels and their calibrated probabilities (the
+    ``probability`` column; a table without one shows its logits, said so), the ground truth,
+    and the ``model`` that made them."""
+    value = "probability" if "probability" in table else "score"
+    wide = table.pivot(index="image", columns="disease", values=value)
     truth = table.pivot(index="image", columns="disease", values="y_true")
     rng = np.random.default_rng(seed)
     with_finding = truth.index[(truth == 1).any(axis=1)]
@@ -292,7 +306,9 @@ def plot_showcase(
             + short_labels(positives),
             fontsize=8,
         )
-    fig.suptitle("Test images: top-2 predicted scores and ground truth", fontsize=11)
+    shown = "calibrated probabilities" if value == "probability" else "logits"
+    made_by = f" of {model}" if model else ""
+    fig.suptitle(f"Test images: top-2 {shown}{made_by} and ground truth (GT)", fontsize=11)
     fig.tight_layout()
     save_figure(fig, paths, dpi)
 

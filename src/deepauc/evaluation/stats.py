@@ -13,9 +13,8 @@ from math import erf, sqrt
 import numpy as np
 import pandas as pd
 from scipy.stats import rankdata
-from sklearn.metrics import average_precision_score
 
-from deepauc.evaluation.partial_auc import drawn_paucs, partial_auc
+from deepauc.evaluation.partial_auc import drawn_paucs
 from deepauc.evaluation.significance import format_p
 
 MEAN = "mean"
@@ -112,65 +111,12 @@ def patient_bootstrap(patients: np.ndarray, n_resamples: int, seed: int) -> list
     return resamples
 
 
-def _wide(table: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame, list[str]]:
+def wide_tables(table: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame, list[str]]:
     """Per image: y_true and score as (image x disease) frames, NaN where a label is ignored."""
     diseases = list(dict.fromkeys(table["disease"]))
     y = table.pivot(index="image", columns="disease", values="y_true")[diseases]
     s = table.pivot(index="image", columns="disease", values="score")[diseases]
     return y, s, diseases
-
-
-#: The low-FPR metrics beside ROC-AUC: McClish's standardized partial AUC (:func:`partial_auc`)
-#: at false-positive rates up to 0.1 and 0.2, the corner a screening reader works in.
-PARTIAL_AUCS = {"pauc10": 0.1, "pauc20": 0.2}
-
-
-def score_predictions(table: pd.DataFrame, n_resamples: int = 1000, seed: int = 0) -> pd.DataFrame:
-    """Per disease and their mean: AUC and the partial AUCs of :data:`PARTIAL_AUCS`, each with
-    a 95% patient-bootstrap interval, AUPRC, counts.
-
-    Returns columns ``disease, auc, auc_low, auc_high, pauc10, pauc10_low, pauc10_high, pauc20,
-    pauc20_low, pauc20_high, auprc, n_pos, n_neg``; the ``mean`` row averages the diseases'
-    values and its intervals come from the same resamples.
-    """
-    y, s, diseases = _wide(table)
-    patients = table.drop_duplicates("image").set_index("image").loc[y.index, "patient"].to_numpy()
-    resamples = patient_bootstrap(patients, n_resamples, seed)
-    metrics = {
-        "auc": (auc, None),
-        **{name: (partial(partial_auc, max_fpr=f), f) for name, f in PARTIAL_AUCS.items()},
-    }
-    boots = {
-        name: _bootstrap_aucs(y.to_numpy(), s.to_numpy(), resamples, max_fpr)
-        for name, (_, max_fpr) in metrics.items()
-    }
-    rows = []
-    for j, disease in enumerate(diseases):
-        known = ~np.isnan(y.iloc[:, j].to_numpy())
-        truth, score = y.iloc[:, j].to_numpy()[known], s.iloc[:, j].to_numpy()[known]
-        row = {"disease": disease}
-        for name, (metric, _) in metrics.items():
-            low, high = _interval(boots[name][:, j])
-            row |= {name: metric(truth, score), f"{name}_low": low, f"{name}_high": high}
-        rows.append(
-            {
-                **row,
-                "auprc": float(average_precision_score(truth, score)),
-                "n_pos": int(truth.sum()),
-                "n_neg": int((truth == 0).sum()),
-            }
-        )
-    frame = pd.DataFrame(rows)
-    mean_row = {"disease": MEAN}
-    for name, boot in boots.items():
-        low, high = _interval(np.nanmean(boot, axis=1) if np.isfinite(boot).any() else boot[:, 0])
-        mean_row |= {name: frame[name].mean(), f"{name}_low": low, f"{name}_high": high}
-    mean_row |= {
-        "auprc": frame["auprc"].mean(),
-        "n_pos": int(frame["n_pos"].sum()),
-        "n_neg": int(frame["n_neg"].sum()),
-    }
-    return pd.concat([frame, pd.DataFrame([mean_row])], ignore_index=True)
 
 
 def compare_methods(
@@ -195,8 +141,8 @@ def compare_methods(
     p_value, p_resampling (:data:`DELONG`, :data:`PATIENTS` or :data:`SEEDS_AND_PATIENTS`),
     p_reported (:func:`deepauc.evaluation.significance.format_p`).
     """
-    y_a, s_a, diseases = _wide(table_a)
-    y_b, s_b, _ = _wide(table_b)
+    y_a, s_a, diseases = wide_tables(table_a)
+    y_b, s_b, _ = wide_tables(table_b)
     if not y_a.index.equals(y_b.index) or not np.array_equal(
         y_a.to_numpy(), y_b.to_numpy(), equal_nan=True
     ):
@@ -240,11 +186,11 @@ def compare_methods(
         resampling = SEEDS_AND_PATIENTS
     else:
         resamples = patient_bootstrap(patients.to_numpy(), n_resamples, seed)
-        boot_a = np.nanmean(_bootstrap_aucs(y, s_a.to_numpy(), resamples), axis=1)
-        boot_b = np.nanmean(_bootstrap_aucs(y, s_b.to_numpy(), resamples), axis=1)
+        boot_a = np.nanmean(bootstrap_aucs(y, s_a.to_numpy(), resamples), axis=1)
+        boot_b = np.nanmean(bootstrap_aucs(y, s_b.to_numpy(), resamples), axis=1)
         deltas = boot_a - boot_b
         resampling = PATIENTS
-    low, high = _interval(deltas)
+    low, high = percentile_interval(deltas)
     p_value = bootstrap_p_value(deltas)
     mean_row = {
         "disease": MEAN,
@@ -293,13 +239,13 @@ def seed_patient_deltas(
         block = [resamples[b] for b in members]
         mean_a = np.tensordot(weights / n_seeds, seeds_a, axes=1)
         mean_b = np.tensordot(weights / n_seeds, seeds_b, axes=1)
-        deltas[members] = _mean_over_diseases(_bootstrap_aucs(y, mean_a, block)) - (
-            _mean_over_diseases(_bootstrap_aucs(y, mean_b, block))
+        deltas[members] = mean_over_diseases(bootstrap_aucs(y, mean_a, block)) - (
+            mean_over_diseases(bootstrap_aucs(y, mean_b, block))
         )
     return deltas
 
 
-def _mean_over_diseases(aucs: np.ndarray) -> np.ndarray:
+def mean_over_diseases(aucs: np.ndarray) -> np.ndarray:
     """Row means ignoring NaN (a resample without a class for a disease); NaN for none."""
     finite = np.isfinite(aucs)
     counts = finite.sum(axis=1)
@@ -311,7 +257,7 @@ def _mean_over_diseases(aucs: np.ndarray) -> np.ndarray:
 def _aligned_scores(table: pd.DataFrame, y_ref: pd.DataFrame, diseases: list[str]) -> np.ndarray:
     """A per-seed table's scores as an (image x disease) array in ``y_ref``'s order, checked to
     hold the images and labels of the final table it belongs to."""
-    y, s, _ = _wide(table)
+    y, s, _ = wide_tables(table)
     if not y.index.sort_values().equals(y_ref.index.sort_values()) or set(y.columns) != set(
         diseases
     ):
@@ -342,11 +288,12 @@ def bootstrap_p_value(deltas: np.ndarray) -> float:
     return float(min(1.0, 2 * min(below, above)))
 
 
-def _bootstrap_aucs(
+def bootstrap_aucs(
     y: np.ndarray, s: np.ndarray, resamples: list[np.ndarray], max_fpr: float | None = None
 ) -> np.ndarray:
-    """AUC (or, given ``max_fpr``, standardized partial AUC: :func:`partial_auc`) of each
-    resample (rows) and disease (columns); NaN where a resample lacks a class.
+    """AUC (or, given ``max_fpr``, McClish's standardized partial AUC:
+    ``deepauc.evaluation.partial_auc``) of each resample (rows) and disease (columns); NaN
+    where a resample lacks a class.
 
     Each resample is read as how often it draws each image, and all resamples of a block are
     scored at once (:func:`_drawn_aucs`): the same numbers as ranking every resample, at a
@@ -387,7 +334,7 @@ def _drawn_aucs(positive: np.ndarray, scores: np.ndarray, draws: np.ndarray) -> 
         return np.where(pairs > 0, wins / pairs, np.nan)
 
 
-def _interval(values: np.ndarray, level: float = 0.95) -> tuple[float, float]:
+def percentile_interval(values: np.ndarray, level: float = 0.95) -> tuple[float, float]:
     values = values[np.isfinite(values)]
     if values.size == 0:
         return float("nan"), float("nan")

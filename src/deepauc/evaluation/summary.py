@@ -39,8 +39,10 @@ import numpy as np
 import pandas as pd
 
 from deepauc.evaluation.ensemble import average_members
+from deepauc.evaluation.scores import compare_metrics, compared_columns, score_predictions
 from deepauc.evaluation.significance import benjamini_hochberg
-from deepauc.evaluation.stats import MEAN, compare_methods, score_predictions
+from deepauc.evaluation.stats import MEAN, compare_methods
+from deepauc.evaluation.subgroups import study_table
 from deepauc.methods import CONTROL, WARMUP
 
 #: ``comparison.csv``'s ``comparison`` values: what each row compares, said so that the two
@@ -49,10 +51,14 @@ VS_CONTROL = "vs CE, equal compute"
 VS_WARMUP = "vs warm-up, extra epochs (write-up's comparison)"
 COMPARISONS = (VS_CONTROL, VS_WARMUP)
 
+#: summary.csv's ``level`` values: rows scoring images, and rows scoring studies (a study's
+#: score made from its views': ``deepauc.evaluation.subgroups.study_table``).
+IMAGE_LEVEL, STUDY_LEVEL = "image", "study"
 SUMMARY_COLUMNS = [
     "architecture",
     "method",
     "disease",
+    "level",
     "auc",
     "auc_low",
     "auc_high",
@@ -62,6 +68,14 @@ SUMMARY_COLUMNS = [
     "pauc20",
     "pauc20_low",
     "pauc20_high",
+    "sens90",
+    "sens90_low",
+    "sens90_high",
+    "spec90",
+    "sens95",
+    "sens95_low",
+    "sens95_high",
+    "spec95",
     "auprc",
     "n_pos",
     "n_neg",
@@ -84,6 +98,7 @@ COMPARISON_COLUMNS = [
     "p_resampling",
     "p_reported",
     "q_value",
+    *compared_columns(),
     "trained",
 ]
 #: ``seeds.csv``'s per-seed differences (see the module docstring).
@@ -98,13 +113,20 @@ SeedTables = dict[tuple[str, str], list[pd.DataFrame]]
 
 
 def summarize(
-    tables: dict[tuple[str, str], pd.DataFrame], n_resamples: int = 1000, seed: int = 0
+    tables: dict[tuple[str, str], pd.DataFrame],
+    n_resamples: int = 1000,
+    seed: int = 0,
+    val_tables: dict[tuple[str, str], pd.DataFrame] | None = None,
+    level: str = IMAGE_LEVEL,
 ) -> pd.DataFrame:
-    """Score each ``(architecture, method)`` prediction table; rows in the order given."""
-    frames = []
+    """Score each ``(architecture, method)`` prediction table; rows in the order given. The
+    operating points take their thresholds from the same key's ``val_tables``."""
+    frames, val_tables = [], val_tables or {}
     for (architecture, method), table in tables.items():
-        scored = score_predictions(table, n_resamples=n_resamples, seed=seed)
-        frames.append(scored.assign(architecture=architecture, method=method))
+        scored = score_predictions(
+            table, n_resamples=n_resamples, seed=seed, val=val_tables.get((architecture, method))
+        )
+        frames.append(scored.assign(architecture=architecture, method=method, level=level))
     return pd.concat(frames, ignore_index=True)[SUMMARY_COLUMNS]
 
 
@@ -130,6 +152,7 @@ def compare_with_control(
     seed: int = 0,
     seed_tables: SeedTables | None = None,
     trained: TrainedMarks | None = None,
+    val_tables: dict[tuple[str, str], pd.DataFrame] | None = None,
 ) -> pd.DataFrame:
     """Every fine-tune method against ``control`` on the same test images (:data:`VS_CONTROL`),
     for each architecture that has both. The warm-up is the starting point of both, not a
@@ -139,7 +162,7 @@ def compare_with_control(
         for architecture, method in tables
         if method not in (control, WARMUP) and (architecture, control) in tables
     ]
-    return _compare(tables, pairs, VS_CONTROL, n_resamples, seed, seed_tables, trained)
+    return _compare(tables, pairs, VS_CONTROL, n_resamples, seed, seed_tables, trained, val_tables)
 
 
 def compare_with_warmup(
@@ -148,6 +171,7 @@ def compare_with_warmup(
     seed: int = 0,
     seed_tables: SeedTables | None = None,
     trained: TrainedMarks | None = None,
+    val_tables: dict[tuple[str, str], pd.DataFrame] | None = None,
 ) -> pd.DataFrame:
     """Every fine-tune method, the control included, against the warm-up it started from
     (:data:`VS_WARMUP`): what its extra epochs bought. Columns: :data:`COMPARISON_COLUMNS`."""
@@ -156,7 +180,7 @@ def compare_with_warmup(
         for architecture, method in tables
         if method != WARMUP and (architecture, WARMUP) in tables
     ]
-    return _compare(tables, pairs, VS_WARMUP, n_resamples, seed, seed_tables, trained)
+    return _compare(tables, pairs, VS_WARMUP, n_resamples, seed, seed_tables, trained, val_tables)
 
 
 def comparison_table(
@@ -166,14 +190,15 @@ def comparison_table(
     seed: int = 0,
     seed_tables: SeedTables | None = None,
     trained: TrainedMarks | None = None,
+    val_tables: dict[tuple[str, str], pd.DataFrame] | None = None,
 ) -> pd.DataFrame:
     """``comparison.csv``: the rows :data:`VS_CONTROL`, then the rows :data:`VS_WARMUP`.
 
     ``seed_tables`` (several seeds): the mean rows' intervals and p-values resample seeds,
     then patients; without them, patients. ``trained`` fills the ``trained`` column."""
     frames = [
-        compare_with_control(tables, control, n_resamples, seed, seed_tables, trained),
-        compare_with_warmup(tables, n_resamples, seed, seed_tables, trained),
+        compare_with_control(tables, control, n_resamples, seed, seed_tables, trained, val_tables),
+        compare_with_warmup(tables, n_resamples, seed, seed_tables, trained, val_tables),
     ]
     frames = [frame for frame in frames if not frame.empty]
     if not frames:
@@ -181,10 +206,13 @@ def comparison_table(
     return pd.concat(frames, ignore_index=True)[COMPARISON_COLUMNS]
 
 
-def _compare(tables, pairs, label, n_resamples, seed, seed_tables, trained) -> pd.DataFrame:
+def _compare(
+    tables, pairs, label, n_resamples, seed, seed_tables, trained, val_tables=None
+) -> pd.DataFrame:
     """The rows of one comparison ``label``: each (predictor, method, control) of ``pairs``,
-    its q-values within the comparison (the family is one method and comparison)."""
-    frames, marks = [], trained or {}
+    its q-values within the comparison (the family is one method and comparison), and the
+    low-FPR metrics' paired deltas (``deepauc.evaluation.scores.compare_metrics``)."""
+    frames, marks, val_tables = [], trained or {}, val_tables or {}
     for architecture, method, control in pairs:
         arms = [(architecture, method), (architecture, control)]
         per_seed = [seed_tables.get(arm) if seed_tables else None for arm in arms]
@@ -197,6 +225,15 @@ def _compare(tables, pairs, label, n_resamples, seed, seed_tables, trained) -> p
             seeds_b=per_seed[1],
         )
         compared = compared.rename(columns={"auc_a": "auc", "auc_b": "auc_control"})
+        others = compare_metrics(
+            tables[arms[0]],
+            tables[arms[1]],
+            val_tables.get(arms[0]),
+            val_tables.get(arms[1]),
+            n_resamples,
+            seed,
+        )
+        compared = compared.merge(others, on="disease", how="left", validate="one_to_one")
         compared["trained"] = [marks.get((architecture, method, d), "") for d in compared.disease]
         frames.append(
             compared.assign(
@@ -221,12 +258,23 @@ def q_values(comparison: pd.DataFrame) -> pd.Series:
 
 
 def summarize_by_seed(
-    tables: dict[tuple[str, str, int], pd.DataFrame], n_resamples: int = 1000, seed: int = 0
+    tables: dict[tuple[str, str, int], pd.DataFrame],
+    n_resamples: int = 1000,
+    seed: int = 0,
+    val_tables: dict[tuple[str, str, int], pd.DataFrame] | None = None,
 ) -> pd.DataFrame:
-    """``summarize`` of each ``(architecture, method, seed)`` table alone, plus a seed column."""
+    """``summarize`` of each ``(architecture, method, seed)`` table alone (its operating points
+    from the same key's val table), plus a seed column."""
+    val_tables = val_tables or {}
     frames = [
-        summarize({(architecture, method): table}, n_resamples, seed).assign(seed=run_seed)
-        for (architecture, method, run_seed), table in tables.items()
+        summarize(
+            {(architecture, method): table},
+            n_resamples,
+            seed,
+            {(architecture, method): val_tables[key]} if key in val_tables else None,
+        ).assign(seed=key[2])
+        for key, table in tables.items()
+        for architecture, method, _ in [key]
     ]
     return pd.concat(frames, ignore_index=True)
 
@@ -250,7 +298,46 @@ def seed_deltas(by_seed: pd.DataFrame) -> pd.DataFrame:
 
 
 def seeds_table(
-    tables: dict[tuple[str, str, int], pd.DataFrame], n_resamples: int = 1000, seed: int = 0
+    tables: dict[tuple[str, str, int], pd.DataFrame],
+    n_resamples: int = 1000,
+    seed: int = 0,
+    val_tables: dict[tuple[str, str, int], pd.DataFrame] | None = None,
 ) -> pd.DataFrame:
     """``seeds.csv``: every seed's own summary and its paired differences (module docstring)."""
-    return seed_deltas(summarize_by_seed(tables, n_resamples, seed))
+    return seed_deltas(summarize_by_seed(tables, n_resamples, seed, val_tables))
+
+
+def image_rows(summary: pd.DataFrame) -> pd.DataFrame:
+    """The image-level rows of a summary (all rows of one written before study rows existed)."""
+    if "level" not in summary:
+        return summary
+    return summary[summary["level"] == IMAGE_LEVEL]
+
+
+def study_rows(
+    summary: pd.DataFrame,
+    tables: dict[tuple[str, str], pd.DataFrame],
+    val_tables: dict[tuple[str, str], pd.DataFrame],
+    splits: dict[str, pd.DataFrame],
+    how: str = "max",
+    n_resamples: int = 1000,
+    seed: int = 0,
+) -> pd.DataFrame:
+    """The summary's rows of the same predictors scored per study (``how`` of its views'
+    scores; thresholds from val studies), their annotation columns copied from the image rows
+    of the same predictor, method and disease (what a model's training was does not change
+    with how it is scored)."""
+    studies = summarize(
+        {key: study_table(table, splits["test"], how) for key, table in tables.items()},
+        n_resamples,
+        seed,
+        {key: study_table(table, splits["val"], how) for key, table in val_tables.items()},
+        level=STUDY_LEVEL,
+    )
+    keys = ["architecture", "method", "disease"]
+    annotations = [c for c in ANNOTATION_COLUMNS if c in summary]
+    if annotations:
+        studies = studies.merge(
+            image_rows(summary)[keys + annotations], on=keys, how="left", validate="one_to_one"
+        )
+    return studies

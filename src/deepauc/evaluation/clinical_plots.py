@@ -1,0 +1,136 @@
+"""Figures of what a clinician reads: reliability diagrams (calibration) and subgroup AUCs."""
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from deepauc.evaluation.calibration import (  # noqa: E402
+    ECE_BINS,
+    PROBABILITY,
+    expected_calibration_error,
+    reliability_bins,
+    sigmoid,
+)
+from deepauc.evaluation.plots import save_figure  # noqa: E402
+from deepauc.evaluation.subgroups import MIN_GROUP_CLASS  # noqa: E402
+from deepauc.methods import style  # noqa: E402
+
+
+def plot_reliability(
+    tables: dict[str, pd.DataFrame],
+    predictor: str,
+    paths: list,
+    dpi: int = 200,
+    scores_are_logits: bool = True,
+) -> None:
+    """Per disease, the test split's reliability diagram of ``predictor`` for each method
+    (``tables``: method -> test table): observed positive rate against mean probability in
+    :data:`ECE_BINS` equal-width bins, calibrated (solid, marker size by count) and the sigmoid
+    of the raw logit (dotted), with each curve's ECE in the legend."""
+    diseases = list(dict.fromkeys(d for t in tables.values() for d in t["disease"]))
+    fig, axes = plt.subplots(
+        1, len(diseases), figsize=(3.3 * len(diseases), 3.9), squeeze=False, sharey=True
+    )
+    for ax, disease in zip(axes[0], diseases, strict=True):
+        ax.plot([0, 1], [0, 1], color="grey", lw=0.7, ls=":")
+        for method, table in tables.items():
+            rows = table[table["disease"] == disease]
+            y = rows["y_true"].to_numpy()
+            color = style(method).color
+            curves = [(rows[PROBABILITY].to_numpy(), "-", "calibrated")]
+            if scores_are_logits:
+                curves.append((sigmoid(rows["score"].to_numpy()), ":", "raw"))
+            for p, line, what in curves:
+                bins = reliability_bins(y, p)
+                ece = expected_calibration_error(y, p)
+                ax.plot(
+                    bins["mean_probability"],
+                    bins["observed"],
+                    ls=line,
+                    color=color,
+                    lw=1.4 if line == "-" else 0.9,
+                    label=f"{style(method).label} {what}: ECE {ece:.3f}",
+                )
+                if line == "-":
+                    ax.scatter(
+                        bins["mean_probability"],
+                        bins["observed"],
+                        s=8 + 60 * bins["n"] / max(1, len(y)),
+                        color=color,
+                        zorder=3,
+                    )
+        ax.set(xlim=(0, 1), ylim=(0, 1), xlabel="mean predicted probability", title=disease)
+        ax.grid(alpha=0.3)
+        # below the panel: a curve may run anywhere in it
+        ax.legend(fontsize=6, loc="upper center", bbox_to_anchor=(0.5, -0.18), frameon=False)
+    axes[0][0].set_ylabel("observed positive rate")
+    fig.suptitle(
+        f"{predictor}: calibration on the test split (Platt scaling fitted on val; "
+        f"{ECE_BINS} equal-width bins, marker size: share of images)",
+        fontsize=10,
+    )
+    fig.tight_layout()
+    save_figure(fig, paths, dpi)
+
+
+def plot_subgroups(subgroups: pd.DataFrame, predictor: str, paths: list, dpi: int = 200) -> None:
+    """Test AUC of ``predictor`` per subgroup (``subgroups.csv``): one panel per method and
+    attribute, diseases along x, one colour per group, 95% intervals as whiskers. Groups with
+    fewer than :data:`MIN_GROUP_CLASS` positives or negatives are hollow (``small``)."""
+    rows = subgroups[subgroups["architecture"] == predictor]
+    methods = list(dict.fromkeys(rows["method"]))
+    attributes = list(dict.fromkeys(rows["attribute"]))
+    if rows.empty:
+        fig, ax = plt.subplots(figsize=(6, 2))
+        ax.axis("off")
+        ax.text(0.5, 0.5, "no subgroup columns (sex, age, AP/PA) in the split tables", ha="center")
+        save_figure(fig, paths, dpi)
+        return
+    diseases = list(dict.fromkeys(rows["disease"]))
+    fig, axes = plt.subplots(
+        len(methods),
+        len(attributes),
+        figsize=(1.2 + 1.3 * len(diseases) * len(attributes), 3.4 * len(methods) + 0.6),
+        squeeze=False,
+        sharey=True,
+    )
+    colors = plt.get_cmap("tab10").colors
+    for i, method in enumerate(methods):
+        for k, attribute in enumerate(attributes):
+            ax = axes[i][k]
+            part = rows[(rows["method"] == method) & (rows["attribute"] == attribute)]
+            groups = list(dict.fromkeys(part["group"]))
+            width = 0.8 / max(1, len(groups))
+            for g, group in enumerate(groups):
+                mine = part[part["group"] == group].set_index("disease").reindex(diseases)
+                x = np.arange(len(diseases)) - 0.4 + width * (g + 0.5)
+                small = mine["small"].fillna(True).astype(bool).to_numpy()
+                err = np.vstack([mine["auc"] - mine["auc_low"], mine["auc_high"] - mine["auc"]])
+                color = colors[g % len(colors)]
+                ax.errorbar(x, mine["auc"], yerr=np.abs(err), fmt="none", ecolor=color, lw=1)
+                ax.scatter(x[~small], mine["auc"][~small], color=color, s=22)
+                ax.scatter(x[small], mine["auc"][small], facecolor="white", edgecolor=color, s=22)
+                ax.scatter([], [], color=color, s=22, label=group)  # its legend entry
+            gaps = part.drop_duplicates("disease")["largest_gap"]
+            gap = f"largest gap, mean of diseases: {gaps.mean():.3f}" if gaps.notna().any() else ""
+            ax.set_title(f"{style(method).label} by {attribute}\n{gap}", fontsize=8)
+            ax.set_xticks(range(len(diseases)), diseases, rotation=30, ha="right", fontsize=7)
+            ax.grid(alpha=0.3, axis="y")
+            ax.legend(
+                fontsize=7,
+                frameon=False,
+                loc="upper center",
+                bbox_to_anchor=(0.5, -0.32),
+                ncol=len(groups),
+            )
+        axes[i][0].set_ylabel("test ROC-AUC")
+    fig.suptitle(
+        f"{predictor}: test ROC-AUC by subgroup (hollow: fewer than {MIN_GROUP_CLASS} "
+        "positives or negatives, interval not comparable)",
+        fontsize=10,
+    )
+    fig.tight_layout()
+    save_figure(fig, paths, dpi)
