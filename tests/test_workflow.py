@@ -535,11 +535,12 @@ def check_clinical_tables(results: Path, summary: pd.DataFrame) -> None:
             results / "predictions" / row.architecture / "seed0" / f"{row.method}.csv"
         )
         table = table[table["disease"] == row.disease]
+        # the tables hold probabilities to the precision CSV writes them
         assert row.ece_after == pytest.approx(
-            expected_calibration_error(table["y_true"], table["probability"])
+            expected_calibration_error(table["y_true"], table["probability"]), abs=1e-4
         )
         assert row.brier_before == pytest.approx(
-            float(np.mean((1 / (1 + np.exp(-table["score"])) - table["y_true"]) ** 2))
+            float(np.mean((1 / (1 + np.exp(-table["score"])) - table["y_true"]) ** 2)), abs=1e-6
         )
     weights = pd.read_csv(results / "ensemble_weights.csv")
     assert set(weights["member"]) == {"resnet10t", "efficientvit_b0"}

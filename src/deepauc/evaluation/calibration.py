@@ -128,13 +128,15 @@ def calibration_rows(
     val: pd.DataFrame, test: pd.DataFrame, scores_are_logits: bool = True
 ) -> pd.DataFrame:
     """Per disease: the val-fitted scaling and test ECE and Brier before (the sigmoid of the
-    logit ``score``; NaN where scores are not logits, as a rank ensemble's) and after it."""
+    logit ``score``; NaN where scores are not logits, as a rank ensemble's) and after it (the
+    test table's ``probability`` column where it has one, else the scaling applied here)."""
     rows = []
     for disease, scaling in fit_by_disease(val).items():
         part = test[test["disease"] == disease]
         y, s = part["y_true"].to_numpy(), part["score"].to_numpy()
         raw = sigmoid(s) if scores_are_logits else np.full(len(s), np.nan)
-        calibrated = scaling(s)
+        # The table's own probabilities where it has them: what a reader of it gets
+        calibrated = part[PROBABILITY].to_numpy() if PROBABILITY in part else scaling(s)
         rows.append(
             {
                 "disease": disease,
