@@ -112,7 +112,10 @@ register(
 )
 """
 TOY_COLOR = "#31a354"
-WITH_TOY = {**TINY, "finetune": {**TINY["finetune"], "methods": ["dam", "ce", "sgd_ce"]}}
+WITH_TOY = {
+    **TINY,
+    "finetune": {**TINY["finetune"], "methods": ["dam", "ce", "pauc", "sgd_ce"]},
+}
 
 
 @pytest.fixture(scope="module")
@@ -148,7 +151,7 @@ def test_whole_dag_writes_splits_models_and_logs(finished):
         assert (counts["positive"] == table[DISEASES].sum()).all()
     models = finished / "results" / "models" / "resnet10t" / "seed0"
     assert (models / "warmup.pt").exists()
-    for method in ("dam", "ce", "sgd_ce"):
+    for method in ("dam", "ce", "pauc", "sgd_ce"):
         for disease in DISEASE_SLUGS:
             assert (models / method / f"{disease}.pt").exists(), (method, disease)
             history = pd.read_csv(models / method / f"{disease}.history.csv")
@@ -162,7 +165,7 @@ def test_whole_dag_writes_splits_models_and_logs(finished):
     assert "dual variables from class means" in log
     diagnostics = pd.read_csv(finished / "results" / "diagnostics.csv")
     assert list(diagnostics.columns) == diagnostics_columns()
-    assert len(diagnostics) == 2 * 3 * len(DISEASES)  # architectures x methods x diseases
+    assert len(diagnostics) == 2 * 4 * len(DISEASES)  # architectures x methods x diseases
     assert set(diagnostics["collapsed"]) <= {"yes", "no"}
     assert diagnostics.loc[diagnostics["method"] == "ce", "a"].isna().all()
     assert "Nothing to be done" in snakemake(finished, "--configfile", "tiny.yaml").stderr
@@ -439,7 +442,7 @@ def check_summary(work: Path) -> None:
     for row in summary[summary["disease"] != "mean"].itertuples():
         few = min(row.n_pos, row.n_neg) < 10
         assert few == ("test positives" in row.caution or "test negatives" in row.caution), row
-    assert set(summary["method"]) == {"warmup", "ce", "dam", "sgd_ce"}
+    assert set(summary["method"]) == {"warmup", "ce", "dam", "pauc", "sgd_ce"}
     assert set(summary["disease"]) == {*DISEASES, "mean"}
     for column in ("auc", "auc_low", "auc_high", "pauc10", "pauc20_high", "auprc"):
         assert summary[column].between(0, 1).all(), column
@@ -498,11 +501,11 @@ def check_summary(work: Path) -> None:
     ]
     assert comparison["p_value"].between(0, 1).all()
     assert comparison["pauc20_p"].between(0, 1).all()
-    assert set(comparison["method"]) == {"dam", "sgd_ce", "ce"}
+    assert set(comparison["method"]) == {"dam", "pauc", "sgd_ce", "ce"}
     assert set(comparison["control"]) == {"ce", "warmup"}
-    # both comparisons, each named: against CE (dam, sgd_ce) and against the warm-up (all three)
+    # both comparisons, each named: against CE (dam, pauc, sgd_ce), against the warm-up (all four)
     assert set(comparison["comparison"]) == {VS_CONTROL, VS_WARMUP}
-    assert len(comparison) == 4 * (2 + 3) * (len(DISEASES) + 1)  # predictors x pairs x rows
+    assert len(comparison) == 4 * (3 + 4) * (len(DISEASES) + 1)  # predictors x pairs x rows
     ours = summary.set_index(["architecture", "method", "disease"])["auc"]
     for row in comparison.itertuples():
         assert row.auc == pytest.approx(ours[(row.architecture, row.method, row.disease)])

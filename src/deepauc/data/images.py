@@ -79,6 +79,9 @@ class CachedImages(Dataset):
         self.targets = split.table.loc[keep, outputs].to_numpy(dtype=np.float32, na_value=np.nan)
         self._images = None
         self.on_device = None  # (images, targets) on a GPU, after move_to
+        # Batches also carry each item's position in this dataset: a loss that keeps state
+        # per training sample (libauc's partial-AUC losses) needs them.
+        self.with_index = False
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -108,20 +111,23 @@ class CachedImages(Dataset):
             self._images = open_cache(self.cache_path, self.cache_rows, self.size)
         return self._images
 
-    def __getitems__(self, indices: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
+    def __getitems__(self, indices: list[int]) -> tuple[torch.Tensor, ...]:
+        """(images, targets) of ``indices``, and the indices too when ``with_index``."""
         index = np.asarray(indices, dtype=np.int64)
         if self.on_device is not None:
             images, targets = self.on_device
             index = torch.from_numpy(index)
             if images.is_cuda:  # a copy from pageable memory would wait for the GPU to finish
                 index = index.pin_memory().to(images.device, non_blocking=True)
-            return images.index_select(0, index), targets.index_select(0, index)
-        images = torch.from_numpy(np.ascontiguousarray(self._cache()[self.rows[index]]))
-        return images, torch.from_numpy(self.targets[index])
+            batch = images.index_select(0, index), targets.index_select(0, index)
+        else:
+            images = torch.from_numpy(np.ascontiguousarray(self._cache()[self.rows[index]]))
+            batch = images, torch.from_numpy(self.targets[index])
+            index = torch.from_numpy(index)
+        return (*batch, index) if self.with_index else batch
 
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
-        images, targets = self.__getitems__([index])
-        return images[0], targets[0]
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, ...]:
+        return tuple(part[0] for part in self.__getitems__([index]))
 
 
 def random_affine(

@@ -4,7 +4,8 @@ Every module of this package is imported here, so a method is one file: a module
 :func:`register` (for example ``deepauc/methods/my_method.py``); its settings class states its
 config section (keys, defaults, limits), so the config needs a section only to change one.
 The built-in methods come first, in the order figures and tables list them (CE, the control,
-then DAM, then the compositional method); any other module follows, by name. Modules whose
+then DAM, then the compositional method, then partial-AUC maximization); any other module
+follows, by name. Modules whose
 name starts with ``_`` and the shared helpers (``registry``, ``auc_margin``, LibAUC's variants
 in ``libauc_variants`` and their multi-tensor steps in ``fast_steps``) register nothing.
 """
@@ -32,11 +33,12 @@ from deepauc.methods.registry import (
 from deepauc.methods.ce import CeSettings, build_ce
 from deepauc.methods.dam import DamSettings, build_dam
 from deepauc.methods.compositional import CompositionalSettings, build_compositional
+from deepauc.methods.pauc import PaucSettings, build_pauc
 
 # isort: on
 
 HELPERS = {"registry", "auc_margin", "libauc_variants", "fast_steps"}
-BUILT_IN = ("ce", "dam", "compositional")
+BUILT_IN = ("ce", "dam", "compositional", "pauc")
 
 for _module in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name):
     if _module.name not in HELPERS | set(BUILT_IN) and not _module.name.startswith("_"):
@@ -51,12 +53,14 @@ __all__ = [
     "CeSettings",
     "CompositionalSettings",
     "DamSettings",
+    "PaucSettings",
     "Method",
     "Recipe",
     "Style",
     "build_ce",
     "build_compositional",
     "build_dam",
+    "build_pauc",
     "dual_names",
     "register",
     "setting",

@@ -8,6 +8,8 @@ here change exactly those starting points and nothing else: every update is liba
 
 - :class:`AnchoredPESG`, :class:`AnchoredPDSCA`: ``model_ref`` starts at the starting weights.
 - :class:`ResumableCompositionalAUCLoss`: its BCE/AUC alternation survives a resume.
+- :class:`ResumablePAUCDROLoss`: its per-positive averages are in its state dict.
+- :class:`AnchoredSOPAs`: SOPAs' ``model_ref`` starts at the starting weights.
 - :func:`init_duals_from_scores`: ``a``, ``b`` at the class means of the starting model's scores,
   ``alpha`` at its closed form ``max(0, margin + b - a)`` (where PESG's ascent step rests).
 
@@ -21,8 +23,8 @@ import functools
 import logging
 
 import torch
-from libauc.losses import AUCMLoss, CompositionalAUCLoss
-from libauc.optimizers import PDSCA, PESG
+from libauc.losses import AUCMLoss, CompositionalAUCLoss, pAUC_DRO_Loss
+from libauc.optimizers import PDSCA, PESG, SOPAs
 
 from deepauc.methods.fast_steps import FastAUCMLoss, FastPDSCA, FastPESG
 
@@ -133,3 +135,25 @@ def init_duals_from_scores(
     loss.b.fill_(b)
     loss.alpha.fill_(alpha)
     return float(a), float(b), float(alpha)
+
+
+class ResumablePAUCDROLoss(pAUC_DRO_Loss):
+    """libauc's pAUC_DRO_Loss with its per-positive moving averages ``u_pos`` as a buffer:
+    libauc keeps them as a plain tensor attribute, outside the state dict, so a resumed job
+    would restart them at 0 (and a checkpoint of the loss would not hold them). The updates are
+    libauc's own."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        u_pos = self.u_pos
+        del self.u_pos
+        self.register_buffer("u_pos", u_pos)
+
+
+class AnchoredSOPAs(SOPAs):
+    """libauc's SOPAs with ``model_ref`` (used only with ``epoch_decay`` > 0) anchored at the
+    starting weights instead of N(0, 0.01) noise, as :class:`AnchoredPESG`. SOPAs has no dual
+    variables among its references."""
+
+    def __init_model_ref__(self, params):
+        return [p.detach().clone().float().to(self.device) for p in params if p is not None]

@@ -62,6 +62,7 @@ class BuildContext:
     log: logging.Logger
     start_scores: Callable[[], tuple[Any, Any]]
     compile: bool = False  # the runtime's ``compile``: fast optimizers compile their update
+    train_size: int = 0  # training images of the job's disease (a per-sample loss's length)
 
 
 @dataclass
@@ -72,13 +73,16 @@ class Recipe:
     the learning rate at the schedule's epochs (shared by all methods) and returns what it did,
     for the log. ``extra_state`` (a module, e.g. a loss with learnable parts) is saved in resume
     files and restored with them. ``duals()`` reports the method's dual variables, if any.
+    With ``uses_index``, ``loss_fn(logits, targets, index)`` also gets each batch item's
+    position among the job's training images (``BuildContext.train_size`` of them).
     """
 
-    loss_fn: Callable[[Any, Any], Any]
+    loss_fn: Callable[..., Any]
     optimizer: Any
     decay: Callable[[float], str] | None = None
     extra_state: Any = None
     duals: Callable[[], dict[str, float]] | None = None
+    uses_index: bool = False
 
     def __post_init__(self):
         if self.decay is None:
@@ -98,7 +102,7 @@ class Method:
     name: str
     label: str  # legends and tables
     color: str
-    linestyle: str
+    linestyle: str | tuple  # a matplotlib line style: a name or a dash pattern
     loss_name: str  # what its training loss is, for the training-curve figure
     settings: type
     build: Callable[..., Recipe]
@@ -127,7 +131,7 @@ def register(method: Method) -> Method:
 class Style:
     label: str
     color: str
-    linestyle: str
+    linestyle: str | tuple  # a matplotlib line style: a name or a dash pattern
 
 
 def style(name: str) -> Style:

@@ -48,12 +48,20 @@ def prepare_batch(job: Job, images: torch.Tensor, runtime: Runtime) -> torch.Ten
 
 
 def train_step(
-    job: Job, model_input: torch.Tensor, targets: torch.Tensor, runtime: Runtime
+    job: Job,
+    model_input: torch.Tensor,
+    targets: torch.Tensor,
+    runtime: Runtime,
+    index: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """One forward, loss, backward and optimizer step; returns the loss without waiting for it."""
+    """One forward, loss, backward and optimizer step; returns the loss without waiting for it.
+    ``index``: the batch's positions among the training images, for a loss that takes them."""
     with runtime.autocast():
         logits = job.train_model(model_input)
-    loss = job.loss_fn(logits.float(), targets)
+    if index is None:
+        loss = job.loss_fn(logits.float(), targets)
+    else:
+        loss = job.loss_fn(logits.float(), targets, index.to(targets.device, non_blocking=True))
     job.optimizer.zero_grad(set_to_none=True)
     loss.backward()
     job.optimizer.step()
@@ -130,10 +138,12 @@ def fit(
                 mininterval=1.0 if sys.stderr.isatty() else 30.0,
                 disable=not runtime.is_main,
             )
-            for images, targets in batches:
+            for images, targets, *index in batches:  # index: CachedImages.with_index
                 model_input = prepare_batch(job, images, runtime)
                 targets = targets.to(runtime.device, non_blocking=True)
-                progress.loss_sum += train_step(job, model_input, targets, runtime)
+                progress.loss_sum += train_step(
+                    job, model_input, targets, runtime, index[0] if index else None
+                )
                 progress.seen += len(images)
                 progress.batch += 1
                 step += 1

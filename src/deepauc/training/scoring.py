@@ -20,7 +20,7 @@ def predict_logits(model: nn.Module, loader: DataLoader, runtime: Runtime) -> np
     model.eval()
     scoring = HeadInFp32(model)
     scores = []
-    for images, _ in loader:
+    for images, *_ in loader:
         count = len(images)
         if runtime.device.type == "cuda" and count < loader.batch_size:
             # A batch of a new size makes cuDNN's benchmark mode time every layer again

@@ -192,8 +192,10 @@ def finetune_job(
         log=log,
         start_scores=lambda: _start_scores(model, train_images, batch_size, runtime),
         compile=runtime.compile,
+        train_size=len(train_images),
     )
     recipe = method.build(model, settings.method_settings, context)
+    train_images.with_index = recipe.uses_index
     log.info(
         "%s %s: %d train images (%d positive), sampling rate %.2f, %d batches an epoch, "
         "head from %s",
