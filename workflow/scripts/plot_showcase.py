@@ -2,7 +2,7 @@
 
 import pandas as pd
 
-from deepauc.evaluation.plots import plot_showcase
+from deepauc.evaluation.clinical_plots import plot_showcase
 from deepauc.jobs.logs import logged_to
 
 with logged_to(snakemake.log[0]):

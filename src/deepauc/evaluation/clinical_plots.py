@@ -1,4 +1,5 @@
-"""Figures of what a clinician reads: reliability diagrams (calibration) and subgroup AUCs."""
+"""Figures of what a clinician reads: test images with calibrated probabilities, reliability
+diagrams (calibration) and subgroup AUCs."""
 
 import matplotlib
 
@@ -6,7 +7,9 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
+from PIL import Image  # noqa: E402
 
+from deepauc.data.examples import short_labels  # noqa: E402
 from deepauc.evaluation.calibration import (  # noqa: E402
     ECE_BINS,
     PROBABILITY,
@@ -132,5 +135,49 @@ def plot_subgroups(subgroups: pd.DataFrame, predictor: str, paths: list, dpi: in
         "positives or negatives, interval not comparable)",
         fontsize=10,
     )
+    fig.tight_layout()
+    save_figure(fig, paths, dpi)
+
+
+def plot_showcase(
+    table: pd.DataFrame,
+    paths: list,
+    n_images: int = 12,
+    seed: int = 0,
+    dpi: int = 200,
+    model: str = "",
+) -> None:
+    """Test images with the top predicted labels and their calibrated probabilities (the
+    ``probability`` column; a table without one shows its logits, said so), the ground truth,
+    and the ``model`` that made them."""
+    value = "probability" if "probability" in table else "score"
+    wide = table.pivot(index="image", columns="disease", values=value)
+    truth = table.pivot(index="image", columns="disease", values="y_true")
+    rng = np.random.default_rng(seed)
+    with_finding = truth.index[(truth == 1).any(axis=1)]
+    without = truth.index[~(truth == 1).any(axis=1)]
+    n_without = min(len(without), max(1, n_images // 4))
+    picks = list(rng.permutation(with_finding)[: n_images - n_without]) + list(
+        rng.permutation(without)[:n_without]
+    )
+    columns = min(4, len(picks))
+    rows = int(np.ceil(len(picks) / columns))
+    fig, axes = plt.subplots(rows, columns, figsize=(3.2 * columns, 3.7 * rows), squeeze=False)
+    for ax in axes.ravel():
+        ax.axis("off")
+    for ax, image in zip(axes.ravel(), picks, strict=False):
+        ax.imshow(np.asarray(Image.open(image).convert("L")), cmap="gray")
+        top = wide.loc[image].sort_values(ascending=False).head(2)
+        positives = [d for d in truth.columns if truth.at[image, d] == 1]
+        ax.set_title(
+            "Top: "
+            + ", ".join(f"{short_labels([d])} {v:.2f}" for d, v in top.items())
+            + "\nGT: "
+            + short_labels(positives),
+            fontsize=8,
+        )
+    shown = "calibrated probabilities" if value == "probability" else "logits"
+    made_by = f" of {model}" if model else ""
+    fig.suptitle(f"Test images: top-2 {shown}{made_by} and ground truth (GT)", fontsize=11)
     fig.tight_layout()
     save_figure(fig, paths, dpi)

@@ -12,11 +12,9 @@ import pandas as pd  # noqa: E402
 from matplotlib.legend_handler import HandlerTuple  # noqa: E402
 from matplotlib.lines import Line2D  # noqa: E402
 from matplotlib.patches import Patch  # noqa: E402
-from PIL import Image  # noqa: E402
-from sklearn.metrics import roc_curve  # noqa: E402
+from sklearn.metrics import roc_auc_score, roc_curve  # noqa: E402
 
 from deepauc.atomic import atomic_path  # noqa: E402
-from deepauc.data.examples import short_labels  # noqa: E402
 from deepauc.evaluation.caution import PARTLY, UNTRAINED  # noqa: E402
 from deepauc.evaluation.stats import MEAN  # noqa: E402
 from deepauc.evaluation.summary import (  # noqa: E402
@@ -177,12 +175,20 @@ def _auc_row(subfig, summary, methods, diseases, predictors, marks) -> None:
                     elinewidth=0.8,
                     capsize=2,
                 )
+            if method == WARMUP:  # the baseline every fine-tune starts from, across its group
+                for i, predictor in enumerate(predictors):
+                    if (predictor, WARMUP, disease) in rows.index:
+                        base = rows.loc[(predictor, WARMUP, disease), "auc"]
+                        ax.hlines(base, i - 0.45, i + 0.45, colors="#555555", lw=0.9, ls="--")
         _predictor_axis(ax, disease, predictors)
     axes[0].set_ylabel("Test ROC-AUC (95% CI)")
     low_edge = np.nanmin(summary.loc[summary["method"].isin(methods), "auc_low"])
     axes[0].set_ylim(max(0.0, np.floor(low_edge * 20) / 20 - 0.05), 1.0)
     subfig.suptitle(
-        "Test ROC-AUC; whiskers: 95% patient-bootstrap intervals", fontsize=10, x=0.01, ha="left"
+        "Test ROC-AUC; whiskers: 95% patient-bootstrap intervals; dashed: the warm-up's AUC",
+        fontsize=10,
+        x=0.01,
+        ha="left",
     )
 
 
@@ -220,14 +226,42 @@ def _delta_row(subfig, rows: pd.DataFrame, label: str, diseases, predictors) -> 
                     markerfacecoloralt="white",
                     fillstyle=_MARKER_FILL.get(marks.get(key, ""), "full"),
                 )
+                ax.annotate(
+                    _significance(row),
+                    (i + offset, row["delta_high"]),
+                    xytext=(0, 2),
+                    textcoords="offset points",
+                    ha="center",
+                    va="bottom",
+                    rotation=90,
+                    fontsize=5.5,
+                    color=color,
+                )
         _predictor_axis(ax, disease, predictors)
+    if len(rows):  # room above the highest whisker for the q marks (the axes share y)
+        low, high = np.nanmin(rows["delta_low"]), np.nanmax(rows["delta_high"])
+        span = max(high - low, 1e-3)
+        axes[0].set_ylim(min(low, 0) - 0.1 * span, max(high, 0) + 0.55 * span)
     control = rows["control"].iloc[0] if len(rows) else ""
     axes[0].set_ylabel(f"AUC minus {ARM_NAMES.get(control, control)}\n(95% CI)")
     mean_p = rows.loc[rows["disease"] == MEAN, "p_resampling"]
     how = f"mean: {mean_p.iloc[0]} bootstrap" if len(mean_p) else "mean: bootstrap"
-    explained = f"{COMPARISON_EXPLAINED[label]}. Whiskers: 95% CI (per disease DeLong; {how})"
+    explained = (
+        f"{COMPARISON_EXPLAINED[label]}. Whiskers: 95% CI (per disease DeLong; {how}). "
+        "Above each: the Benjamini-Hochberg q of a disease's difference (* below 0.05), the "
+        "bootstrap p of the mean's"
+    )
     width = int(subfig.get_figure(root=True).get_figwidth() * 13)  # about 13 characters an inch
     subfig.suptitle(f"{label}\n{fill(explained, width)}", fontsize=10, x=0.01, ha="left")
+
+
+def _significance(row) -> str:
+    """A difference's mark: its BH q per disease, its p for the mean (no q: one test each)."""
+    q = row.get("q_value", float("nan"))
+    if pd.notna(q):
+        return f"q {q:.2f}" + ("*" if q < 0.05 else "")
+    p = row.get("p_value", float("nan"))
+    return f"p {p:.2f}" + ("*" if p < 0.05 else "") if pd.notna(p) else ""
 
 
 def plot_roc(
@@ -239,8 +273,13 @@ def plot_roc(
     low_fpr: float = 0.2,
 ) -> None:
     """ROC curves of one disease for every predictor and method, with the low false-positive
-    region (where screening operates) enlarged on the right."""
-    fig, (full, zoom) = plt.subplots(1, 2, figsize=(10, 4.6))
+    region (where screening operates) enlarged on the right. Predictors are told apart by
+    colour, methods by line style (the registry's); the legend, beside the panels, gives each
+    curve's test AUC. ``highlight`` is drawn thicker."""
+    fig, (full, zoom) = plt.subplots(1, 2, figsize=(12, 4.8), layout="constrained")
+    predictors = list(dict.fromkeys(p for p, _ in tables))
+    palette = plt.get_cmap("tab10").colors
+    colors = {p: palette[k % len(palette)] for k, p in enumerate(predictors)}
     for (predictor, method), table in tables.items():
         rows = table[table["disease"] == disease]
         if rows.empty or rows["y_true"].nunique() < 2:
@@ -248,12 +287,13 @@ def plot_roc(
         fpr, tpr, _ = roc_curve(rows["y_true"], rows["score"])
         strong = predictor == highlight
         line = {
-            "color": style(method).color,
-            "lw": 2.0 if strong else 0.9,
-            "alpha": 1.0 if strong else 0.45,
+            "color": colors[predictor],
+            "lw": 2.0 if strong else 1.0,
+            "alpha": 1.0 if strong else 0.7,
             "ls": style(method).linestyle,
         }
-        label = f"{predictor} {method}"
+        area = roc_auc_score(rows["y_true"], rows["score"])
+        label = f"{predictor}, {style(method).label}: AUC {area:.3f}"
         for ax in (full, zoom):
             ax.plot(fpr, tpr, label=label if ax is full else None, **line)
     full.plot([0, 1], [0, 1], color="grey", lw=0.6, ls=":")
@@ -264,52 +304,8 @@ def plot_roc(
     zoom.set_title(f"Low false-positive region (FPR <= {low_fpr:g})", fontsize=10)
     for ax in (full, zoom):
         ax.grid(alpha=0.3)
-    full.legend(fontsize=7, loc="lower right", frameon=False, ncol=2)
-    fig.tight_layout()
-    save_figure(fig, paths, dpi)
-
-
-def plot_showcase(
-    table: pd.DataFrame,
-    paths: list,
-    n_images: int = 12,
-    seed: int = 0,
-    dpi: int = 200,
-    model: str = "",
-) -> None:
-    """Test images with the top predicted labels and their calibrated probabilities (the
-    ``probability`` column; a table without one shows its logits, said so), the ground truth,
-    and the ``model`` that made them."""
-    value = "probability" if "probability" in table else "score"
-    wide = table.pivot(index="image", columns="disease", values=value)
-    truth = table.pivot(index="image", columns="disease", values="y_true")
-    rng = np.random.default_rng(seed)
-    with_finding = truth.index[(truth == 1).any(axis=1)]
-    without = truth.index[~(truth == 1).any(axis=1)]
-    n_without = min(len(without), max(1, n_images // 4))
-    picks = list(rng.permutation(with_finding)[: n_images - n_without]) + list(
-        rng.permutation(without)[:n_without]
-    )
-    columns = min(4, len(picks))
-    rows = int(np.ceil(len(picks) / columns))
-    fig, axes = plt.subplots(rows, columns, figsize=(3.2 * columns, 3.7 * rows), squeeze=False)
-    for ax in axes.ravel():
-        ax.axis("off")
-    for ax, image in zip(axes.ravel(), picks, strict=False):
-        ax.imshow(np.asarray(Image.open(image).convert("L")), cmap="gray")
-        top = wide.loc[image].sort_values(ascending=False).head(2)
-        positives = [d for d in truth.columns if truth.at[image, d] == 1]
-        ax.set_title(
-            "Top: "
-            + ", ".join(f"{short_labels([d])} {v:.2f}" for d, v in top.items())
-            + "\nGT: "
-            + short_labels(positives),
-            fontsize=8,
-        )
-    shown = "calibrated probabilities" if value == "probability" else "logits"
-    made_by = f" of {model}" if model else ""
-    fig.suptitle(f"Test images: top-2 {shown}{made_by} and ground truth (GT)", fontsize=11)
-    fig.tight_layout()
+    # beside the panels, not over the curves
+    fig.legend(fontsize=7, loc="outside right center", frameon=False)
     save_figure(fig, paths, dpi)
 
 
@@ -325,7 +321,9 @@ def plot_training_curves(
     val scores, where a collapse shows (evaluations flagged collapsed are crossed). ``warmup``
     maps a seed to its history; ``finetune`` maps (method, disease, seed) to the history of the
     chosen learning rate."""
-    fig, axes = plt.subplots(1, 4, figsize=(18, 4))
+    fig, axes = plt.subplots(1, 4, figsize=(18, 4.6), layout="constrained")
+    # Losses of other scales (AUCM, pAUC-DRO) on their own axis beside the BCE ones.
+    other_losses = axes[2].twinx()
     for seed, history in warmup.items():
         axes[0].plot(history["step"], history["val_auc"], marker="o", label=f"val AUC, seed {seed}")
         axes[0].plot(
@@ -343,20 +341,38 @@ def plot_training_curves(
         line = {"ls": style(method).linestyle, "color": colors[disease]}
         label = f"{disease} {method}" if seed == first_seed else None
         axes[1].plot(history["step"], history["val_auc"], marker="o", label=label, **line)
-        axes[2].plot(history["step"], history["train_loss"], marker=".", **line)
+        bce = METHODS[method].loss_name == "BCE"
+        (axes[2] if bce else other_losses).plot(
+            history["step"], history["train_loss"], marker="o" if bce else "s", ms=4, **line
+        )
         if "score_std" in history:
             axes[3].plot(history["step"], history["score_std"], marker=".", **line)
             fell = history[history["collapsed"].astype(bool)]
             axes[3].scatter(fell["step"], fell["score_std"], marker="x", s=60, color="red")
     axes[1].set(title="fine-tune: validation AUC (step 0: the warm-up)", xlabel="step")
-    losses = ", ".join(
-        f"{METHODS[m].loss_name} for {m}" for m in dict.fromkeys(m for m, _, _ in finetune)
+    shown = list(dict.fromkeys(m for m, _, _ in finetune))
+    bce = [m for m in shown if METHODS[m].loss_name == "BCE"]
+    others = [m for m in shown if m not in bce]
+    axes[2].set(
+        title="fine-tune: training loss (mean over the epoch)",
+        xlabel="step",
+        ylabel=("BCE (circles): " + ", ".join(bce)) if bce else "",
     )
-    axes[2].set(title=f"fine-tune: training loss ({losses})", xlabel="step")
+    if others:
+        other_losses.set_ylabel(
+            ", ".join(f"{METHODS[m].loss_name}: {m}" for m in others) + " (squares)"
+        )
+    else:
+        other_losses.set_axis_off()
     axes[3].set(title="fine-tune: spread of val scores (x: collapsed)", xlabel="step", yscale="log")
     for ax in axes:
         ax.grid(alpha=0.3)
-    axes[0].legend(fontsize=7, frameon=False)
-    axes[1].legend(fontsize=7, frameon=False, ncol=2)
-    fig.tight_layout()
+    axes[0].set(ylabel="val AUC; train loss (dotted)")
+    axes[1].set(ylabel="val AUC")
+    axes[3].set(ylabel="std of val scores")
+    # below the panels, not over the curves
+    axes[0].legend(fontsize=7, frameon=False, loc="upper center", bbox_to_anchor=(0.5, -0.15))
+    axes[1].legend(
+        fontsize=7, frameon=False, ncol=2, loc="upper center", bbox_to_anchor=(0.5, -0.15)
+    )
     save_figure(fig, paths, dpi)
