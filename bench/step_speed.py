@@ -8,13 +8,16 @@ measured by bench/finetune_stage.py, with the whole stage):
                         the speed the network allows (at batch 128 the issue's reference)
   network_graphed_bs32  the same, its forward and backward from a CUDA graph
   {method}_{mode}_bs32  the pipeline's fine-tune step for a method (dam: FastAUCMLoss + FastPESG
-                        in the architecture's PESG mode; ce: BCE + Adam), augmentation of a uint8
-                        batch on the GPU included; mode eager, graphed or compiled
+                        in the architecture's PESG mode; ce: BCE + Adam; pauc: the sync-free
+                        pAUC_DRO_Loss + SOPAs, pauc_libauc: libauc's own loss), augmentation of
+                        a uint8 batch on the GPU included; mode eager, graphed or compiled
   compile_seconds       with --modes compiled: the first compiled step's seconds (the compile,
                         cold, or from the cache of TORCHINDUCTOR_CACHE_DIR)
 
     python bench/step_speed.py --archs convnext_tiny densenet169 --out step_speed.json
     python bench/step_speed.py --archs convnext_tiny --modes compiled --out compiled.json
+    python bench/step_speed.py --methods ce pauc pauc_libauc --network-batches --size 64 \
+        --out pauc.json
 
 A CPU smoke run (no graphs; tiny): ``python bench/step_speed.py --device cpu --archs resnet10t
 --size 32 --steps 2 --warmup-steps 1 --out /tmp/s.json``.
@@ -139,11 +142,16 @@ def step_speed(arch: str, method_name: str, mode: str, args) -> tuple[float, flo
     device = torch.device(args.device)
     model = new_model(arch, device)
     runtime = Runtime.create(args.device, cuda_graphs=mode == "graphed", compile=mode == "compiled")
-    method = METHODS[method_name]
-    options = {"lr": 1e-4 if method_name == "ce" else 1e-3}
+    method = METHODS[method_name.removesuffix("_libauc")]
+    options = {"lr": 1e-4 if method_name in ("ce", "pauc", "pauc_libauc") else 1e-3}
     if method_name == "dam":
         options.update(mode=pesg_mode(count_normalization(model)), init_duals="zero")
-    context = BuildContext(device=device, log=log, start_scores=None, compile=runtime.compile)
+    if method_name.startswith("pauc"):
+        options["implementation"] = "libauc" if method_name.endswith("_libauc") else "fast"
+    batch = 32
+    context = BuildContext(
+        device=device, log=log, start_scores=None, compile=runtime.compile, train_size=batch
+    )
     recipe = method.build(model, method.settings(**options), context)
     job = SimpleNamespace(
         train_model=training_module(model, runtime, arch),  # graphed or compiled as a job's
@@ -151,14 +159,14 @@ def step_speed(arch: str, method_name: str, mode: str, args) -> tuple[float, flo
         optimizer=recipe.optimizer,
     )
     generator = augment_generator(device, 0)
-    batch = 32
+    index = torch.arange(batch, device=device) if recipe.uses_index else None
     pixels = torch.randint(0, 256, (batch, args.size, args.size), dtype=torch.uint8, device=device)
     targets = torch.zeros(batch, 1, device=device)
     targets[: batch // 4] = 1.0
 
     def step():
         model_input = to_model_input(pixels, device, AUGMENT, generator)
-        train_step(job, model_input, targets, runtime)
+        train_step(job, model_input, targets, runtime, index)
 
     return timed(step, args.steps, args.warmup_steps, batch, runtime)
 

@@ -11,7 +11,11 @@ from libauc.optimizers import SOPAs
 
 from deepauc.config.settings import AugmentSettings, FinetuneSettings
 from deepauc.methods import PaucSettings
-from deepauc.methods.libauc_variants import AnchoredSOPAs, ResumablePAUCDROLoss
+from deepauc.methods.libauc_variants import (
+    AnchoredSOPAs,
+    FastPAUCDROLoss,
+    ResumablePAUCDROLoss,
+)
 from deepauc.training.fit import prepare_batch, train_step
 from deepauc.training.runtime import Runtime
 from deepauc.training.stages import finetune_job, run_finetune
@@ -62,6 +66,38 @@ def test_ours_makes_libauc_updates_step_for_step(mode, epoch_decay):
     assert (ours[1] > 0).sum() > 5  # positives' averages moved
 
 
+@pytest.mark.parametrize("mode", ["adam", "sgd"])
+def test_the_sync_free_loss_makes_libauc_updates_within_float_noise(mode):
+    torch.manual_seed(0)
+    start = torch.nn.Linear(6, 1)
+    theirs = _run(pAUC_DRO_Loss, SOPAs, copy.deepcopy(start), mode, 12)
+    ours = _run(FastPAUCDROLoss, SOPAs, copy.deepcopy(start), mode, 12)
+    for a, b in zip(theirs[0], ours[0], strict=True):
+        torch.testing.assert_close(a, b, rtol=0, atol=1e-6)
+    torch.testing.assert_close(theirs[1], ours[1], rtol=1e-6, atol=1e-7)
+    # one step's loss and gradient, on a batch with a positive drawn twice
+    model = copy.deepcopy(start)
+    x, y, index = next(_batches(1, seed=3))
+    x, y, index = torch.cat([x, x[:1]]), torch.cat([y, y[:1]]), torch.cat([index, index[:1]])
+    grads = []
+    for loss_class in (pAUC_DRO_Loss, FastPAUCDROLoss):
+        model.zero_grad()
+        loss = loss_class(data_len=N, Lambda=0.5, device="cpu")
+        value = loss(torch.sigmoid(model(x)), y, index)
+        value.backward()
+        grads.append((value.detach(), model.weight.grad.clone(), loss.u_pos.clone()))
+    for a, b in zip(*grads, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-7)
+
+
+def test_the_sync_free_loss_is_zero_without_positives_where_libauc_asserts():
+    scores = torch.rand(8, 1)
+    none = torch.zeros(8, 1)
+    assert float(FastPAUCDROLoss(data_len=8, device="cpu")(scores, none, torch.arange(8))) == 0
+    with pytest.raises(AssertionError, match="no positive"):
+        pAUC_DRO_Loss(data_len=8, device="cpu")(scores, none, torch.arange(8))
+
+
 def test_the_per_positive_state_is_in_the_state_dict_so_a_resume_continues_it():
     torch.manual_seed(0)
     model = torch.nn.Linear(6, 1)
@@ -101,7 +137,7 @@ def test_a_pauc_job_feeds_sample_indices_and_steps_as_libauc_does(easy, tmp_path
     )
     runtime = Runtime.create("cpu", seed=0, threads=2)
     job = finetune_job(warm, "Edema", train, val, settings, AugmentSettings(), runtime)
-    assert isinstance(job.extra_state, ResumablePAUCDROLoss)
+    assert type(job.extra_state) is FastPAUCDROLoss  # the default implementation
     assert job.extra_state.u_pos.shape[0] == len(job.train_loader.dataset)
     model = copy.deepcopy(job.model)
     loss = pAUC_DRO_Loss(data_len=len(job.train_loader.dataset), device="cpu")

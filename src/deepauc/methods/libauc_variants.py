@@ -8,7 +8,8 @@ here change exactly those starting points and nothing else: every update is liba
 
 - :class:`AnchoredPESG`, :class:`AnchoredPDSCA`: ``model_ref`` starts at the starting weights.
 - :class:`ResumableCompositionalAUCLoss`: its BCE/AUC alternation survives a resume.
-- :class:`ResumablePAUCDROLoss`: its per-positive averages are in its state dict.
+- :class:`ResumablePAUCDROLoss`: its per-positive averages are in its state dict;
+  :class:`FastPAUCDROLoss` computes the same loss without host syncs.
 - :class:`AnchoredSOPAs`: SOPAs' ``model_ref`` starts at the starting weights.
 - :func:`init_duals_from_scores`: ``a``, ``b`` at the class means of the starting model's scores,
   ``alpha`` at its closed form ``max(0, margin + b - a)`` (where PESG's ascent step rests).
@@ -157,3 +158,41 @@ class AnchoredSOPAs(SOPAs):
 
     def __init_model_ref__(self, params):
         return [p.detach().clone().float().to(self.device) for p in params if p is not None]
+
+
+class FastPAUCDROLoss(ResumablePAUCDROLoss):
+    """:class:`ResumablePAUCDROLoss` computed without a host sync (``implementation: fast``).
+
+    libauc's forward selects the batch's positive and negative rows by boolean masks and asserts
+    that a positive is present: on a GPU each of these waits for the device, every step. Here
+    the same quantities come from the whole batch's (rows x rows) pair matrix weighted by a
+    positive-row x negative-column mask, the per-positive averages are written back for every
+    row (a negative's unchanged: a sample's label is fixed, so a negative's index is never a
+    positive's), and the counts stay tensors. The same loss, gradient and ``u_pos`` as libauc's
+    up to float summation order (``tests/test_pauc.py``); a batch without positives gives a
+    loss of 0 instead of libauc's assertion (the DualSampler puts positives in every batch).
+    """
+
+    def forward(self, y_pred, y_true, index, **kwargs):
+        y_pred = y_pred.reshape(-1, 1)
+        y_true = y_true.reshape(-1, 1)
+        index = index.reshape(-1)
+        if self.distributed:  # every rank's batch, as libauc gathers it
+            y_pred = torch.cat(torch.distributed.nn.all_gather(y_pred), dim=0)
+            y_true = torch.cat(torch.distributed.nn.all_gather(y_true), dim=0)
+            index = torch.cat(torch.distributed.nn.all_gather(index), dim=0)
+        positive = (y_true == 1).reshape(-1).to(y_pred.dtype)
+        negative = (y_true == 0).reshape(-1).to(y_pred.dtype)
+        pairs = positive[:, None] * negative[None, :]  # row i positive, column j negative
+        n_neg = negative.sum().clamp(min=1)
+        # surrogate of f(positive i) - f(negative j); other pairs zeroed before the exp
+        surrogate = self.surrogate_loss(self.margin, y_pred - y_pred.reshape(1, -1)) * pairs
+        exp_loss = torch.exp(surrogate / self.Lambda) * pairs
+        mean_exp = (exp_loss.sum(dim=1, keepdim=True) / n_neg).detach()
+        old = self.u_pos[index]
+        is_positive = positive[:, None].bool()
+        self.u_pos[index] = torch.where(
+            is_positive, (1 - self.gamma) * old + self.gamma * mean_exp, old
+        )
+        weight = (exp_loss / self.u_pos[index].clamp(min=1e-30)).detach()
+        return (weight * surrogate).sum() / (positive.sum().clamp(min=1) * n_neg)

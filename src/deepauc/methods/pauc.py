@@ -20,7 +20,8 @@ class PaucSettings:
     hardest negatives more, i.e. a smaller false-positive range); ``margin``: the squared-hinge
     surrogate's. ``mode``: SOPAs' update (adam or momentum sgd; both clip gradients at
     ``clip_value``). ``epoch_decay`` > 0 pulls weights toward the starting model (ours; libauc's
-    reference starts as noise)."""
+    reference starts as noise). ``implementation``: ``fast`` computes libauc's loss without
+    host syncs (``FastPAUCDROLoss``), ``libauc`` runs libauc's own forward."""
 
     lr: float = setting(1e-4, above=0)
     mode: str = setting("adam", choices=("adam", "sgd"))
@@ -30,16 +31,23 @@ class PaucSettings:
     clip_value: float = setting(2.0, above=0)
     weight_decay: float = setting(1e-5, minimum=0)
     epoch_decay: float = setting(0.0, minimum=0)
+    # "libauc": libauc's forward (boolean masks and an assertion, host syncs each step)
+    implementation: str = setting("fast", choices=("fast", "libauc"))
 
 
 def build_pauc(model, settings: PaucSettings, context: BuildContext) -> Recipe:
     import torch
 
-    from deepauc.methods.libauc_variants import AnchoredSOPAs, ResumablePAUCDROLoss
+    from deepauc.methods.libauc_variants import (
+        AnchoredSOPAs,
+        FastPAUCDROLoss,
+        ResumablePAUCDROLoss,
+    )
 
     if context.train_size <= 0:
         raise ValueError("the partial-AUC loss needs the number of training images")
-    loss = ResumablePAUCDROLoss(
+    loss_class = FastPAUCDROLoss if settings.implementation == "fast" else ResumablePAUCDROLoss
+    loss = loss_class(
         data_len=context.train_size,
         gamma=settings.gamma,
         margin=settings.margin,
