@@ -22,6 +22,7 @@ from deepauc.evaluation.operating_points import (
 )
 from deepauc.evaluation.scores import compare_metrics, score_predictions
 from deepauc.evaluation.stats import MEAN, auc, patient_bootstrap
+from deepauc.evaluation.subgroups import study_table, subgroup_rows
 
 
 def _table(y, scores, disease="Edema", prefix="i"):
@@ -181,3 +182,62 @@ def test_compare_metrics_of_a_table_with_itself_is_zero_and_sees_a_better_one():
     assert better.loc["Edema", "pauc20_delta"] > 0.1
     assert better.loc["Edema", "pauc20_p"] < 0.01
     assert better.loc[MEAN, "pauc20_delta"] == better.loc["Edema", "pauc20_delta"]
+
+
+def test_a_study_scores_as_the_max_over_its_two_views():
+    split = pd.DataFrame(
+        {
+            "image": ["s1_frontal", "s1_lateral", "s2_frontal"],
+            "study": ["p1/study1", "p1/study1", "p2/study1"],
+        }
+    )
+    table = pd.DataFrame(
+        {
+            "image": ["s1_frontal", "s1_lateral", "s2_frontal"],
+            "patient": ["p1", "p1", "p2"],
+            "disease": "Edema",
+            "y_true": [1.0, 1.0, 0.0],
+            "score": [-0.5, 2.0, 0.3],
+        }
+    )
+    studies = study_table(table, split).set_index("image")
+    assert list(studies.index) == ["p1/study1", "p2/study1"]
+    assert studies.loc["p1/study1", "score"] == 2.0  # the lateral view's, the larger
+    assert studies.loc["p1/study1", "y_true"] == 1.0
+    assert study_table(table, split, "mean").set_index("image").loc["p1/study1", "score"] == 0.75
+    with pytest.raises(ValueError, match="no study"):
+        study_table(table, split.iloc[:2])
+
+
+def test_a_subgroup_with_too_few_positives_is_kept_and_marked_and_left_out_of_the_gap():
+    rng = np.random.default_rng(0)
+    n = 400
+    y = (rng.random(n) < 0.3).astype(float)
+    female = np.arange(n) < 200
+    y[~female] = 0
+    y[np.flatnonzero(~female)[:5]] = 1  # five male positives: too few for a usable interval
+    ages = rng.integers(20, 95, n)
+    score = y + rng.normal(scale=0.8, size=n)
+    test = _table(y, score)
+    groups = pd.DataFrame(
+        {
+            "image": test["image"],
+            "sex": np.where(female, "Female", "Male"),
+            "age": ages,
+            "projection": np.where(np.arange(n) % 2 == 0, "AP", "PA"),
+        }
+    )
+    val = _table(y, y + rng.normal(scale=0.8, size=n), prefix="v")
+    rows = subgroup_rows(test, val, groups, n_resamples=100).set_index(["attribute", "group"])
+    male, female_row = rows.loc[("sex", "Male")], rows.loc[("sex", "Female")]
+    assert male["n_pos"] == 5 and bool(male["small"])  # kept, marked
+    assert not bool(female_row["small"])
+    assert female_row["sens90_low"] <= female_row["sens90"] <= female_row["sens90_high"]
+    assert np.isnan(male["largest_gap"])  # one usable group: no gap to take
+    assert list(rows.loc["age"].index) == ["<40", "40-59", "60-79", "80+"]
+    usable = rows.loc["projection"]
+    assert usable["largest_gap"].iloc[0] == pytest.approx(usable["auc"].max() - usable["auc"].min())
+    in_group = test["image"].isin(groups.loc[groups["sex"] == "Female", "image"])
+    assert female_row["auc"] == pytest.approx(
+        auc(test.loc[in_group, "y_true"], test.loc[in_group, "score"])
+    )

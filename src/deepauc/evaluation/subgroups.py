@@ -14,7 +14,7 @@ over the groups that are not small.
 import numpy as np
 import pandas as pd
 
-from deepauc.evaluation.operating_points import sensitivity
+from deepauc.evaluation.operating_points import drawn_sensitivities, sensitivity
 from deepauc.evaluation.scores import val_thresholds
 from deepauc.evaluation.stats import auc, bootstrap_aucs, patient_bootstrap, percentile_interval
 
@@ -37,6 +37,8 @@ SUBGROUP_COLUMNS = [
     "auc_low",
     "auc_high",
     SUBGROUP_OPERATING_POINT,
+    f"{SUBGROUP_OPERATING_POINT}_low",
+    f"{SUBGROUP_OPERATING_POINT}_high",
     "n_pos",
     "n_neg",
     "small",
@@ -74,7 +76,8 @@ def subgroup_rows(
 ) -> pd.DataFrame:
     """One prediction table per disease, attribute and group: AUC with a patient-bootstrap
     interval, the sensitivity at the predictor's val threshold for
-    :data:`SUBGROUP_OPERATING_POINT`, counts, ``small`` and the attribute's ``largest_gap``."""
+    :data:`SUBGROUP_OPERATING_POINT` with its interval (the threshold fixed), counts, ``small``
+    and the attribute's ``largest_gap``."""
     diseases = list(dict.fromkeys(table["disease"]))
     thresholds = val_thresholds(val, diseases)[SUBGROUP_OPERATING_POINT]
     rows = []
@@ -90,6 +93,10 @@ def subgroup_rows(
                 resamples = patient_bootstrap(members["patient"].to_numpy(), n_resamples, seed)
                 boot = bootstrap_aucs(y[:, None].astype(float), s[:, None], resamples)[:, 0]
                 low, high = percentile_interval(boot)
+                draws = np.stack([np.bincount(r, minlength=len(y)) for r in resamples])
+                sens_low, sens_high = percentile_interval(
+                    drawn_sensitivities(y == 1, s, draws.astype(float), thresholds[j])
+                )
                 found.append(
                     {
                         "disease": disease,
@@ -99,6 +106,8 @@ def subgroup_rows(
                         "auc_low": low,
                         "auc_high": high,
                         SUBGROUP_OPERATING_POINT: sensitivity(y, s, thresholds[j]),
+                        f"{SUBGROUP_OPERATING_POINT}_low": sens_low,
+                        f"{SUBGROUP_OPERATING_POINT}_high": sens_high,
                         "n_pos": n_pos,
                         "n_neg": n_neg,
                         "small": min(n_pos, n_neg) < MIN_GROUP_CLASS,
