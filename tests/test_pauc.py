@@ -14,6 +14,7 @@ from deepauc.methods import PaucSettings
 from deepauc.methods.libauc_variants import (
     AnchoredSOPAs,
     FastPAUCDROLoss,
+    FastSOPAs,
     ResumablePAUCDROLoss,
 )
 from deepauc.training.fit import prepare_batch, train_step
@@ -42,10 +43,12 @@ def _run(loss_class, optimizer_class, model, mode, steps=10, epoch_decay=0.0, re
     if optimizer.model_ref is not None:  # kept only with epoch_decay
         for mine, theirs in zip(optimizer.model_ref, reference, strict=True):
             mine.copy_(theirs)
-    for x, y, index in _batches(steps):
+    for step, (x, y, index) in enumerate(_batches(steps)):
         optimizer.zero_grad(set_to_none=True)
         loss(torch.sigmoid(model(x)), y, index).backward()
         optimizer.step()
+        if epoch_decay > 0 and step == steps // 2:  # the schedule's step: reference moves
+            optimizer.update_regularizer(decay_factor=10)
     return [p.detach().clone() for p in model.parameters()], loss.u_pos.clone()
 
 
@@ -88,6 +91,19 @@ def test_the_sync_free_loss_makes_libauc_updates_within_float_noise(mode):
         grads.append((value.detach(), model.weight.grad.clone(), loss.u_pos.clone()))
     for a, b in zip(*grads, strict=True):
         torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-7)
+
+
+@pytest.mark.parametrize("mode", ["adam", "sgd"])
+@pytest.mark.parametrize("epoch_decay", [0.0, 1e-3])
+def test_the_multi_tensor_sopas_makes_libauc_updates(mode, epoch_decay):
+    torch.manual_seed(0)
+    start = torch.nn.Sequential(torch.nn.Linear(6, 4), torch.nn.ReLU(), torch.nn.Linear(4, 1))
+    reference = [torch.randn(p.shape) * 0.01 for p in start.parameters()]
+    theirs = _run(pAUC_DRO_Loss, SOPAs, copy.deepcopy(start), mode, 12, epoch_decay, reference)
+    ours = _run(pAUC_DRO_Loss, FastSOPAs, copy.deepcopy(start), mode, 12, epoch_decay, reference)
+    for a, b in zip(theirs[0], ours[0], strict=True):
+        torch.testing.assert_close(a, b, rtol=0, atol=1e-7)
+    assert not torch.equal(theirs[0][0], start[0].weight)
 
 
 def test_the_sync_free_loss_is_zero_without_positives_where_libauc_asserts():
@@ -138,6 +154,7 @@ def test_a_pauc_job_feeds_sample_indices_and_steps_as_libauc_does(easy, tmp_path
     runtime = Runtime.create("cpu", seed=0, threads=2)
     job = finetune_job(warm, "Edema", train, val, settings, AugmentSettings(), runtime)
     assert type(job.extra_state) is FastPAUCDROLoss  # the default implementation
+    assert type(job.optimizer) is FastSOPAs
     assert job.extra_state.u_pos.shape[0] == len(job.train_loader.dataset)
     model = copy.deepcopy(job.model)
     loss = pAUC_DRO_Loss(data_len=len(job.train_loader.dataset), device="cpu")

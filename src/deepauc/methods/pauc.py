@@ -21,7 +21,8 @@ class PaucSettings:
     surrogate's. ``mode``: SOPAs' update (adam or momentum sgd; both clip gradients at
     ``clip_value``). ``epoch_decay`` > 0 pulls weights toward the starting model (ours; libauc's
     reference starts as noise). ``implementation``: ``fast`` computes libauc's loss without
-    host syncs (``FastPAUCDROLoss``), ``libauc`` runs libauc's own forward."""
+    host syncs and SOPAs' update on tensor lists (``FastPAUCDROLoss``, ``FastSOPAs``);
+    ``libauc`` runs libauc's own forward and per-tensor loop."""
 
     lr: float = setting(1e-4, above=0)
     mode: str = setting("adam", choices=("adam", "sgd"))
@@ -31,7 +32,7 @@ class PaucSettings:
     clip_value: float = setting(2.0, above=0)
     weight_decay: float = setting(1e-5, minimum=0)
     epoch_decay: float = setting(0.0, minimum=0)
-    # "libauc": libauc's forward (boolean masks and an assertion, host syncs each step)
+    # "libauc": libauc's forward (host syncs each step) and SOPAs' per-tensor loop
     implementation: str = setting("fast", choices=("fast", "libauc"))
 
 
@@ -41,20 +42,21 @@ def build_pauc(model, settings: PaucSettings, context: BuildContext) -> Recipe:
     from deepauc.methods.libauc_variants import (
         AnchoredSOPAs,
         FastPAUCDROLoss,
+        FastSOPAs,
         ResumablePAUCDROLoss,
     )
 
     if context.train_size <= 0:
         raise ValueError("the partial-AUC loss needs the number of training images")
-    loss_class = FastPAUCDROLoss if settings.implementation == "fast" else ResumablePAUCDROLoss
-    loss = loss_class(
+    loss = (FastPAUCDROLoss if settings.implementation == "fast" else ResumablePAUCDROLoss)(
         data_len=context.train_size,
         gamma=settings.gamma,
         margin=settings.margin,
         Lambda=settings.dro_lambda,
         device=context.device,
     )
-    optimizer = AnchoredSOPAs(
+    fast = settings.implementation == "fast"
+    optimizer = (FastSOPAs if fast else AnchoredSOPAs)(
         model.parameters(),
         lr=settings.lr,
         mode=settings.mode,
