@@ -25,7 +25,7 @@ def test_chexpert_and_the_dam_study_run_one_fine_tune_protocol():
     chexpert = load_config(CONFIG / "chexpert.yaml")
     study = load_config(CONFIG / "dam_study.yaml")
     assert fine_tune_protocol(chexpert) == fine_tune_protocol(study)
-    assert chexpert["finetune"]["methods"] == ["dam", "ce", "compositional"]
+    assert chexpert["finetune"]["methods"] == ["dam", "ce", "compositional", "pauc"]
     assert chexpert["finetune"]["dam"]["mode"] == "auto"
     assert chexpert["seeds"] == [0, 1, 2]
     # they do differ where they should: data and scale

@@ -139,6 +139,7 @@ def test_every_rule_writes_under_results_only(tmp_path):
             "rate_search": "first_seed",
             "dam": {"lr": [0.05, 0.1]},
             "ce": {"lr": [1e-4, 3e-4]},
+            "pauc": {"lr": [1e-4, 3e-4]},
         },
     }
     (work / "every_rule.yaml").write_text(yaml.safe_dump(every_rule))

@@ -270,6 +270,7 @@ def test_grids_of_unequal_size_are_refused():
         check(config)
     config["finetune"]["ce"]["lr"] = [1e-4, 3e-4]
     config["finetune"]["compositional"]["lr"] = [0.01, 0.1]
+    config["finetune"]["pauc"]["lr"] = [1e-4, 3e-4]
     config["finetune"]["overrides"] = {}
     check(config)
 
