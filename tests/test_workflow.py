@@ -190,7 +190,10 @@ def test_report_is_written(finished, tmp_path):
     work = copy_of(finished, tmp_path)
     report = snakemake(work, "--configfile", "tiny.yaml", "--report", "results/report.html")
     assert report.returncode == 0, report.stderr[-3000:]
-    assert (work / "results" / "report.html").stat().st_size > 10_000
+    html = (work / "results" / "report.html").read_text()
+    assert len(html) > 10_000
+    for table in ("summary.csv", "comparison.csv", "calibration.csv", "subgroups.csv"):
+        assert table in html, table  # the tables, not only the figures
 
 
 SUMMARY = "results/summary.csv"
