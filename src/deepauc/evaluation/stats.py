@@ -6,6 +6,7 @@ Every function takes plain arrays or a long prediction table (one row per image 
 ``image, patient, disease, y_true, score``) and is independent of how the scores were made.
 """
 
+import functools
 from dataclasses import dataclass
 from functools import partial
 from math import erf, sqrt
@@ -100,7 +101,14 @@ def delong_test(y_true: np.ndarray, scores_a: np.ndarray, scores_b: np.ndarray) 
 
 def patient_bootstrap(patients: np.ndarray, n_resamples: int, seed: int) -> list[np.ndarray]:
     """Row indices of ``n_resamples`` resamples that draw patients (not images) with replacement,
-    so that correlated images of one patient move together."""
+    so that correlated images of one patient move together. The same patients, count and seed
+    give the same resamples, so they are drawn once (every predictor of a run, and every
+    subgroup of it, is scored on the same test patients); callers only read them."""
+    return _patient_bootstrap(tuple(pd.Series(patients).astype(str)), n_resamples, seed)
+
+
+@functools.lru_cache(maxsize=64)
+def _patient_bootstrap(patients: tuple, n_resamples: int, seed: int) -> list[np.ndarray]:
     rng = np.random.default_rng(seed)
     codes, unique = pd.factorize(pd.Series(patients))
     rows_of = [np.flatnonzero(codes == k) for k in range(len(unique))]
