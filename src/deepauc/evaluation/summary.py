@@ -268,13 +268,12 @@ def summarize_by_seed(
     val_tables = val_tables or {}
     frames = [
         summarize(
-            {(architecture, method): table},
+            {key[:2]: table},
             n_resamples,
             seed,
-            {(architecture, method): val_tables[key]} if key in val_tables else None,
+            {key[:2]: val_tables[key]} if key in val_tables else None,
         ).assign(seed=key[2])
         for key, table in tables.items()
-        for architecture, method, _ in [key]
     ]
     return pd.concat(frames, ignore_index=True)
 
