@@ -1,10 +1,20 @@
-"""Model files: what a finished stage leaves behind, and how the next stage reads it."""
+"""Model files: what a finished stage leaves behind, and how the next stage reads it.
+
+Every file this pipeline reads back (models, resume files) is loaded by :func:`safe_load`:
+``torch.load(weights_only=True)`` with an explicit allow-list, numpy's plain arrays and scalars
+and nothing else. A file from a shared results folder or a colleague that carries any other
+pickled object (one that would run code as it is unpickled) is refused before anything in it
+runs.
+"""
 
 import os
+import pickle
 import shutil
 from pathlib import Path
 
+import numpy as np
 import torch
+from numpy._core.multiarray import _reconstruct, scalar
 from torch import nn
 
 from deepauc.atomic import atomic_path
@@ -13,6 +23,23 @@ from deepauc.models.build import create_model
 
 FORMAT = 1
 WRITE_FAILED = ("write failed", "failed writing", "unexpected pos")
+
+#: What a model or resume file may hold beyond tensors and plain Python data: numpy's arrays
+#: and scalars of numeric and boolean dtypes (random-generator states, sampler positions). An
+#: object array is not among them: its items would need globals of their own.
+NUMERIC_DTYPES = (
+    np.bool_,
+    *(np.int8, np.int16, np.int32, np.int64),
+    *(np.uint8, np.uint16, np.uint32, np.uint64),
+    *(np.float16, np.float32, np.float64),
+)
+SAFE_GLOBALS = [
+    _reconstruct,
+    scalar,
+    np.ndarray,
+    np.dtype,
+    *sorted({type(np.dtype(t)) for t in NUMERIC_DTYPES}, key=lambda t: t.__name__),
+]
 
 
 def save_model(path: str | os.PathLike, model_state: dict, meta: dict) -> None:
@@ -45,18 +72,54 @@ def save_torch(state: dict, path: str | os.PathLike) -> None:
         ) from err
 
 
+class UnsafeFileError(InputError):
+    """A file that holds pickled objects beyond the allow-list: refused, nothing in it run."""
+
+
+def safe_load(path: str | os.PathLike, device: torch.device | str = "cpu"):
+    """``torch.load`` of ``path`` that unpickles tensors, plain data and ``SAFE_GLOBALS`` only.
+
+    Raises :class:`UnsafeFileError` for a file that names any other Python object (a class,
+    a function: what a pickle payload calls), before it is called; a missing or truncated
+    file raises ``OSError``, ``RuntimeError`` or ``EOFError`` as torch does.
+    """
+    try:
+        with torch.serialization.safe_globals(SAFE_GLOBALS):
+            return torch.load(Path(path), map_location=device, weights_only=True)
+    except pickle.UnpicklingError as err:
+        found = next(
+            (line.strip() for line in str(err).splitlines() if "got <" in line or "GLOBAL" in line),
+            str(err).splitlines()[-1] if str(err) else type(err).__name__,
+        )
+        raise UnsafeFileError(
+            f"refused to load: the file holds Python objects that are not model data and "
+            f"could run code when unpickled ({found[:300]})",
+            where=str(path),
+            fix="only load files this pipeline wrote; if it did, delete the file and rerun the "
+            "rule that makes it. Never load such a file with weights_only=False unless you "
+            "trust whoever made it.",
+        ) from err
+
+
 def load_model(
     path: str | os.PathLike, device: torch.device | str = "cpu"
 ) -> tuple[nn.Module, dict]:
-    """Rebuild the network saved at ``path``; returns ``(model, meta)``."""
+    """Rebuild the network saved at ``path``; returns ``(model, meta)``. Loading runs no code
+    from the file (:func:`safe_load`)."""
     try:
-        saved = torch.load(Path(path), map_location=device, weights_only=False)
+        saved = safe_load(path, device)
     except (OSError, RuntimeError, EOFError) as err:
         raise InputError(
             f"cannot read model file ({err})",
             where=str(path),
             fix="delete it and rerun the rule that makes it.",
         ) from err
+    if not isinstance(saved, dict):
+        raise InputError(
+            f"not a model file of this pipeline (it holds a {type(saved).__name__})",
+            where=str(path),
+            fix="delete it and rerun the rule that makes it.",
+        )
     if saved.get("format") != FORMAT:
         raise InputError(
             f"model file format {saved.get('format')!r}, expected {FORMAT}",
