@@ -14,6 +14,7 @@ include: "workflow/rules/data.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/figures.smk"
+include: "workflow/rules/use.smk"
 
 
 # On a cluster these run in the Snakemake process itself: they read a few CSVs or draw a figure,
@@ -38,6 +39,8 @@ localrules:
     plot_subgroups,
     plot_training_curves,
     plot_synthetic_examples,
+    model_card,
+    export,
 
 
 rule all:

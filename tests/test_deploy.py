@@ -2,6 +2,7 @@
 images scored as the pipeline scores its test split (issue 30)."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -149,3 +150,145 @@ def test_a_rank_ensemble_ranks_new_images_among_val_as_the_pipeline_ranks_val(tr
     for key, value in long(val, scores).items():
         assert value == pytest.approx(want.at[key, "score"], abs=1e-4)
     assert card["programs"]["Edema"][1] == "rank"
+
+
+def test_new_images_are_scored_as_the_test_split_and_unreadable_ones_listed(trained, tmp_path):
+    from PIL import Image
+
+    from deepauc.deploy.inference import read_image_set, score_set, set_metrics
+
+    root, val, test, tables, models = trained
+    v, t = tables["resnet10t"]
+    export_predictor(leaf("resnet10t", models), DISEASES, v, test, tmp_path / "x", {})
+    pixels = np.load(test.cache)
+    rows = []
+    for i in range(6):
+        Image.fromarray(pixels[i]).save(tmp_path / f"{i}.png")
+        rows.append({"Path": f"{i}.png", "Edema": [1, 0, -1, "", 1, 0][i]})
+    (tmp_path / "broken.png").write_bytes(b"not an image")
+    rows += [{"Path": "broken.png", "Edema": 1}, {"Path": "missing.png", "Edema": 0}]
+    pd.DataFrame(rows).to_csv(tmp_path / "set.csv", index=False)
+    image_set = read_image_set(
+        {"csv": str(tmp_path / "set.csv")}, DISEASES, {"Edema": "ones"}, "inference.image_sets.x"
+    )
+    assert image_set.labelled == ["Edema"]
+    assert list(image_set.table["Edema"]) == [1, 0, 1, 0, 1, 0, 1, 0]  # -1 by U-Ones, blank 0
+    scores, unreadable, cards = score_set(image_set, {("resnet10t", "dam"): tmp_path / "x"})
+    assert sorted(Path(p).name for p in unreadable["image"]) == ["broken.png", "missing.png"]
+    assert unreadable["reason"].str.len().gt(0).all()
+    assert scores["image"].nunique() == 6
+    want = t.set_index(["image", "disease"])["score"]
+    for row in scores[scores["disease"] == "Cardiomegaly"].itertuples():
+        index = int(Path(row.image).stem)
+        image = test.table.at[index, "image"]
+        assert row.score == pytest.approx(want[(image, "Cardiomegaly")], abs=1e-4)
+        threshold = cards[("resnet10t", "dam")]["thresholds"]["Cardiomegaly"]["sens90"]
+        assert row.sens90 == int(row.score > threshold)
+    assert scores.loc[scores["disease"] == "Cardiomegaly", "y_true"].isna().all()
+    metrics = set_metrics(scores, cards, n_resamples=100)
+    assert set(metrics["disease"]) == {"Edema", "mean"}
+    assert {"auc", "auc_low", "sens90", "spec90"} <= set(metrics.columns)
+
+
+def test_an_image_set_with_a_bad_label_names_the_row(tmp_path):
+    from deepauc.deploy.inference import read_image_set
+    from deepauc.errors import InputError
+
+    pd.DataFrame({"Path": ["a.png", "b.png"], "Edema": ["1", "maybe"]}).to_csv(
+        tmp_path / "set.csv", index=False
+    )
+    with pytest.raises(InputError, match=r"row 3") as refused:
+        read_image_set({"csv": str(tmp_path / "set.csv")}, DISEASES, {}, "inference.image_sets.x")
+    assert "maybe" in str(refused.value) and "Fix:" in str(refused.value)
+    with pytest.raises(InputError, match="no column of image paths"):
+        pd.DataFrame({"file": ["a.png"]}).to_csv(tmp_path / "bad.csv", index=False)
+        read_image_set({"csv": str(tmp_path / "bad.csv")}, DISEASES, {}, "x")
+
+
+def test_a_folder_image_set_scores_every_image_file_in_it(tmp_path):
+    from PIL import Image
+
+    from deepauc.deploy.inference import read_image_set
+
+    (tmp_path / "sub").mkdir()
+    for name in ("a.png", "sub/b.jpg"):
+        Image.new("L", (8, 8)).save(tmp_path / name)
+    (tmp_path / "notes.txt").write_text("not an image")
+    image_set = read_image_set({"folder": str(tmp_path)}, DISEASES, {}, "x")
+    assert [Path(p).name for p in image_set.table["image"]] == ["a.png", "b.jpg"]
+    assert image_set.labelled == []
+
+
+@pytest.mark.parametrize("family", ["cnn", "swin", "vit"])
+def test_grad_cam_maps_each_family(family):
+    """A CNN (NCHW maps), a Swin (channels-last stages) and a ViT (token sequences)."""
+    import timm
+
+    from deepauc.deploy.saliency import reshape_transform, saliency_maps, target_layer
+
+    torch.manual_seed(0)
+    size = {"cnn": 32, "swin": 64, "vit": 32}[family]
+    if family == "cnn":
+        model = create_model("resnet10t", 1, size)
+    elif family == "swin":
+        model = timm.create_model(
+            "swin_tiny_patch4_window7_224",
+            embed_dim=16,
+            depths=(1, 1, 1, 1),
+            num_heads=(1, 1, 1, 1),
+            img_size=size,
+            window_size=2,
+            num_classes=1,
+        )
+    else:
+        model = create_model("test_vit", 1, size)
+    pixels = np.random.default_rng(0).integers(0, 256, (3, size, size), dtype=np.uint8)
+    maps = saliency_maps(model, 0, pixels, size)
+    assert maps.shape == (3, size, size)
+    assert np.isfinite(maps).all() and maps.min() >= 0 and maps.max() <= 1 + 1e-6
+    name, stage = target_layer(model, size)
+    captured = {}
+    handle = model.get_submodule(name).register_forward_hook(
+        lambda module, args, out: captured.setdefault("out", out)
+    )
+    with torch.no_grad():
+        model(torch.zeros(1, 3, size, size))
+    handle.remove()
+    prefix = getattr(model, "num_prefix_tokens", 0)
+    folded = reshape_transform(stage["num_chs"], prefix)(captured["out"])
+    assert folded.ndim == 4 and folded.shape[1] == stage["num_chs"]
+    if family != "vit":  # an untrained ViT's class token ignores the patches: a flat map
+        assert maps.std() > 0
+
+
+def test_a_seed_ensemble_of_rank_ensembles_nests_as_the_pipeline_nests_tables(trained, tmp_path):
+    """Several seeds: ensemble_seeds ranks each seed's (already rank-combined) ensemble among
+    its own val table. Two 'seeds' (the same members, weighted differently) show the nesting."""
+    root, val, test, tables, models = trained
+    vals = [tables[a][0] for a in ARCHS]
+    seed_vals, seed_plans = [], []
+    for seed, weights in enumerate(([0.5, 0.5], [0.25, 0.75])):
+        chosen = {d: np.array(weights) for d in DISEASES}
+        path = tmp_path / f"weights{seed}.csv"
+        weight_rows(chosen, ARCHS).to_csv(path, index=False)
+        seed_val = average_members(vals, "rank", chosen)
+        seed_val.to_csv(tmp_path / f"seed{seed}.val.csv", index=False)
+        seed_vals.append(seed_val)
+        plan = ensemble_plan(root, models, "rank", str(path))
+        seed_plans.append({**plan, "name": f"ensemble-selected/seed{seed}"})
+    final_val = calibrate(average_members(seed_vals, "rank"), average_members(seed_vals, "rank"))[0]
+    plan = {
+        "name": "ensemble-selected/seeds",
+        "combine": "rank",
+        "members": seed_plans,
+        "val_tables": [str(tmp_path / f"seed{s}.val.csv") for s in range(2)],
+        "weights": None,
+    }
+    export_predictor(plan, DISEASES, final_val, test, tmp_path / "s", {})
+    module, _ = load_bundle(tmp_path / "s")
+    scores, probabilities = scored(module, val)
+    want = final_val.set_index(["image", "disease"])
+    for key, value in long(val, scores).items():
+        assert value == pytest.approx(want.at[key, "score"], abs=1e-4), key
+    for key, value in long(val, probabilities).items():
+        assert value == pytest.approx(want.at[key, "probability"], abs=1e-4), key

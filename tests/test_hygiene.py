@@ -88,6 +88,7 @@ LAYERS = [
     {"deepauc.evaluation"},
     {"deepauc.config"},
     {"deepauc.training"},
+    {"deepauc.deploy"},  # using trained models: export, new images, model card, saliency
     {"deepauc.jobs"},
 ]
 ROOT_MODULES_AT_MOST = 5

@@ -196,6 +196,103 @@ def test_report_is_written(finished, tmp_path):
         assert table in html, table  # the tables, not only the figures
 
 
+def test_model_card_and_saliency_figures_are_written(finished):
+    results = finished / "results"
+    card = (results / "model_card.md").read_text()
+    audit = pd.read_csv(results / "data" / "label_audit.csv")
+    test_images = int(audit.loc[audit["split"] == "test", "images"].iloc[0])
+    for part in (
+        "## Data",
+        f"| test | Edema | {test_images} |",
+        "U-Ones",
+        "## Test metrics: `ensemble`, DAM fine-tune",
+        "### Calibration",
+        "### Subgroups",
+        "## Training health",
+        "Trained and tested on synthetic phantoms",
+        "Trained from scratch",
+    ):
+        assert part in card, part
+    summary = pd.read_csv(results / "summary.csv")
+    row = summary[
+        (summary["architecture"] == "ensemble")
+        & (summary["method"] == "dam")
+        & (summary["disease"] == "Edema")
+        & (summary["level"] == "image")
+    ].iloc[0]
+    assert f"{row['auc']:.3f} [{row['auc_low']:.3f}, {row['auc_high']:.3f}]" in card
+    for arch in ("resnet10t", "efficientvit_b0"):
+        assert (results / "figures" / f"saliency_{arch}.png").stat().st_size > 20_000
+        assert "Grad-CAM" in (results / "figures" / f"saliency_{arch}.svg").read_text()
+
+
+def test_new_images_are_scored_and_a_model_exported_without_retraining(finished, tmp_path):
+    """An image set through the exported predictors: its scores are the pipeline's own test
+    scores of the same images, unreadable images are listed, labels give metrics, the export
+    passes parity and its TorchScript file gives the same numbers. Nothing retrains."""
+    work = copy_of(finished, tmp_path)
+    test = pd.read_csv(work / "results" / "data" / "test.csv")
+    chosen = test[test["Edema"].notna()].head(10)
+    rows = [
+        {"Path": image, "Edema": int(label)}
+        for image, label in zip(chosen["image"], chosen["Edema"], strict=True)
+    ]
+    (work / "broken.png").write_bytes(b"not an image")
+    rows += [{"Path": "broken.png", "Edema": 1}, {"Path": "missing.png", "Edema": 0}]
+    pd.DataFrame(rows).to_csv(work / "new_images.csv", index=False)
+    overlay = {
+        "inference": {
+            "predictors": ["resnet10t", "ensemble-selected"],
+            "methods": ["dam"],
+            "image_sets": {"new": {"csv": "new_images.csv"}},
+        }
+    }
+    (work / "use.yaml").write_text(yaml.safe_dump(overlay))
+    target = "results/inference/new.csv"
+    args = ("--configfile", "tiny.yaml", "use.yaml", "--", target)
+    planned = jobs_to_run(work, *args)
+    assert planned == {"export_predictor", "score_images"}, planned
+    run = snakemake(work, *args)
+    assert run.returncode == 0, run.stderr[-3000:]
+    scores = pd.read_csv(work / target)
+    unreadable = pd.read_csv(work / "results" / "inference" / "new.unreadable.csv")
+    assert sorted(Path(p).name for p in unreadable["image"]) == ["broken.png", "missing.png"]
+    assert scores["image"].nunique() == len(chosen)
+    assert set(scores["predictor"]) == {"resnet10t", "ensemble-selected"}
+    assert {"probability", "sens90", "sens95"} <= set(scores.columns)
+    for predictor in ("resnet10t", "ensemble-selected"):
+        pipeline = pd.read_csv(work / f"results/predictions/{predictor}/seed0/dam.csv")
+        want = pipeline.set_index(["image", "disease"])
+        mine = scores[scores["predictor"] == predictor]
+        for row in mine.itertuples():
+            key = (os.path.relpath(row.image, work), row.disease)
+            assert row.score == pytest.approx(want.at[key, "score"], abs=1e-4), key
+            assert row.probability == pytest.approx(want.at[key, "probability"], abs=1e-4)
+    metrics = pd.read_csv(work / "results" / "inference" / "new.metrics.csv")
+    assert set(metrics["disease"]) == {"Edema", "mean"}
+    assert metrics["auc"].between(0, 1).all()
+    export = work / "results" / "export" / "ensemble-selected" / "dam"
+    parity = pd.read_csv(export / "parity.csv")
+    assert (parity["max_abs_difference"] <= 1e-4).all()
+    assert len(parity) >= 2 * len(DISEASES)  # every network's logit and the combined scores
+    card = yaml.safe_load((export / "card.json").read_text())  # JSON is YAML
+    assert card["diseases"] == DISEASES and card["image_size"] == TINY["image_size"]
+    assert {n["arch"] for n in card["networks"]} == {"resnet10t", "efficientvit_b0"}
+    assert all(len(n["sha256"]) == 64 and "val_auc" in n["training"] for n in card["networks"])
+    import torch
+
+    script = torch.jit.load(str(export / "predictor.torchscript.pt"))
+    cache = np.load(work / "results" / "data" / "cache" / f"test_{TINY['image_size']}px.npy")
+    with torch.no_grad():
+        traced = script(torch.from_numpy(cache[:8]))[0].numpy()
+    pipeline = pd.read_csv(work / "results/predictions/ensemble-selected/seed0/dam.csv")
+    want = pipeline.set_index(["image", "disease"])["score"]
+    for i, image in enumerate(test["image"][:8]):
+        for j, disease in enumerate(DISEASES):
+            if (image, disease) in want.index:
+                assert traced[i, j] == pytest.approx(want[(image, disease)], abs=1e-4)
+
+
 SUMMARY = "results/summary.csv"
 TRAINING_RULES = {"warmup", "finetune", "predict"}
 RUNTIME_CHANGES = {

@@ -171,6 +171,7 @@ PLOTS_CODE = code_digest(
                 "evaluation/plots.py",
                 "evaluation/clinical_plots.py",
                 "data/examples.py",
+                "deploy/saliency.py",
             )
         ),
         *sorted(glob.glob(os.path.join(REPO, "src", "deepauc", "methods", "*.py"))),
@@ -552,4 +553,140 @@ def default_targets():
     targets += figure("reliability") + figure("subgroups")
     targets += expand("results/figures/roc_{disease}.png", disease=DISEASE_BY_SLUG)
     targets += expand("results/figures/training_{arch}.png", arch=ARCHITECTURES)
+    # Using the models (use.smk): the model card, Grad-CAM figures, configured image sets.
+    targets.append("results/model_card.md")
+    targets += expand("results/figures/saliency_{arch}.png", arch=ARCHITECTURES)
+    targets += expand("results/inference/{name}.csv", name=IMAGE_SETS)
     return targets
+
+
+# Using the models (use.smk): which predictors are exported, described and score image sets.
+INFERENCE = config["inference"]
+INFERENCE_KEYS = [(p, m) for p in INFERENCE["predictors"] for m in INFERENCE["methods"]]
+IMAGE_SETS = INFERENCE["image_sets"]
+
+
+def check_inference_keys():
+    for predictor, method in INFERENCE_KEYS:
+        if predictor not in PREDICTORS or method not in EVAL_METHODS:
+            raise WorkflowError(
+                f"config key inference: {predictor!r} with {method!r} is not trained in this "
+                "run.\nFix: name predictors among "
+                f"{', '.join(PREDICTORS)} and methods among {', '.join(EVAL_METHODS)}."
+            )
+    for name, spec in IMAGE_SETS.items():
+        if ("csv" in spec) == ("folder" in spec) or not re.fullmatch(r"[\w.-]+", name):
+            raise WorkflowError(
+                f"config key inference.image_sets.{name}: give a csv (a file with a Path "
+                "column) or a folder of images, under a name of letters, digits, _ . -.\n"
+                "Fix: e.g. `ward_a: {csv: /data/ward_a.csv, root: /data}` or "
+                "`incoming: {folder: /data/incoming}`."
+            )
+
+
+check_inference_keys()
+
+
+wildcard_constraints:
+    # the configured names only: "ward.unreadable" is not an image set of its own
+    image_set="|".join(re.escape(name) for name in IMAGE_SETS) or "(?!)",
+
+
+def leaf_plan(arch, seed, method):
+    """One seed's disease models of an architecture (the warm-up's one model for all)."""
+    if method == WARMUP:
+        model = warmup_model(arch, seed)
+        models = {name: model for name in DISEASE_BY_SLUG.values()}
+    else:
+        folder = method_folder(arch, seed, method)
+        models = {name: f"{folder}/{s}.pt" for s, name in DISEASE_BY_SLUG.items()}
+    return {"name": f"{arch}/seed{seed}", "models": models}
+
+
+def seed_plan(predictor, seed, method):
+    """What one seed's predictor averages, as the ensemble rules average it."""
+    if predictor in ARCHITECTURES:
+        return leaf_plan(predictor, seed, method)
+    members = ENSEMBLE_MEMBERS[predictor]
+    weights = None
+    if predictor.endswith(SELECTED):
+        weights = f"results/predictions/{predictor}/seed{seed}/{method}.weights.csv"
+    return {
+        "name": f"{predictor}/seed{seed}",
+        "combine": config["ensemble"]["combine"],
+        "members": [leaf_plan(arch, seed, method) for arch in members],
+        "val_tables": [
+            f"results/predictions/{arch}/seed{seed}/{method}.val.csv"
+            for arch in members
+        ],
+        "weights": weights,
+    }
+
+
+def predictor_plan(predictor, method):
+    """The predictor the summary scores (deepauc.deploy.predictor): the seed ensemble where
+    several seeds run."""
+    if len(SEEDS) == 1:
+        return seed_plan(predictor, SEEDS[0], method)
+    return {
+        "name": f"{predictor}/seeds",
+        "combine": config["ensemble"]["combine"],
+        "members": [seed_plan(predictor, seed, method) for seed in SEEDS],
+        "val_tables": [
+            f"results/predictions/{predictor}/seed{seed}/{method}.val.csv"
+            for seed in SEEDS
+        ],
+        "weights": None,
+    }
+
+
+def plan_files(plan):
+    """Every model and table a plan reads."""
+    if "models" in plan:
+        return sorted(set(plan["models"].values()))
+    files = list(plan["val_tables"]) + ([plan["weights"]] if plan["weights"] else [])
+    for member in plan["members"]:
+        files += plan_files(member)
+    return sorted(set(files))
+
+
+def export_inputs(wildcards):
+    return {
+        "plan_files": plan_files(predictor_plan(wildcards.predictor, wildcards.method)),
+        "final_val": final_table(wildcards.predictor, wildcards.method, "val"),
+        "test": "results/data/test.csv",
+        "test_cache": image_cache("test"),
+    }
+
+
+def export_folder(predictor, method):
+    return f"results/export/{predictor}/{method}"
+
+
+EXPORT_FILES = [
+    "card.json",
+    "weights.safetensors",
+    "predictor.torchscript.pt",
+    "parity.csv",
+]
+
+
+def image_set_inputs(wildcards):
+    spec = IMAGE_SETS[wildcards.image_set]
+    return {
+        "cards": [f"{export_folder(p, m)}/card.json" for p, m in INFERENCE_KEYS],
+        "weights": [
+            f"{export_folder(p, m)}/weights.safetensors" for p, m in INFERENCE_KEYS
+        ],
+        "csv": [spec["csv"]] if "csv" in spec else [],
+    }
+
+
+def saliency_inputs(wildcards):
+    method = config["figures"]["showcase_method"]
+    plan = leaf_plan(wildcards.arch, SEEDS[0], method)
+    return {
+        "showcase": final_table(config["figures"]["showcase_predictor"], method),
+        "table": f"results/predictions/{wildcards.arch}/seed{SEEDS[0]}/{method}.csv",
+        "models": [plan["models"][d] for d in DISEASE_BY_SLUG.values()],
+    }

@@ -55,8 +55,8 @@ class PredictorModule(nn.Module):
     network's raw logits side by side (what the parity check compares).
 
     ``programs[d]`` says how disease ``d``'s score is made: ``["leaf", network, output]`` or
-    ``["combine", combine, weights, members, reference keys]`` (a reference: the buffer of a
-    member's sorted val scores, for the rank combine).
+    ``["combine", combine, weights, members, reference keys]`` (weights None: the plain mean;
+    a reference: the buffer of a member's sorted val scores, for the rank combine).
     """
 
     def __init__(
@@ -74,7 +74,7 @@ class PredictorModule(nn.Module):
         self.programs = programs
         self.reference_keys = sorted(references)
         for key in self.reference_keys:
-            self.register_buffer(key, references[key].to(torch.float32))
+            self.register_buffer(key, references[key])
         self.register_buffer("slope", torch.tensor(slopes, dtype=torch.float64))
         self.register_buffer("intercept", torch.tensor(intercepts, dtype=torch.float64))
         gain = [1 / s for s in IMAGENET_STD]
@@ -95,12 +95,15 @@ class PredictorModule(nn.Module):
             return logits[program[1]][:, program[2]].double()
         _, combine, weights, members, references = program
         total = None
-        for weight, member, key in zip(weights, members, references, strict=True):
+        for k, (member, key) in enumerate(zip(members, references, strict=True)):
             score = self._run(member, logits)
             if combine == "rank":
                 score = percentile_among(score, getattr(self, key))
-            total = weight * score if total is None else total + weight * score
-        return total
+            if weights is not None:  # the pipeline's weighted sum, member by member
+                score = weights[k] * score
+            total = score if total is None else total + score
+        # the plain mean as the pipeline takes it: the sum, then one division
+        return total if weights is not None else total / len(members)
 
 
 def percentile_among(scores: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
@@ -108,10 +111,11 @@ def percentile_among(scores: torch.Tensor, reference: torch.Tensor) -> torch.Ten
     ranks a value of the reference itself (ties get their average rank); a score between two
     reference values lands halfway between their ranks.
 
-    Compared in fp32: the reference comes from a prediction table's CSV, where an fp32 logit
-    is written as the shortest decimal that reads back as the same fp32 number, not as the
-    same float64 one."""
-    scores, reference = scores.float(), reference.float()
+    Compared in the reference's precision: fp32 for a network's logits (a prediction table's
+    CSV writes an fp32 logit as the shortest decimal that reads back as the same fp32 number,
+    not as the same float64 one), float64 for an ensemble's scores (computed here in the same
+    float64 operations, in the same order, as the pipeline's tables)."""
+    scores = scores.to(reference.dtype)
     below = torch.searchsorted(reference, scores, right=False)
     at_or_below = torch.searchsorted(reference, scores, right=True)
     return (below + at_or_below + 1).double() / (2 * reference.numel())
@@ -156,7 +160,9 @@ def build_predictor(plan: dict, diseases: list[str], final_val: pd.DataFrame):
             scores = np.sort(val.loc[val["disease"] == disease, "score"].to_numpy(float))
             if not scores.size:
                 raise InputError(f"no val scores of {disease!r} for {member['name']}", where=path)
-            references[key] = torch.from_numpy(scores)
+            # fp32 for a network's logits, float64 for an ensemble's (see percentile_among)
+            dtype = torch.float32 if "models" in member else torch.float64
+            references[key] = torch.from_numpy(scores).to(dtype)
             keys.append(key)
         return ["combine", node["combine"], weights, members, keys]
 
@@ -181,11 +187,10 @@ def build_predictor(plan: dict, diseases: list[str], final_val: pd.DataFrame):
     return module, networks, programs, thresholds
 
 
-def member_weights(node: dict, disease: str) -> list[float]:
-    """The members' weights for ``disease``: the selected ones, or the plain mean's."""
-    count = len(node["members"])
+def member_weights(node: dict, disease: str) -> list[float] | None:
+    """The members' weights for ``disease`` as selected on val; None for the plain mean."""
     if node.get("weights") is None:
-        return [1.0 / count] * count
+        return None
     table = pd.read_csv(node["weights"])
     rows = table[table["disease"] == disease].set_index("member")["weight"]
     names = [member["name"].split("/")[0] for member in node["members"]]

@@ -139,6 +139,19 @@ def plot_subgroups(subgroups: pd.DataFrame, predictor: str, paths: list, dpi: in
     save_figure(fig, paths, dpi)
 
 
+def showcase_picks(table: pd.DataFrame, n_images: int = 12, seed: int = 0) -> list[str]:
+    """The showcase's test images, drawn at random: about three quarters with a finding, the
+    rest without (the saliency figures show the first of the same draw)."""
+    truth = table.pivot(index="image", columns="disease", values="y_true")
+    rng = np.random.default_rng(seed)
+    with_finding = truth.index[(truth == 1).any(axis=1)]
+    without = truth.index[~(truth == 1).any(axis=1)]
+    n_without = min(len(without), max(1, n_images // 4))
+    return list(rng.permutation(with_finding)[: n_images - n_without]) + list(
+        rng.permutation(without)[:n_without]
+    )
+
+
 def plot_showcase(
     table: pd.DataFrame,
     paths: list,
@@ -153,13 +166,7 @@ def plot_showcase(
     value = "probability" if "probability" in table else "score"
     wide = table.pivot(index="image", columns="disease", values=value)
     truth = table.pivot(index="image", columns="disease", values="y_true")
-    rng = np.random.default_rng(seed)
-    with_finding = truth.index[(truth == 1).any(axis=1)]
-    without = truth.index[~(truth == 1).any(axis=1)]
-    n_without = min(len(without), max(1, n_images // 4))
-    picks = list(rng.permutation(with_finding)[: n_images - n_without]) + list(
-        rng.permutation(without)[:n_without]
-    )
+    picks = showcase_picks(table, n_images, seed)
     columns = min(4, len(picks))
     rows = int(np.ceil(len(picks) / columns))
     fig, axes = plt.subplots(rows, columns, figsize=(3.2 * columns, 3.7 * rows), squeeze=False)

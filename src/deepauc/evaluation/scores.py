@@ -58,11 +58,14 @@ def score_predictions(
     n_resamples: int = 1000,
     seed: int = 0,
     val: pd.DataFrame | None = None,
+    thresholds: dict[str, list[float]] | None = None,
 ) -> pd.DataFrame:
     """Per disease and their mean: AUC, the partial AUCs of :data:`PARTIAL_AUCS` and, given
     the ``val`` table, the test sensitivity at each val-chosen operating point of
     :data:`SPECIFICITIES` (with the test specificity it gave), each with a 95% patient-bootstrap
-    interval; AUPRC, counts.
+    interval; AUPRC, counts. ``thresholds`` (per operating point, one per disease of
+    ``table``, in its order) stand in for ``val``'s where they were chosen earlier (an exported
+    predictor's).
 
     Columns: ``disease, auc, auc_low, auc_high, pauc10(_low, _high), pauc20(...), sens90(...),
     spec90, sens95(...), spec95, auprc, n_pos, n_neg``; the ``mean`` row averages the diseases'
@@ -79,7 +82,8 @@ def score_predictions(
         name: bootstrap_aucs(y.to_numpy(), s.to_numpy(), resamples, max_fpr)
         for name, (_, max_fpr) in metrics.items()
     }
-    thresholds = val_thresholds(val, diseases)
+    if thresholds is None:
+        thresholds = val_thresholds(val, diseases)
     boots |= {
         name: _bootstrap_sensitivities(y.to_numpy(), s.to_numpy(), resamples, thresholds[name])
         for name in SPECIFICITIES
