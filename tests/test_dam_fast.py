@@ -16,6 +16,7 @@ from libauc.optimizers import PDSCA, PESG
 
 from deepauc.methods.fast_steps import FastAUCMLoss, FastPDSCA, FastPESG
 from deepauc.methods.libauc_variants import ResumableCompositionalAUCLoss, optimizer_class
+from deepauc.models.checkpoints import safe_load
 from deepauc.training.monitor import duals_rank_spread
 from deepauc.training.runtime import Runtime
 
@@ -90,7 +91,7 @@ def save_and_load(model, loss, optimizer, optimizer_cls, loss_cls, **options):
         buffer,
     )
     buffer.seek(0)
-    saved = torch.load(buffer, weights_only=False)
+    saved = safe_load(buffer)  # as resume files are read: tensors and plain data only
     model = Net()
     model.load_state_dict(saved["model"])
     loss, optimizer = make(optimizer_cls, loss_cls, model, **options)

@@ -292,3 +292,16 @@ def test_a_seed_ensemble_of_rank_ensembles_nests_as_the_pipeline_nests_tables(tr
         assert value == pytest.approx(want.at[key, "score"], abs=1e-4), key
     for key, value in long(val, probabilities).items():
         assert value == pytest.approx(want.at[key, "probability"], abs=1e-4), key
+
+
+def test_an_export_that_fails_parity_writes_nothing(trained, tmp_path, monkeypatch):
+    import deepauc.deploy.bundle as bundle
+    from deepauc.errors import InputError
+
+    root, val, test, tables, models = trained
+    monkeypatch.setattr(bundle, "PARITY_TOLERANCE", -1.0)  # no export can pass
+    with pytest.raises(InputError, match="differs from the pipeline's scoring"):
+        export_predictor(
+            leaf("resnet10t", models), DISEASES, tables["resnet10t"][0], test, tmp_path / "x", {}
+        )
+    assert not (tmp_path / "x").exists() or not any((tmp_path / "x").iterdir())

@@ -36,7 +36,7 @@ from deepauc.errors import JobStopped
 from deepauc.jobs.launch import run_training
 from deepauc.jobs.logs import logged_to
 from deepauc.methods import METHODS
-from deepauc.models.checkpoints import load_model
+from deepauc.models.checkpoints import load_model, safe_load
 from deepauc.training.runtime import Runtime
 from deepauc.training.stages import run_finetune, run_warmup
 
@@ -254,8 +254,8 @@ def test_interrupted_run_resumes_at_epoch_two_with_identical_weights(
         straight.drop(columns=["seconds", "images_per_second"]),
         resumed.drop(columns=["seconds", "images_per_second"]),
     )
-    a = torch.load(tmp_path / "straight" / "model.pt", weights_only=False)["state_dict"]
-    b = torch.load(tmp_path / "resumed" / "model.pt", weights_only=False)["state_dict"]
+    a = safe_load(tmp_path / "straight" / "model.pt")["state_dict"]
+    b = safe_load(tmp_path / "resumed" / "model.pt")["state_dict"]
     assert a.keys() == b.keys()
     assert all(torch.equal(a[k], b[k]) for k in a)
 
@@ -321,8 +321,8 @@ def test_a_sigterm_saves_the_current_step_and_the_rerun_continues_there_with_ide
         straight.drop(columns=["seconds", "images_per_second"]),
         resumed.drop(columns=["seconds", "images_per_second"]),
     )
-    a = torch.load(tmp_path / "straight" / "model.pt", weights_only=False)["state_dict"]
-    b = torch.load(out / "model.pt", weights_only=False)["state_dict"]
+    a = safe_load(tmp_path / "straight" / "model.pt")["state_dict"]
+    b = safe_load(out / "model.pt")["state_dict"]
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
@@ -447,6 +447,6 @@ def test_sigterm_to_ddp_ranks_stops_them_at_one_agreed_step_and_the_rerun_contin
     assert again.returncode == 0, again.stderr[-3000:]
     log = (out / "job.log").read_text()
     assert f"resuming at step {stopped[0]} (epoch 2" in log or "resuming after epoch" in log
-    a = torch.load(tmp_path / "straight" / "warmup.pt", weights_only=False)["state_dict"]
-    b = torch.load(out / "warmup.pt", weights_only=False)["state_dict"]
+    a = safe_load(tmp_path / "straight" / "warmup.pt")["state_dict"]
+    b = safe_load(out / "warmup.pt")["state_dict"]
     assert all(torch.equal(a[k], b[k]) for k in a)

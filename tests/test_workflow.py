@@ -265,7 +265,7 @@ def test_new_images_are_scored_and_a_model_exported_without_retraining(finished,
         want = pipeline.set_index(["image", "disease"])
         mine = scores[scores["predictor"] == predictor]
         for row in mine.itertuples():
-            key = (os.path.relpath(row.image, work), row.disease)
+            key = (os.path.normpath(row.image), row.disease)
             assert row.score == pytest.approx(want.at[key, "score"], abs=1e-4), key
             assert row.probability == pytest.approx(want.at[key, "probability"], abs=1e-4)
     metrics = pd.read_csv(work / "results" / "inference" / "new.metrics.csv")

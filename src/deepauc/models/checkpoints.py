@@ -76,8 +76,9 @@ class UnsafeFileError(InputError):
     """A file that holds pickled objects beyond the allow-list: refused, nothing in it run."""
 
 
-def safe_load(path: str | os.PathLike, device: torch.device | str = "cpu"):
-    """``torch.load`` of ``path`` that unpickles tensors, plain data and ``SAFE_GLOBALS`` only.
+def safe_load(path, device: torch.device | str = "cpu"):
+    """``torch.load`` of ``path`` (a file name or an open binary file) that unpickles tensors,
+    plain data and ``SAFE_GLOBALS`` only.
 
     Raises :class:`UnsafeFileError` for a file that names any other Python object (a class,
     a function: what a pickle payload calls), before it is called; a missing or truncated
@@ -85,7 +86,8 @@ def safe_load(path: str | os.PathLike, device: torch.device | str = "cpu"):
     """
     try:
         with torch.serialization.safe_globals(SAFE_GLOBALS):
-            return torch.load(Path(path), map_location=device, weights_only=True)
+            source = Path(path) if isinstance(path, (str, os.PathLike)) else path
+            return torch.load(source, map_location=device, weights_only=True)
     except pickle.UnpicklingError as err:
         found = next(
             (line.strip() for line in str(err).splitlines() if "got <" in line or "GLOBAL" in line),
@@ -94,7 +96,9 @@ def safe_load(path: str | os.PathLike, device: torch.device | str = "cpu"):
         raise UnsafeFileError(
             f"refused to load: the file holds Python objects that are not model data and "
             f"could run code when unpickled ({found[:300]})",
-            where=str(path),
+            where=str(path)
+            if isinstance(path, (str, os.PathLike))
+            else str(getattr(path, "name", "an open file")),
             fix="only load files this pipeline wrote; if it did, delete the file and rerun the "
             "rule that makes it. Never load such a file with weights_only=False unless you "
             "trust whoever made it.",
