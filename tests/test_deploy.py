@@ -305,3 +305,16 @@ def test_an_export_that_fails_parity_writes_nothing(trained, tmp_path, monkeypat
             leaf("resnet10t", models), DISEASES, tables["resnet10t"][0], test, tmp_path / "x", {}
         )
     assert not (tmp_path / "x").exists() or not any((tmp_path / "x").iterdir())
+
+
+def test_a_damaged_export_is_a_clear_error(trained, tmp_path):
+    from deepauc.errors import InputError
+
+    root, val, test, tables, models = trained
+    export_predictor(
+        leaf("resnet10t", models), DISEASES, tables["resnet10t"][0], test, tmp_path / "x", {}
+    )
+    (tmp_path / "x" / "weights.safetensors").write_bytes(b"cut short")
+    with pytest.raises(InputError, match="cannot read the exported predictor") as refused:
+        load_bundle(tmp_path / "x")
+    assert "Fix:" in str(refused.value)

@@ -194,6 +194,7 @@ def test_report_is_written(finished, tmp_path):
     assert len(html) > 10_000
     for table in ("summary.csv", "comparison.csv", "calibration.csv", "subgroups.csv"):
         assert table in html, table  # the tables, not only the figures
+    assert "model_card.md" in html and "saliency_resnet10t.png" in html
 
 
 def test_model_card_and_saliency_figures_are_written(finished):

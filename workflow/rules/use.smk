@@ -20,10 +20,15 @@ rule export_predictor:
         "../scripts/export_predictor.py"
 
 
-# Every predictor of `inference` exported at once: `snakemake --cores 8 export`.
+# Every architecture's selected models and each ensemble, with the methods of `inference`,
+# exported at once: `snakemake --cores 8 export`.
 rule export:
     input:
-        [f"{export_folder(p, m)}/card.json" for p, m in INFERENCE_KEYS],
+        [
+            f"{export_folder(p, m)}/card.json"
+            for p in PREDICTORS
+            for m in INFERENCE["methods"]
+        ],
 
 
 # New images through the exported predictors; never retrains. Unreadable images are listed.

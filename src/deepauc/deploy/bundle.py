@@ -28,6 +28,7 @@ import numpy as np
 import pandas as pd
 import timm
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 import deepauc
@@ -203,7 +204,7 @@ def load_bundle(folder: str | os.PathLike) -> tuple[PredictorModule, dict]:
     try:
         card = json.loads((folder / CARD).read_text())
         weights = load_file(str(folder / WEIGHTS))
-    except (OSError, ValueError) as err:
+    except (OSError, ValueError, SafetensorError) as err:
         raise InputError(
             f"cannot read the exported predictor ({err})",
             where=str(folder),
