@@ -318,3 +318,23 @@ def test_a_damaged_export_is_a_clear_error(trained, tmp_path):
     with pytest.raises(InputError, match="cannot read the exported predictor") as refused:
         load_bundle(tmp_path / "x")
     assert "Fix:" in str(refused.value)
+
+
+def test_an_image_set_keeps_the_views_the_models_were_trained_on(tmp_path):
+    from deepauc.deploy.inference import read_image_set
+
+    pd.DataFrame(
+        {
+            "Path": ["p/patient00001/study1/view1_frontal.jpg", "p/patient00001/study1/view2.jpg"],
+            "Frontal/Lateral": ["Frontal", "Lateral"],
+            "Edema": [1.0, 1.0],
+        }
+    ).to_csv(tmp_path / "set.csv", index=False)
+    spec = {"csv": str(tmp_path / "set.csv")}
+    kept = read_image_set(spec, DISEASES, {}, "inference.image_sets.x", views=["Frontal"])
+    assert [Path(p).name for p in kept.table["image"]] == ["view1_frontal.jpg"]
+    assert list(kept.table["patient"]) == ["patient00001"]
+    assert "Lateral view" in kept.skipped["reason"].iloc[0]
+    assert "inference.image_sets.x.views" in kept.skipped["reason"].iloc[0]
+    both = read_image_set({**spec, "views": ["Frontal", "Lateral"]}, DISEASES, {}, "x")
+    assert len(both.table) == 2 and both.skipped.empty

@@ -256,7 +256,7 @@ def test_new_images_are_scored_and_a_model_exported_without_retraining(finished,
     run = snakemake(work, *args)
     assert run.returncode == 0, run.stderr[-3000:]
     scores = pd.read_csv(work / target)
-    unreadable = pd.read_csv(work / "results" / "inference" / "new.unreadable.csv")
+    unreadable = pd.read_csv(work / "results" / "inference" / "new.skipped.csv")
     assert sorted(Path(p).name for p in unreadable["image"]) == ["broken.png", "missing.png"]
     assert scores["image"].nunique() == len(chosen)
     assert set(scores["predictor"]) == {"resnet10t", "ensemble-selected"}

@@ -588,7 +588,7 @@ check_inference_keys()
 
 
 wildcard_constraints:
-    # the configured names only: "ward.unreadable" is not an image set of its own
+    # the configured names only: "ward.skipped" is not an image set of its own
     image_set="|".join(re.escape(name) for name in IMAGE_SETS) or "(?!)",
 
 

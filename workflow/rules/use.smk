@@ -37,7 +37,7 @@ rule score_images:
         unpack(image_set_inputs),
     output:
         scores="results/inference/{image_set}.csv",
-        unreadable="results/inference/{image_set}.unreadable.csv",
+        skipped="results/inference/{image_set}.skipped.csv",
         metrics="results/inference/{image_set}.metrics.csv",
     log:
         "results/logs/score_images/{image_set}.log",

@@ -18,24 +18,26 @@ with logged_to(snakemake.log[0]), job_runtime(resources) as runtime:
         list(params.diseases),
         dict(config["uncertainty"]),
         where=f"inference.image_sets.{name}",
+        views=list(config["views"]),
     )
     bundles = {
         (predictor, method): f"results/export/{predictor}/{method}"
         for predictor, method in params.predictor_keys
     }
-    scores, unreadable, cards = score_set(
+    scores, skipped, cards = score_set(
         image_set, bundles, config["inference"]["batch_size"], runtime.device
     )
-    for row in unreadable.itertuples():
+    for row in skipped.itertuples():
         log.warning("%s: not scored (%s)", row.image, row.reason)
     metrics = set_metrics(scores, cards, params.resamples, params.seed)
     log.info(
-        "%s: %d image(s) scored, %d unreadable; labels for %s",
+        "%s: %d image(s) scored, %d not (results/inference/%s.skipped.csv); labels for %s",
         name,
         scores["image"].nunique() if len(scores) else 0,
-        len(unreadable),
+        len(skipped),
+        name,
         ", ".join(image_set.labelled) or "no disease",
     )
-    write_csv(unreadable, outputs.unreadable)
+    write_csv(skipped, outputs.skipped)
     write_csv(metrics, outputs.metrics)
     write_csv(scores, outputs.scores)

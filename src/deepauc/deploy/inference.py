@@ -3,7 +3,9 @@
 An image set is a CSV of image paths (CheXpert's ``Path`` column, or ``image``), optionally
 with label columns named as the diseases, or a folder whose image files are all scored. Each
 image is decoded as the training split's were (grayscale, resized to the training size); one
-that cannot be read is listed with the reason and the rest are scored.
+that cannot be read is listed with the reason and the rest are scored. A CSV with CheXpert's
+``Frontal/Lateral`` column keeps the views the models were trained on (config key ``views``),
+as the test split did; the others are listed too.
 
 The scores table has one row per image, predictor and disease: ``image, patient, predictor,
 method, disease, score, probability`` and a 0/1 decision per val-chosen operating point
@@ -34,20 +36,36 @@ PATH_COLUMNS = ("Path", "image", "path")
 _PATIENT = re.compile(r"(patient\d+)/")
 
 
+VIEW_COLUMN = "Frontal/Lateral"
+SKIPPED_COLUMNS = ["image", "reason"]
+
+
 @dataclass
 class ImageSet:
-    """The images of a set to score, their labels (NaN where unknown) and patients."""
+    """The images of a set to score, their labels (NaN where unknown) and patients, and the
+    images left out before scoring (a view the models were not trained on) with the reason."""
 
     table: pd.DataFrame  # image, patient, and a column per labelled disease
     labelled: list[str]  # the diseases the set has labels for
+    skipped: pd.DataFrame = None  # image, reason
+
+    def __post_init__(self):
+        if self.skipped is None:
+            self.skipped = pd.DataFrame(columns=SKIPPED_COLUMNS)
 
 
 def read_image_set(
-    spec: dict, diseases: list[str], policies: dict[str, str], where: str
+    spec: dict,
+    diseases: list[str],
+    policies: dict[str, str],
+    where: str,
+    views: list[str] | tuple[str, ...] = ("Frontal", "Lateral"),
 ) -> ImageSet:
     """The image set of a config entry: ``{csv: file, root: folder}`` (paths relative to
     ``root``, by default the CSV's folder) or ``{folder: folder}``. ``where`` names the config
-    key in errors."""
+    key in errors. A CSV with CheXpert's ``Frontal/Lateral`` column keeps the ``views`` the
+    models were trained on (the entry's own ``views`` if it has them); the others are listed
+    as skipped."""
     if ("csv" in spec) == ("folder" in spec):
         raise InputError(
             "an image set names either a csv or a folder",
@@ -93,6 +111,22 @@ def read_image_set(
         )
     table = pd.DataFrame({"image": images})
     table["patient"] = raw["patient"].astype(str) if "patient" in raw else patients_of(images)
+    skipped = pd.DataFrame(columns=SKIPPED_COLUMNS)
+    if VIEW_COLUMN in raw.columns:
+        wanted = list(spec.get("views", views))
+        view = raw[VIEW_COLUMN].astype(str).str.strip()
+        keep = view.isin(wanted).to_numpy()
+        skipped = pd.DataFrame(
+            {
+                "image": table.loc[~keep, "image"],
+                "reason": [
+                    f"{v} view: the models were trained on {', '.join(wanted)} (set "
+                    f"{where}.views to score it)"
+                    for v in view[~keep]
+                ],
+            }
+        )
+        table, raw = table[keep].reset_index(drop=True), raw[keep].reset_index(drop=True)
     labelled = [d for d in diseases if d in raw.columns]
     for disease in labelled:
         values = pd.to_numeric(raw[disease], errors="coerce")
@@ -108,7 +142,7 @@ def read_image_set(
             )
         mapped = apply_policy(values, policy_for(disease, policies))
         table[disease] = mapped.astype(float)
-    return ImageSet(table, labelled)
+    return ImageSet(table, labelled, skipped.reset_index(drop=True))
 
 
 def patients_of(images: list[str]) -> list[str]:
@@ -142,7 +176,8 @@ def score_set(
     device: torch.device | str = "cpu",
 ) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
     """Score ``image_set`` with each exported predictor of ``bundles`` ((predictor, method) ->
-    its export folder). Returns ``(scores, unreadable, cards)``; see the module docstring."""
+    its export folder). Returns ``(scores, skipped, cards)``: ``skipped`` lists ``image, reason``
+    of every image not scored (left out by view, or unreadable); see the module docstring."""
     frames, unreadable, cards, decoded = [], None, {}, {}
     for (predictor, method), folder in bundles.items():
         module, card = load_bundle(folder)
@@ -183,9 +218,10 @@ def score_set(
                 frame["y_true"] = rows[disease].to_numpy()
             frames.append(frame)
     if unreadable is None:
-        unreadable = pd.DataFrame(columns=["image", "reason"])
+        unreadable = pd.DataFrame(columns=SKIPPED_COLUMNS)
+    skipped = pd.concat([image_set.skipped, unreadable], ignore_index=True)
     table = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
-    return table, unreadable, cards
+    return table, skipped, cards
 
 
 def set_metrics(
