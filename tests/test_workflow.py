@@ -245,12 +245,16 @@ def test_new_images_are_scored_and_a_model_exported_without_retraining(finished,
         "inference": {
             "predictors": ["resnet10t", "ensemble-selected"],
             "methods": ["dam"],
-            "image_sets": {"new": {"csv": "new_images.csv"}},
+            "image_sets": {
+                "new": {"csv": "new_images.csv"},
+                # the dataset's own test CSV as a new set: it must give back the summary
+                "again": {"csv": f"{SYNTHETIC_ROOT}/{DATASET}/valid.csv", "root": SYNTHETIC_ROOT},
+            },
         }
     }
     (work / "use.yaml").write_text(yaml.safe_dump(overlay))
     target = "results/inference/new.csv"
-    args = ("--configfile", "tiny.yaml", "use.yaml", "--", target)
+    args = ("--configfile", "tiny.yaml", "use.yaml", "--", target, "results/inference/again.csv")
     planned = jobs_to_run(work, *args)
     assert planned == {"export_predictor", "score_images"}, planned
     run = snakemake(work, *args)
@@ -272,6 +276,14 @@ def test_new_images_are_scored_and_a_model_exported_without_retraining(finished,
     metrics = pd.read_csv(work / "results" / "inference" / "new.metrics.csv")
     assert set(metrics["disease"]) == {"Edema", "mean"}
     assert metrics["auc"].between(0, 1).all()
+    again = pd.read_csv(work / "results" / "inference" / "again.metrics.csv")
+    summary = pd.read_csv(work / "results" / "summary.csv")
+    summary = summary[(summary["level"] == "image") & (summary["method"] == "dam")]
+    for predictor in ("resnet10t", "ensemble-selected"):
+        mine = again[again["predictor"] == predictor].set_index("disease")
+        want = summary[summary["architecture"] == predictor].set_index("disease")
+        for column in ("auc", "auc_low", "auc_high", "pauc10", "sens90", "spec90", "n_pos"):
+            np.testing.assert_allclose(mine[column], want.loc[mine.index, column], atol=1e-6)
     export = work / "results" / "export" / "ensemble-selected" / "dam"
     parity = pd.read_csv(export / "parity.csv")
     assert (parity["max_abs_difference"] <= 1e-4).all()
@@ -294,6 +306,8 @@ def test_new_images_are_scored_and_a_model_exported_without_retraining(finished,
                 assert traced[i, j] == pytest.approx(want[(image, disease)], abs=1e-4)
 
 
+SYNTHETIC_ROOT = "results/synthetic"
+DATASET = "CheXpert-v1.0-small"
 SUMMARY = "results/summary.csv"
 TRAINING_RULES = {"warmup", "finetune", "predict"}
 RUNTIME_CHANGES = {
