@@ -50,7 +50,7 @@ def split(folder: Path, name: str, n: int, size: int, seed: int, diseases) -> Ca
     return CachedSplit(table, folder / f"{name}.npy")
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--archs", nargs="+", default=["convnext_tiny", "densenet169"])
     parser.add_argument("--size", type=int, default=224)
@@ -60,7 +60,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--device", default="cuda")
     parser.add_argument("--out", required=True)
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     diseases = DISEASES[: args.diseases]
     device = torch.device(args.device)
     cpu = Runtime(device=torch.device("cpu"))
@@ -116,7 +116,7 @@ def main() -> None:
                 )
     report = {
         "date": datetime.date.today().isoformat(),
-        "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]),
+        "command": " ".join(["inference_speed.py", *(sys.argv[1:] if argv is None else argv)]),
         "device": torch.cuda.get_device_name(device)
         if device.type == "cuda"
         else platform.processor(),

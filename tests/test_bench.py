@@ -138,6 +138,18 @@ def test_step_speed_runs_on_a_cpu_and_writes_each_measure(tmp_path):
     assert all(value > 0 for value in row.values())
 
 
+def test_inference_speed_runs_on_a_cpu_and_writes_each_measure(tmp_path):
+    out = tmp_path / "inference.json"
+    _load("inference_speed").main(
+        ["--device", "cpu", "--archs", "resnet10t", "--size", "32", "--diseases", "2",
+         "--images", "16", "--batches", "8", "--steps", "2", "--out", str(out)]
+    )  # fmt: skip
+    report = json.loads(out.read_text())
+    assert set(report["images_per_second"]) == {"fp32_bs8", "bf16_bs8"}
+    assert all(value > 0 for value in report["images_per_second"].values())
+    assert report["parity_cpu_export"] <= 1e-4 and report["networks"] == 2
+
+
 def _stage_run(root: Path) -> Path:
     """Two fine-tunes' records, as a run leaves them: 10 s and 20 s jobs, overlapping by 5 s."""
     for name, end, seconds, images_per_s in (
