@@ -919,6 +919,14 @@ BAD_CONFIGS = {
         {"synthetic": {"enabled": False}, "data_root": "{tmp}/no_valid"},
         ["valid.csv not found", "test_csv"],
     ),
+    "an inference predictor not trained": (
+        {"inference": {"predictors": ["convnext_tiny"]}},
+        ["config key inference", "'convnext_tiny'", "ensemble-selected"],
+    ),
+    "an image set with neither csv nor folder": (
+        {"inference": {"image_sets": {"ward": {"root": "/data"}}}},
+        ["inference.image_sets.ward", "csv", "folder"],
+    ),
 }
 
 
