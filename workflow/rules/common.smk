@@ -562,8 +562,13 @@ def default_targets():
 
 # Using the models (use.smk): which predictors are exported, described and score image sets.
 INFERENCE = config["inference"]
-INFERENCE_KEYS = [(p, m) for p in INFERENCE["predictors"] for m in INFERENCE["methods"]]
-IMAGE_SETS = INFERENCE["image_sets"]
+# Unset, they follow the showcase figures': a run of other methods needs no edit here.
+INFERENCE_PREDICTORS = INFERENCE.get("predictors") or [
+    config["figures"]["showcase_predictor"]
+]
+INFERENCE_METHODS = INFERENCE.get("methods") or [config["figures"]["showcase_method"]]
+INFERENCE_KEYS = [(p, m) for p in INFERENCE_PREDICTORS for m in INFERENCE_METHODS]
+IMAGE_SETS = INFERENCE.get("image_sets", {})
 
 
 def check_inference_keys():

@@ -27,7 +27,7 @@ rule export:
         [
             f"{export_folder(p, m)}/card.json"
             for p in PREDICTORS
-            for m in INFERENCE["methods"]
+            for m in INFERENCE_METHODS
         ],
 
 
@@ -72,8 +72,8 @@ rule model_card:
         "results/logs/model_card.log",
     params:
         facts={
-            "predictors": INFERENCE["predictors"],
-            "methods": INFERENCE["methods"],
+            "predictors": INFERENCE_PREDICTORS,
+            "methods": INFERENCE_METHODS,
             "members": ENSEMBLE_MEMBERS,
             "architectures": ARCHITECTURES,
             "seeds": SEEDS,
