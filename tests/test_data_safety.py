@@ -12,6 +12,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import yaml
 
@@ -21,6 +22,7 @@ from tests.test_workflow import DISEASES, TINY, checkout, snakemake
 pytestmark = pytest.mark.e2e
 
 SUMMARY = "results/summary.csv"
+INFERENCE = "results/inference/ward.csv"
 
 
 def chexpert_tree(root: Path) -> Path:
@@ -141,10 +143,12 @@ def test_every_rule_writes_under_results_only(tmp_path):
             "ce": {"lr": [1e-4, 3e-4]},
             "pauc": {"lr": [1e-4, 3e-4]},
         },
+        # an image set to score (export_predictor, score_images), and every export
+        "inference": {"image_sets": {"ward": {"folder": str(tmp_path / "images")}}},
     }
     (work / "every_rule.yaml").write_text(yaml.safe_dump(every_rule))
     listed = snakemake(work, "--list-rules").stdout.split()
-    rules, paths = planned_paths(work, "--configfile", "every_rule.yaml")
+    rules, paths = planned_paths(work, "--configfile", "every_rule.yaml", "--", "all", "export")
     assert rules - {"all"} == set(listed) - {"all"}, set(listed) ^ rules
     outside = [path for path in paths if not path.startswith("results/") or ".." in path]
     assert paths and not outside, outside
@@ -170,9 +174,13 @@ def test_a_run_on_a_read_only_download_leaves_every_input_byte_identical(tmp_pat
         "architectures": ["resnet10t"],
     }
     with read_only(tree, tmp_path) as view:
-        (work / "real.yaml").write_text(yaml.safe_dump({**config, "data_root": str(view)}))
-        run = snakemake(work, "--configfile", "real.yaml", "--", SUMMARY)
+        # the download's own test images scored again as a new image set, from where they lie
+        images = {"ward": {"folder": str(view / "CheXpert-v1.0-small" / "valid")}}
+        config = {**config, "data_root": str(view), "inference": {"image_sets": images}}
+        (work / "real.yaml").write_text(yaml.safe_dump(config))
+        run = snakemake(work, "--configfile", "real.yaml", "--", SUMMARY, INFERENCE)
     assert run.returncode == 0, run.stderr[-3000:]
     assert (work / SUMMARY).exists()
+    assert len(pd.read_csv(work / INFERENCE)) > 0
     assert not (work / "results" / "synthetic").exists()
     assert fingerprint(tree) == before
