@@ -4,12 +4,8 @@ import pandas as pd
 
 from deepauc.atomic import write_csv
 from deepauc.evaluation.subgroups import subgroup_table
+from deepauc.evaluation.summary import read_tables
 from deepauc.jobs.logs import logged_to
-
-
-def read_tables(keys, paths):
-    return {tuple(key): pd.read_csv(path) for key, path in zip(keys, paths, strict=True)}
-
 
 inputs, params = snakemake.input, snakemake.params
 with logged_to(snakemake.log[0]):

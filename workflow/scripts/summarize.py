@@ -8,13 +8,14 @@ from deepauc.evaluation.calibration import calibration_table
 from deepauc.evaluation.caution import summary_cautions, trained_marks
 from deepauc.evaluation.diagnostics import MIN_BACKBONE_DRIFT, warmup_best_steps
 from deepauc.evaluation.ensemble import ensemble_weights_table
-from deepauc.evaluation.summary import comparison_table, per_seed_tables, study_rows, summarize
+from deepauc.evaluation.summary import (
+    comparison_table,
+    per_seed_tables,
+    read_tables,
+    study_rows,
+    summarize,
+)
 from deepauc.jobs.logs import logged_to
-
-
-def read_tables(keys, paths):
-    return {tuple(key): pd.read_csv(path) for key, path in zip(keys, paths, strict=True)}
-
 
 inputs, params, outputs = snakemake.input, snakemake.params, snakemake.output
 with logged_to(snakemake.log[0]):

@@ -1,16 +1,9 @@
 """Rule summarize_seeds: results/seeds.csv, the summary of each seed on its own and its paired
 differences against CE and the warm-up (columns: deepauc.evaluation.summary's docstring)."""
 
-import pandas as pd
-
 from deepauc.atomic import write_csv
-from deepauc.evaluation.summary import seeds_table
+from deepauc.evaluation.summary import read_tables, seeds_table
 from deepauc.jobs.logs import logged_to
-
-
-def read_tables(keys, paths):
-    return {tuple(key): pd.read_csv(path) for key, path in zip(keys, paths, strict=True)}
-
 
 inputs, params = snakemake.input, snakemake.params
 with logged_to(snakemake.log[0]):

@@ -340,3 +340,9 @@ def study_rows(
             image_rows(summary)[keys + annotations], on=keys, how="left", validate="one_to_one"
         )
     return studies
+
+
+def read_tables(keys, paths) -> dict[tuple, pd.DataFrame]:
+    """The prediction tables at ``paths``, each under its key (a rule's params list them in
+    the same order as its inputs)."""
+    return {tuple(key): pd.read_csv(path) for key, path in zip(keys, paths, strict=True)}
