@@ -562,7 +562,8 @@ def default_targets():
 
 # Using the models (use.smk): which predictors are exported, described and score image sets.
 INFERENCE = config["inference"]
-# Unset, they follow the showcase figures': a run of other methods needs no edit here.
+# Empty (the default), they follow the showcase figures': a run of other methods needs no
+# edit here.
 INFERENCE_PREDICTORS = INFERENCE.get("predictors") or [
     config["figures"]["showcase_predictor"]
 ]
