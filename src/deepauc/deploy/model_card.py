@@ -313,9 +313,13 @@ def _limitations(tables: dict, summary: pd.DataFrame, facts: dict) -> list[str]:
             + ", ".join(f"{r.disease} ({r.positive})" for r in few.itertuples())
             + ": wide intervals."
         )
+    labels = (
+        "Labels are the generator's simulated report labels, noisy on purpose"
+        if facts["synthetic"]
+        else "Labels come from report text (CheXpert's labeller) and carry its errors"
+    )
     notes.append(
-        "Labels come from report text (CheXpert's labeller): they carry its errors, and "
-        "the uncertainty policy above decides what an uncertain finding counts as."
+        f"{labels}; the uncertainty policy above decides what an uncertain finding counts as."
     )
     notes.append(
         "Thresholds and calibration were chosen on val from the same hospital as the "
