@@ -338,3 +338,67 @@ def test_an_image_set_keeps_the_views_the_models_were_trained_on(tmp_path):
     assert "inference.image_sets.x.views" in kept.skipped["reason"].iloc[0]
     both = read_image_set({**spec, "views": ["Frontal", "Lateral"]}, DISEASES, {}, "x")
     assert len(both.table) == 2 and both.skipped.empty
+
+
+def _card_tables(n_pos: int) -> dict:
+    from deepauc.evaluation.summary import SUMMARY_COLUMNS
+
+    row = {c: 0.5 for c in SUMMARY_COLUMNS}
+    row |= {"architecture": "ensemble", "method": "dam", "level": "image", "n_pos": n_pos}
+    summary = pd.DataFrame([row | {"disease": "Edema"}, row | {"disease": "mean"}]).assign(
+        trained="yes", caution=""
+    )
+    audit = pd.DataFrame(
+        [{"split": s, "disease": "Edema", "images": 100, "positive": n_pos, "negative": 50,
+          "ignored": 0} for s in ("train", "val", "test")]
+    )  # fmt: skip
+    return {
+        "summary": summary,
+        "comparison": pd.DataFrame(columns=["architecture", "method", "control", "disease"]),
+        "calibration": pd.DataFrame(columns=["architecture", "method", "disease"]),
+        "subgroups": pd.DataFrame(columns=["architecture", "method", "disease", "attribute"]),
+        "diagnostics": pd.DataFrame(
+            [
+                {
+                    "architecture": "convnext_tiny",
+                    "seed": 0,
+                    "method": "dam",
+                    "disease": "Edema",
+                    "collapsed": "yes",
+                    "trained": "yes",
+                }
+            ]
+        ),  # fmt: skip
+        "audit": audit,
+    }
+
+
+@pytest.mark.parametrize("synthetic", [True, False])
+def test_the_model_card_states_the_limitations_that_apply_to_the_run(synthetic):
+    from deepauc.deploy.model_card import model_card
+
+    facts = {
+        "predictors": ["ensemble"],
+        "methods": ["dam"],
+        "members": {"ensemble": ["convnext_tiny", "densenet169"]},
+        "architectures": ["convnext_tiny", "densenet169"],
+        "seeds": [0] if synthetic else [0, 1, 2],
+        "diseases": ["Edema"],
+        "policies": {"Edema": "ones"},
+        "synthetic": synthetic,
+        "dataset": "/data/CheXpert-v1.0-small/train.csv (train and val)",
+        "image_size": 40 if synthetic else 224,
+        "pretrained": not synthetic,
+        "warmup": {"epochs": 2, "lr": 1e-4},
+        "finetune": {"epochs": 2, "methods": ["dam", "ce"]},
+        "combine": "mean",
+        "exports": ["results/export/ensemble/dam"],
+    }
+    card = model_card(_card_tables(n_pos=10 if synthetic else 200), facts)
+    for part in ("synthetic phantoms", "from scratch", "40 px", "One seed", "Fewer than 30"):
+        assert (part in card) == synthetic, part
+    assert "Edema: U-Ones" in card
+    assert ("timm's ImageNet weights" in card) == (not synthetic)
+    assert "Collapsed (val AUC fell to chance, or the scores went constant): 1 fine-tune" in card
+    assert "convnext_tiny/seed0/dam/Edema" in card
+    assert "Not a medical device" in card
