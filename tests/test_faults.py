@@ -232,8 +232,8 @@ def _leftovers(folder: Path) -> list[str]:
 SLOW_CACHE = """
 import sys, time
 import deepauc.data.cache as cache
-decode = cache._decode
-cache._decode = lambda path, size: (time.sleep(0.02), decode(path, size))[1]
+decode = cache.try_load_image
+cache.try_load_image = lambda path, size: (time.sleep(0.02), decode(path, size))[1]
 cache.build_cache(sys.argv[2:], 64, sys.argv[1], workers=1, label="train")
 """
 

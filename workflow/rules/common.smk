@@ -441,10 +441,8 @@ def data_root(wildcards):
 
 def model_files(wildcards):
     """The model(s) one predict job scores: the warm-up, or the disease models of a method."""
-    if wildcards.method == "warmup":
-        return [warmup_model(wildcards.arch, wildcards.seed)]
-    folder = method_folder(wildcards.arch, wildcards.seed, wildcards.method)
-    return [f"{folder}/{d}.pt" for d in DISEASE_BY_SLUG]
+    models = leaf_plan(wildcards.arch, wildcards.seed, wildcards.method)["models"]
+    return list(dict.fromkeys(models.values()))
 
 
 def ensemble_members(wildcards):

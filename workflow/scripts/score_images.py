@@ -1,6 +1,7 @@
 """Rule score_images: an image set through the exported predictors (deepauc.deploy.inference)."""
 
 import logging
+from pathlib import Path
 
 from deepauc.atomic import write_csv
 from deepauc.config.settings import JobResources
@@ -20,9 +21,10 @@ with logged_to(snakemake.log[0]), job_runtime(resources) as runtime:
         where=f"inference.image_sets.{name}",
         views=list(config["views"]),
     )
+    # each predictor's export folder: where its card (an input) lies
     bundles = {
-        (predictor, method): f"results/export/{predictor}/{method}"
-        for predictor, method in params.predictor_keys
+        tuple(key): Path(card).parent
+        for key, card in zip(params.predictor_keys, inputs.cards, strict=True)
     }
     scores, skipped, cards = score_set(
         image_set, bundles, config["inference"]["batch_size"], runtime.device

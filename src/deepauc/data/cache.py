@@ -63,7 +63,9 @@ def build_cache(
         ):
             for start in range(0, len(images), CHUNK):
                 chunk = images[start : start + CHUNK]
-                for offset, pixels in enumerate(pool.map(_decode, chunk, [size] * len(chunk))):
+                for offset, pixels in enumerate(
+                    pool.map(try_load_image, chunk, [size] * len(chunk))
+                ):
                     if isinstance(pixels, Exception):
                         raise InputError(
                             f"cannot decode image {chunk[offset]!r}: {pixels}",
@@ -97,7 +99,9 @@ def reserve_space(tmp: Path, target: Path) -> None:
         # A filesystem without fallocate (some network mounts): the free-space check stands.
 
 
-def _decode(path: str, size: int) -> np.ndarray | Exception:
+def try_load_image(path: str, size: int) -> np.ndarray | Exception:
+    """:func:`load_image`, or the error of an image that is missing, unreadable or truncated
+    (returned, not raised: the caller says which image it was)."""
     try:
         return load_image(path, size)
     except (OSError, SyntaxError, ValueError) as err:  # missing, unreadable or truncated

@@ -191,13 +191,19 @@ def to_model_input(
     return batch
 
 
-@functools.cache
-def _normalisation(device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-    """1/std and -mean/std as (1, 3, 1, 1) tensors on ``device``, made once: building them from
-    Python lists each step would copy from pageable memory, which waits for the GPU."""
+def normalisation_tensors(device: torch.device | str = "cpu") -> tuple[torch.Tensor, torch.Tensor]:
+    """1/std and -mean/std as (1, 3, 1, 1) tensors on ``device``: ``gain * pixels + bias`` is
+    ImageNet's normalisation of a [0, 1] gray batch, broadcast to three channels."""
     gain = [1 / s for s in IMAGENET_STD]
     bias = [-m / s for m, s in zip(IMAGENET_MEAN, IMAGENET_STD, strict=True)]
     return tuple(torch.tensor(v, device=device).view(1, 3, 1, 1) for v in (gain, bias))
+
+
+@functools.cache
+def _normalisation(device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`normalisation_tensors` on ``device``, made once: building them from Python lists
+    each step would copy from pageable memory, which waits for the GPU."""
+    return normalisation_tensors(device)
 
 
 def augment_generator(device: torch.device, seed: int) -> torch.Generator:

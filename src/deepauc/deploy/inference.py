@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from deepauc.data.cache import load_image
+from deepauc.data.cache import try_load_image
 from deepauc.data.chexpert import NEGATIVE, POSITIVE, UNCERTAIN
 from deepauc.data.labels import apply_policy, policy_for
 from deepauc.deploy.bundle import load_bundle
@@ -160,11 +160,12 @@ def decode_set(images: list[str], size: int) -> tuple[np.ndarray, np.ndarray, pd
     mask of which were readable, and ``image, reason`` of the rest."""
     pixels, readable, unreadable = [], np.zeros(len(images), bool), []
     for i, image in enumerate(images):
-        try:
-            pixels.append(load_image(image, size))
+        decoded = try_load_image(image, size)
+        if isinstance(decoded, Exception):  # missing, not an image, truncated
+            unreadable.append({"image": image, "reason": f"{type(decoded).__name__}: {decoded}"})
+        else:
+            pixels.append(decoded)
             readable[i] = True
-        except (OSError, SyntaxError, ValueError) as err:  # missing, not an image, truncated
-            unreadable.append({"image": image, "reason": f"{type(err).__name__}: {err}"})
     stacked = np.stack(pixels) if pixels else np.zeros((0, size, size), np.uint8)
     return stacked, readable, pd.DataFrame(unreadable, columns=["image", "reason"])
 

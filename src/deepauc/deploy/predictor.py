@@ -21,6 +21,7 @@ A *plan* says what the predictor is made of, as plain data (the workflow writes 
   tables' scores when ``combine`` is ``rank``.
 """
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -28,11 +29,12 @@ import pandas as pd
 import torch
 from torch import nn
 
-from deepauc.data.images import IMAGENET_MEAN, IMAGENET_STD
+from deepauc.data.images import normalisation_tensors
 from deepauc.errors import InputError
 from deepauc.evaluation.calibration import fit_by_disease
 from deepauc.evaluation.ensemble import COMBINES
 from deepauc.evaluation.scores import val_thresholds
+from deepauc.models.build import HeadInFp32
 from deepauc.models.checkpoints import load_model
 
 
@@ -72,20 +74,23 @@ class PredictorModule(nn.Module):
         self.networks = nn.ModuleList(networks)
         self.diseases = list(diseases)
         self.programs = programs
-        self.reference_keys = sorted(references)
-        for key in self.reference_keys:
+        # Each network scored as the pipeline scores it (its head in fp32 under an autocast);
+        # a plain list: the wrappers share the networks' weights and add none of their own.
+        self.scorers = [HeadInFp32(network) for network in self.networks]
+        for key in sorted(references):
             self.register_buffer(key, references[key])
         self.register_buffer("slope", torch.tensor(slopes, dtype=torch.float64))
         self.register_buffer("intercept", torch.tensor(intercepts, dtype=torch.float64))
-        gain = [1 / s for s in IMAGENET_STD]
-        bias = [-m / s for m, s in zip(IMAGENET_MEAN, IMAGENET_STD, strict=True)]
-        self.register_buffer("gain", torch.tensor(gain).view(1, 3, 1, 1))
-        self.register_buffer("bias", torch.tensor(bias).view(1, 3, 1, 1))
+        # buffers, not to_model_input's cached constants: they move with the module (.to(gpu))
+        # and are saved with it, so the traced file needs nothing else
+        gain, bias = normalisation_tensors()
+        self.register_buffer("gain", gain)
+        self.register_buffer("bias", bias)
 
     def forward(self, images: torch.Tensor):
         pixels = images.unsqueeze(1).float() / 255.0
         batch = torch.addcmul(self.bias, pixels, self.gain)  # gray to 3 normalized channels
-        logits = [network(batch).float() for network in self.networks]
+        logits = [scorer(batch).float() for scorer in self.scorers]
         scores = torch.stack([self._run(self.programs[d], logits) for d in self.diseases], 1)
         probabilities = torch.sigmoid(self.slope * scores + self.intercept)
         return scores, probabilities, torch.cat(logits, 1)
@@ -129,6 +134,7 @@ def build_predictor(plan: dict, diseases: list[str], final_val: pd.DataFrame):
     networks: list[Network] = []
     by_file: dict[str, int] = {}
     references: dict[str, torch.Tensor] = {}
+    read = functools.cache(pd.read_csv)  # each table once, not once per disease
 
     def network_of(path: str) -> int:
         if path not in by_file:
@@ -149,14 +155,14 @@ def build_predictor(plan: dict, diseases: list[str], final_val: pd.DataFrame):
         if node["combine"] not in COMBINES:
             raise InputError(f"unknown combine {node['combine']!r}", where="ensemble.combine")
         members = [compile_node(member, disease) for member in node["members"]]
-        weights = member_weights(node, disease)
+        weights = member_weights(node, disease, read)
         keys = []
         for member, path in zip(node["members"], node["val_tables"], strict=True):
             if node["combine"] != "rank":
                 keys.append(None)
                 continue
             key = f"reference_{len(references)}"
-            val = pd.read_csv(path)
+            val = read(path)
             scores = np.sort(val.loc[val["disease"] == disease, "score"].to_numpy(float))
             if not scores.size:
                 raise InputError(f"no val scores of {disease!r} for {member['name']}", where=path)
@@ -187,11 +193,11 @@ def build_predictor(plan: dict, diseases: list[str], final_val: pd.DataFrame):
     return module, networks, programs, thresholds
 
 
-def member_weights(node: dict, disease: str) -> list[float] | None:
+def member_weights(node: dict, disease: str, read=pd.read_csv) -> list[float] | None:
     """The members' weights for ``disease`` as selected on val; None for the plain mean."""
     if node.get("weights") is None:
         return None
-    table = pd.read_csv(node["weights"])
+    table = read(node["weights"])
     rows = table[table["disease"] == disease].set_index("member")["weight"]
     names = [member["name"].split("/")[0] for member in node["members"]]
     if set(names) - set(rows.index):

@@ -20,15 +20,19 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
 import torch  # noqa: E402
 from pytorch_grad_cam import GradCAM  # noqa: E402
 from pytorch_grad_cam.utils.model_targets import BinaryClassifierOutputTarget  # noqa: E402
 from torch import nn  # noqa: E402
 
+from deepauc.data.cache import load_image  # noqa: E402
 from deepauc.data.images import to_model_input  # noqa: E402
 from deepauc.evaluation.plots import save_figure  # noqa: E402
+from deepauc.models.checkpoints import load_model  # noqa: E402
 
 CELLS_ACROSS = 7
+DISPLAY = 256  # px of the X-ray under each map
 
 
 class OneLogit(nn.Module):
@@ -125,3 +129,42 @@ def _resized(heat: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     return torch.nn.functional.interpolate(
         tensor, size=shape, mode="bilinear", align_corners=False
     )[0, 0].numpy()
+
+
+def saliency_figure(
+    images: list[str],
+    table: pd.DataFrame,
+    models: dict[str, str],
+    image_size: int,
+    paths: list[str | os.PathLike],
+    title: str,
+    dpi: int = 200,
+) -> None:
+    """:func:`plot_saliency` of ``images`` for each disease's model file of ``models``
+    (disease -> file; the warm-up's one file serves all), each panel titled with the
+    calibrated probability and the label that ``table`` (the architecture's test predictions)
+    holds for it."""
+    pixels = np.stack([load_image(image, image_size) for image in images])
+    known = table.set_index(["image", "disease"])
+    loaded, maps, titles = {}, {}, {}
+    for disease, path in models.items():
+        if path not in loaded:
+            loaded[path] = load_model(path)
+        model, meta = loaded[path]
+        maps[disease] = saliency_maps(model, meta["outputs"].index(disease), pixels, image_size)
+        titles[disease] = [
+            f"p = {known.at[(image, disease), 'probability']:.2f}, "
+            + ("GT +" if known.at[(image, disease), "y_true"] == 1 else "GT -")
+            if (image, disease) in known.index
+            else "label ignored"
+            for image in images
+        ]
+    plot_saliency(
+        [load_image(image, DISPLAY) for image in images],
+        maps,
+        titles,
+        [f"test image {i + 1}" for i in range(len(images))],
+        paths,
+        title,
+        dpi,
+    )

@@ -84,10 +84,10 @@ def safe_load(path, device: torch.device | str = "cpu"):
     a function: what a pickle payload calls), before it is called; a missing or truncated
     file raises ``OSError``, ``RuntimeError`` or ``EOFError`` as torch does.
     """
+    named = isinstance(path, (str, os.PathLike))
     try:
         with torch.serialization.safe_globals(SAFE_GLOBALS):
-            source = Path(path) if isinstance(path, (str, os.PathLike)) else path
-            return torch.load(source, map_location=device, weights_only=True)
+            return torch.load(Path(path) if named else path, map_location=device, weights_only=True)
     except pickle.UnpicklingError as err:
         found = next(
             (line.strip() for line in str(err).splitlines() if "got <" in line or "GLOBAL" in line),
@@ -96,9 +96,7 @@ def safe_load(path, device: torch.device | str = "cpu"):
         raise UnsafeFileError(
             f"refused to load: the file holds Python objects that are not model data and "
             f"could run code when unpickled ({found[:300]})",
-            where=str(path)
-            if isinstance(path, (str, os.PathLike))
-            else str(getattr(path, "name", "an open file")),
+            where=str(path) if named else str(getattr(path, "name", "an open file")),
             fix="only load files this pipeline wrote; if it did, delete the file and rerun the "
             "rule that makes it. Never load such a file with weights_only=False unless you "
             "trust whoever made it.",

@@ -19,7 +19,7 @@ import torch
 import torch.distributed as dist
 from libauc.sampler import DualSampler
 
-from deepauc.models.checkpoints import UnsafeFileError, safe_load, save_torch
+from deepauc.models.checkpoints import safe_load, save_torch
 from deepauc.training.job import Job
 from deepauc.training.runtime import Runtime
 
@@ -102,11 +102,10 @@ def load_resume(path: Path, fingerprint: str, device: torch.device) -> dict | No
     if not path.exists():
         return None
     try:
-        # Refused (UnsafeFileError, raised on) if it holds anything beyond tensors, numpy
-        # arrays and plain data: a file that could run code is not a truncated one to retry.
+        # A file that holds anything beyond tensors, numpy arrays and plain data is refused
+        # (UnsafeFileError, not caught here): one that could run code is not a truncated one
+        # to start over from.
         state = safe_load(path, device)
-    except UnsafeFileError:
-        raise
     except (OSError, RuntimeError, EOFError) as err:
         log.warning("ignoring unreadable resume file %s (%s): starting over", path, err)
         return None
