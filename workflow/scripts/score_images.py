@@ -9,7 +9,8 @@ from deepauc.deploy.inference import read_image_set, score_set, set_metrics
 from deepauc.jobs.launch import job_runtime
 from deepauc.jobs.logs import logged_to
 
-config, params, outputs = snakemake.config, snakemake.params, snakemake.output
+config, inputs, params = snakemake.config, snakemake.input, snakemake.params
+outputs = snakemake.output
 log = logging.getLogger("deepauc")
 resources = JobResources.from_config(config, snakemake.threads, snakemake.resources.gpu)
 with logged_to(snakemake.log[0]), job_runtime(resources) as runtime:
