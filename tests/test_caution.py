@@ -1,10 +1,13 @@
 """Results that mean little are said to: few cases of a class, a warm-up that never learned."""
 
+import numpy as np
 import pandas as pd
+import pytest
 
 from deepauc.data.splits import MIN_CASES, few_cases
 from deepauc.evaluation.caution import summary_cautions
-from deepauc.evaluation.diagnostics import warmup_best_steps
+from deepauc.evaluation.diagnostics import untrained_note, warmup_best_steps
+from deepauc.text import compared
 
 
 def test_a_class_with_fewer_than_ten_cases_is_marked_whichever_class_it_is():
@@ -62,3 +65,22 @@ def test_a_warmups_best_step_is_its_first_best_evaluation(tmp_path):
     pd.DataFrame({"step": [0, 10], "val_auc": [0.6, 0.55]}).to_csv(never, index=False)
     steps = warmup_best_steps([("a", 0), ("a", 1)], [learned, never])
     assert steps == {"a": {0: 10, 1: 0}}
+
+
+def test_a_caution_number_keeps_the_digits_that_make_it_true():
+    assert untrained_note({"chosen_step": 3, "backbone_drift": 0.00496}) == (
+        "did not train: backbone drift 0.00496 < 0.005"
+    )
+    assert compared(0.0123, "<", 0.05) == "0.012 < 0.05"  # two digits where they suffice
+
+
+@pytest.mark.parametrize("op", ["<", "<=", ">", ">="])
+def test_a_printed_comparison_reads_as_the_real_one(op):
+    rng = np.random.default_rng(0)
+    limits = 10.0 ** rng.integers(-6, 3, 300) * rng.choice([1, 2.5, 5], 300)
+    values = limits * (1 + rng.choice([-1, 1], 300) * 10.0 ** rng.integers(-9, 0, 300))
+    truth = {"<": np.less, "<=": np.less_equal, ">": np.greater, ">=": np.greater_equal}[op]
+    for value, limit in zip(values, limits, strict=True):
+        shown, shown_op, shown_limit = compared(value, op, limit).split(" ")
+        assert shown_op == op
+        assert truth(float(shown), float(shown_limit)) == truth(value, limit), (value, limit)

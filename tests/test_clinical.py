@@ -5,6 +5,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from deepauc.data.chexpert import HEADER
+from deepauc.data.preprocess import image_groups
 from deepauc.evaluation.calibration import (
     brier_score,
     calibrate,
@@ -241,3 +243,60 @@ def test_a_subgroup_with_too_few_positives_is_kept_and_marked_and_left_out_of_th
     assert female_row["auc"] == pytest.approx(
         auc(test.loc[in_group, "y_true"], test.loc[in_group, "score"])
     )
+
+
+def test_unrecorded_and_uncommon_values_of_real_csvs_form_marked_groups(tmp_path):
+    """CheXpert's own quirks, read from a CSV as image_groups reads it: Age 0 and blank ages,
+    ``Sex: Unknown``, frontal images with AP/PA ``LL`` or ``RL``. Each becomes a group of its
+    own with a note, none is dropped or binned with the young, and none enters the gap."""
+    rng = np.random.default_rng(1)
+    n = 600
+    sex = rng.choice(["Female", "Male"], n).astype(object)
+    age = rng.integers(20, 90, n).astype(object)
+    projection = rng.choice(["AP", "PA"], n).astype(object)
+    sex[:30], sex[30:40] = "Unknown", ""
+    age[40:70], age[70:80] = 0, ""
+    projection[80:100], projection[100:110] = "LL", "RL"
+    projection[110:120] = ""
+    paths = [f"CheXpert-v1.0-small/valid/patient{i:05d}/study1/view1_frontal.jpg" for i in range(n)]
+    y = (rng.random(n) < 0.4).astype(float)
+    record = dict.fromkeys(HEADER, "")
+    rows = [
+        {**record, "Path": p, "Sex": s, "Age": a, "AP/PA": v, "Frontal/Lateral": "Frontal"}
+        | {"Edema": f"{label:.1f}"}
+        for p, s, a, v, label in zip(paths, sex, age, projection, y, strict=True)
+    ]
+    csv = tmp_path / "CheXpert-v1.0-small" / "valid.csv"
+    csv.parent.mkdir()
+    pd.DataFrame(rows, columns=HEADER).to_csv(csv, index=False)
+    groups = image_groups(csv, tmp_path, "CheXpert-v1.0-small", ("Edema",))
+    test = _table(y, y + rng.normal(scale=1.0, size=n))
+    test["image"] = groups["image"]
+    val = _table(y, y + rng.normal(scale=1.0, size=n), prefix="v")
+    table = subgroup_rows(test, val, groups, n_resamples=50)
+    counts = table.set_index(["attribute", "group"])[["n_pos", "n_neg"]].sum(axis=1)
+    # every image is in exactly one group of each attribute
+    assert (table.groupby("attribute")[["n_pos", "n_neg"]].sum().sum(axis=1) == n).all()
+    assert counts[("sex", "unknown")] == 40  # "Unknown" and blank
+    assert counts[("age", "unknown")] == 40  # Age 0 and blank, not "<40"
+    recorded = np.array([a not in (0, "") for a in age])
+    assert counts[("age", "<40")] == (age[recorded].astype(int) < 40).sum()
+    assert counts[("projection", "LL")] == 20 and counts[("projection", "RL")] == 10
+    assert counts[("projection", "unknown")] == 10
+    noted = table.set_index(["attribute", "group"])["note"].fillna("")
+    assert {g for g, note in noted.items() if note} == {
+        ("sex", "unknown"),
+        ("age", "unknown"),
+        ("projection", "LL"),
+        ("projection", "RL"),
+        ("projection", "unknown"),
+    }
+    assert "not recorded" in noted[("age", "unknown")]
+    assert "uncommon" in noted[("projection", "LL")]
+    # the gap compares the groups the attribute means, and the marked ones come last
+    projection_rows = table[table["attribute"] == "projection"]
+    usable = projection_rows[projection_rows["group"].isin(["AP", "PA"])]
+    assert projection_rows["largest_gap"].iloc[0] == pytest.approx(
+        usable["auc"].max() - usable["auc"].min()
+    )
+    assert list(projection_rows["group"]) == ["AP", "PA", "LL", "RL", "unknown"]

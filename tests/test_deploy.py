@@ -392,7 +392,9 @@ def test_the_model_card_states_the_limitations_that_apply_to_the_run(synthetic):
         "warmup": {"epochs": 2, "lr": 1e-4},
         "finetune": {"epochs": 2, "methods": ["dam", "ce"]},
         "combine": "mean",
-        "exports": ["results/export/ensemble/dam"],
+        "exports": {
+            "results/export/ensemble/dam": {"parity": {"max_abs_difference": 3e-7}}
+        },
     }
     card = model_card(_card_tables(n_pos=10 if synthetic else 200), facts)
     for part in ("synthetic phantoms", "from scratch", "40 px", "One seed", "Fewer than 30"):
@@ -402,3 +404,6 @@ def test_the_model_card_states_the_limitations_that_apply_to_the_run(synthetic):
     assert "Collapsed (val AUC fell to chance, or the scores went constant): 1 fine-tune" in card
     assert "convnext_tiny/seed0/dam/Edema" in card
     assert "Not a medical device" in card
+    assert "`results/export/ensemble/dam` (safetensors weights, card.json, TorchScript; " in card
+    unexported = model_card(_card_tables(200), {**facts, "exports": {}})
+    assert "Exported for use" not in unexported  # only what was exported is named

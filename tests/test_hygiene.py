@@ -90,6 +90,7 @@ LAYERS = [
     {"deepauc.training"},
     {"deepauc.deploy"},  # using trained models: export, new images, model card, saliency
     {"deepauc.jobs"},
+    {"deepauc.cli"},  # the deepauc command: set-up before Snakemake
 ]
 ROOT_MODULES_AT_MOST = 5
 

@@ -19,6 +19,7 @@ os.environ.update(
     PYTHONPATH=os.pathsep.join([LIBRARY, *filter(None, [os.environ.get("PYTHONPATH")])])
 )
 
+import copy
 import functools
 import glob
 import hashlib
@@ -40,7 +41,9 @@ from deepauc.config.checks import (
     outside_results,
     strict_schema,
 )
-from deepauc.config.layers import resolve as resolve_config
+from deepauc.config.experiment import ACCEPT, claim_results, experiment_of
+from deepauc.config.layers import key_origin, resolve as resolve_config
+from deepauc.data.locate import check_dataset_files
 from deepauc.models.normalization import auto_modes, describe as describe_normalization
 from deepauc.models.normalization import normalization_index
 from deepauc.models.timm_index import check_architectures, model_index
@@ -89,6 +92,9 @@ except InputError as err:
     raise WorkflowError(str(err)) from None
 config.clear()
 config.update(RESOLVED)
+# What results/ is an experiment of is read from the config as its files give it (before the
+# PESG modes are resolved from the installed timm).
+EXPERIMENT_CONFIG = copy.deepcopy(RESOLVED)
 
 # Fail at parse time with the config key to fix, before any job starts.
 try:
@@ -384,20 +390,6 @@ TRAIN_CSV = dataset_file(config["train_csv"])
 TEST_CSV = dataset_file(config["test_csv"])
 
 
-def check_dataset_present():
-    """With synthetic data off, the CSVs must exist: say which key to set if they do not."""
-    for key, path in (("train_csv", TRAIN_CSV), ("test_csv", TEST_CSV)):
-        if not os.path.isfile(path):
-            raise WorkflowError(
-                f"{path} not found (config keys data_root={config['data_root']!r}, "
-                f"dataset_dir={config['dataset_dir']!r}, {key}={config[key]!r}).\n"
-                "Fix: pass the folder that holds CheXpert-v1.0-small/, e.g. "
-                "--config data_root=/data/chexpert. (Without a download, the quick start runs "
-                "on the embedded synthetic dataset: leave out --configfile config/chexpert.yaml "
-                "and data_root, and it is generated under results/synthetic.)"
-            )
-
-
 if SYNTHETIC and (config["train_csv"], config["test_csv"]) != (
     "train.csv",
     "valid.csv",
@@ -407,7 +399,57 @@ if SYNTHETIC and (config["train_csv"], config["test_csv"]) != (
         "Fix: leave train_csv and test_csv at their defaults while synthetic.enabled is true."
     )
 if not SYNTHETIC:
-    check_dataset_present()
+    # Missing CSVs: what was looked for, what the folder holds, where they are if near.
+    try:
+        check_dataset_files(
+            config["data_root"],
+            config["dataset_dir"],
+            {key: config[key] for key in ("train_csv", "test_csv")},
+            key_origin(
+                "data_root", CONFIG_FILES, dict(workflow.config_settings.config)
+            ),
+        )
+    except InputError as err:
+        raise WorkflowError(str(err)) from None
+
+
+def command_runs_jobs():
+    """Whether this command may run jobs: not a dry run, report, lint or unlock. The executor,
+    which knows, is chosen after the Snakefile is parsed, so the command line is asked."""
+    from snakemake.cli import get_argument_parser
+
+    try:
+        args, _ = get_argument_parser().parse_known_args(sys.argv[1:])
+    except SystemExit:  # not Snakemake's own command line (the Python API): assume it may
+        return True
+    return not (args.dryrun or args.report or args.lint or args.unlock)
+
+
+def made_with():
+    """The config files and --config keys of this command, as a user would type them."""
+    overrides = workflow.config_settings.config
+    return [os.path.relpath(f) for f in CONFIG_FILES] + [
+        f"--config {key}={value}" for key, value in overrides.items()
+    ]
+
+
+# A results folder belongs to one experiment: a command whose data or protocol differs from
+# what results/experiment.yaml records is refused here, before anything runs.
+if workflow.is_main_process:
+    try:
+        note = claim_results(
+            experiment_of(
+                EXPERIMENT_CONFIG,
+                None if SYNTHETIC else {"train_csv": TRAIN_CSV, "test_csv": TEST_CSV},
+            ),
+            made_with(),
+            accept=config[ACCEPT],
+            write=command_runs_jobs(),
+        )
+    except InputError as err:
+        raise WorkflowError(str(err)) from None
+    if note:
+        logger.info(note)
 
 
 def starting_weights(wildcards):

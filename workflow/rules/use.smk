@@ -62,6 +62,8 @@ rule model_card:
         subgroups="results/subgroups.csv",
         diagnostics="results/diagnostics.csv",
         audit="results/data/label_audit.csv",
+        # the card names the exports of the predictors it describes: made before it
+        exports=[f"{export_folder(p, m)}/card.json" for p, m in INFERENCE_KEYS],
     output:
         report(
             "results/model_card.md",
@@ -86,7 +88,6 @@ rule model_card:
             "warmup": config["warmup"],
             "finetune": config["finetune"],
             "combine": config["ensemble"]["combine"],
-            "exports": [export_folder(p, m) for p, m in INFERENCE_KEYS],
         },
     script:
         "../scripts/write_model_card.py"

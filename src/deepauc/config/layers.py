@@ -169,3 +169,22 @@ def load_config(*paths: str | Path) -> dict:
     files: e.g. ``load_config("config/chexpert.yaml")`` is what a CheXpert run reads."""
     first, *rest = paths
     return resolve(first, rest)[0]
+
+
+def key_origin(key: str, files: list[Path], overrides: dict | None = None) -> str:
+    """Where a top-level ``key`` of a resolved config was set: ``--config`` or the last of
+    ``files`` (as :func:`layers` gives them) that states it, for a message's fix."""
+    if key in (overrides or {}):
+        return f"--config {key}=..."
+    for file in reversed(files):
+        if key in read_layer(file):
+            return _shown(file)
+    return "no config (its default)"
+
+
+def _shown(file: Path) -> str:
+    """A config file's path as a user would type it: relative to here when below it."""
+    try:
+        return str(Path(file).resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(file)

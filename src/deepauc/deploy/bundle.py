@@ -37,6 +37,7 @@ from deepauc.data.cache import open_cache
 from deepauc.data.images import IMAGENET_MEAN, IMAGENET_STD, CachedSplit
 from deepauc.deploy.predictor import PredictorModule, build_predictor
 from deepauc.errors import InputError
+from deepauc.text import compared
 from deepauc.models.build import create_model, size_kwargs
 from deepauc.training.loaders import eval_loader
 from deepauc.training.runtime import Runtime
@@ -123,8 +124,8 @@ def export_predictor(
     }
     if not worst <= PARITY_TOLERANCE:
         raise InputError(
-            f"the exported predictor differs from the pipeline's scoring by {worst:.3g} "
-            f"(tolerance {PARITY_TOLERANCE:g}): not exported",
+            "the exported predictor differs from the pipeline's scoring by "
+            f"{compared(worst, '>', PARITY_TOLERANCE, digits=3)} (the tolerance): not exported",
             where=str(folder),
             fix=f"see the rows of {PARITY} in the log above; report it with the architecture.",
         )

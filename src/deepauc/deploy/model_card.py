@@ -101,9 +101,12 @@ def _details(facts: dict) -> list[str]:
             )
         else:
             lines.append(f"- `{predictor}`: the disease models of {predictor}.")
-    for folder in facts.get("exports", []):
+    for folder, card in facts.get("exports", {}).items():
+        parity = card.get("parity", {}).get("max_abs_difference")
+        checked = f"; scores within {parity:.2g} of the pipeline's" if parity is not None else ""
         lines.append(
-            f"- Exported for use: `{folder}` (safetensors weights, card.json, TorchScript)."
+            f"- Exported for use: `{folder}` (safetensors weights, card.json, TorchScript"
+            f"{checked})."
         )
     return lines + [""]
 
@@ -250,6 +253,9 @@ def _subgroups(subgroups: pd.DataFrame, predictor: str, method: str) -> list[str
         return lines + ["The test CSV has no sex, age or view columns: no subgroups.", ""]
     out = []
     for (disease, attribute), group in rows.groupby(["disease", "attribute"], sort=False):
+        notes = group["note"].fillna("") if "note" in group else pd.Series("", group.index)
+        marked = group[notes.astype(str) != ""]
+        group = group[notes.astype(str) == ""]
         small = group[group["small"].astype(str).str.lower().isin(["yes", "true"])]
         worst = group.loc[group["auc"].idxmin()] if group["auc"].notna().any() else None
         out.append(
@@ -261,11 +267,13 @@ def _subgroups(subgroups: pd.DataFrame, predictor: str, method: str) -> list[str
                 else f"{group['largest_gap'].iloc[0]:.3f}",
                 "" if worst is None else f"{worst['group']} ({worst['auc']:.3f})",
                 ", ".join(str(g) for g in small["group"]) or "none",
+                ", ".join(f"{r.group} ({r.n_pos + r.n_neg} images)" for r in marked.itertuples())
+                or "none",
             ]
         )
-    return lines + _table(
-        ["disease", "attribute", "largest AUC gap", "lowest group", "groups too small to read"], out
-    )
+    headers = ["disease", "attribute", "largest AUC gap", "lowest group"]
+    headers += ["groups too small to read", "not recorded or uncommon (not in the gap)"]
+    return lines + _table(headers, out)
 
 
 def _health(diagnostics: pd.DataFrame, summary: pd.DataFrame, facts: dict) -> list[str]:

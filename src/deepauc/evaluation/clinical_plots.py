@@ -116,7 +116,11 @@ def plot_subgroups(subgroups: pd.DataFrame, predictor: str, paths: list, dpi: in
                 ax.errorbar(x, mine["auc"], yerr=np.abs(err), fmt="none", ecolor=color, lw=1)
                 ax.scatter(x[~small], mine["auc"][~small], color=color, s=22)
                 ax.scatter(x[small], mine["auc"][small], facecolor="white", edgecolor=color, s=22)
-                ax.scatter([], [], color=color, s=22, label=group)  # its legend entry
+                noted = "note" in part and bool(
+                    part.loc[part["group"] == group, "note"].fillna("").iloc[0]
+                )
+                label = f"{group}*" if noted else group
+                ax.scatter([], [], color=color, s=22, label=label)  # its legend entry
             gaps = part.drop_duplicates("disease")["largest_gap"]
             gap = f"largest gap, mean of diseases: {gaps.mean():.3f}" if gaps.notna().any() else ""
             ax.set_title(f"{style(method).label} by {attribute}\n{gap}", fontsize=8)
@@ -130,9 +134,12 @@ def plot_subgroups(subgroups: pd.DataFrame, predictor: str, paths: list, dpi: in
                 ncol=len(groups),
             )
         axes[i][0].set_ylabel("test ROC-AUC")
+    marked = rows["note"].fillna("").astype(bool).any() if "note" in rows else False
     fig.suptitle(
         f"{predictor}: test ROC-AUC by subgroup (hollow: fewer than {MIN_GROUP_CLASS} "
-        "positives or negatives, interval not comparable)",
+        "positives or negatives, interval not comparable"
+        + ("; *: value not recorded or uncommon, not in the gap" if marked else "")
+        + ")",
         fontsize=10,
     )
     fig.tight_layout()

@@ -15,6 +15,7 @@ import pandas as pd
 from deepauc.data.splits import few_cases
 from deepauc.evaluation import caution
 from deepauc.methods import dual_names
+from deepauc.text import compared
 
 #: A chosen fine-tune "did not train" when it kept step 0 (the warm-up model) or its backbone
 #: moved by less than this, relative (``||w - w0|| / ||w0||``): its row then compares the
@@ -201,7 +202,8 @@ def untrained_note(row: dict) -> str:
     """Why a chosen fine-tune counts as not trained."""
     if int(row["chosen_step"]) == 0:
         return "did not train: kept step 0 (the warm-up model)"
-    return f"did not train: backbone drift {row['backbone_drift']:.2g} < {MIN_BACKBONE_DRIFT:g}"
+    drift = compared(float(row["backbone_drift"]), "<", MIN_BACKBONE_DRIFT)
+    return f"did not train: backbone drift {drift}"
 
 
 def _mean(values: np.ndarray) -> float:

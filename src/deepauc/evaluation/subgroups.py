@@ -7,8 +7,10 @@ Studies come from the split table's ``study`` column (``results/data/test.csv``)
 
 A group with fewer than :data:`MIN_GROUP_CLASS` positives or negatives for a disease is kept
 in the table, its AUC and interval shown, and marked ``small``: its interval is too wide, or its
-bootstrap too degenerate, to compare with the others. The largest gap of an attribute is taken
-over the groups that are not small.
+bootstrap too degenerate, to compare with the others. Images whose value was not recorded
+(Age 0, ``Sex: Unknown``) or is uncommon (AP/PA ``LL``) form groups of their own with a
+``note`` (:func:`group_labels`). The largest gap of an attribute is taken over the groups that
+are neither small nor noted.
 """
 
 import numpy as np
@@ -20,6 +22,17 @@ from deepauc.evaluation.stats import auc, bootstrap_aucs, patient_bootstrap, per
 
 #: Age bands (years): [lower, upper) with their labels.
 AGE_BANDS = [(0, 40, "<40"), (40, 60, "40-59"), (60, 80, "60-79"), (80, 200, "80+")]
+#: The groups an attribute means; other values become marked groups (:func:`group_labels`).
+KNOWN_GROUPS = {"sex": ("Female", "Male"), "projection": ("AP", "PA")}
+#: The group of images whose value was not recorded.
+UNKNOWN = "unknown"
+#: The ``note`` of a group that is not one the attribute means.
+NOTES = {
+    "age": "age not recorded (0 or blank)",
+    "sex": "sex not recorded (blank or Unknown)",
+    "projection": "AP/PA not recorded (blank)",
+    "uncommon": "an uncommon value of the column, kept as its own group",
+}
 #: Positives (and negatives) a group needs for its interval to be read as one.
 MIN_GROUP_CLASS = 10
 #: The operating point subgroups are read at (its val threshold: the predictor's overall one).
@@ -42,29 +55,53 @@ SUBGROUP_COLUMNS = [
     "n_pos",
     "n_neg",
     "small",
+    "note",
     "largest_gap",
 ]
 
 
-def group_labels(split: pd.DataFrame) -> dict[str, pd.Series]:
+def group_labels(split: pd.DataFrame) -> dict[str, pd.DataFrame]:
     """Per attribute found in the group table (``image`` and any of ``sex``, ``age``,
-    ``projection``), each image's group (NaN where unknown): ``sex``,
-    ``age`` (banded: :data:`AGE_BANDS`) and ``projection`` (AP, PA; laterals have none)."""
+    ``projection``), each image's ``group`` and ``note``: ``sex`` (Female, Male), ``age``
+    (banded: :data:`AGE_BANDS`) and ``projection`` (AP, PA).
+
+    Real CSVs hold more than these: CheXpert writes Age 0 and ``Sex: Unknown`` where they were
+    not recorded, and AP/PA values such as LL or RL for a few frontal images. None is dropped or
+    binned with the others: a value not recorded (blank, ``Unknown``, an age of 0) is the group
+    :data:`UNKNOWN`, any other value a group of its own, each with a ``note`` that says so
+    (:data:`NOTES`); such groups stay out of the largest gap, which compares the groups the
+    attribute means."""
     out = {}
     images = split.set_index("image")
     if "sex" in images:
-        sex = images["sex"].astype("string").str.strip()
-        out["sex"] = sex.where(sex.isin(["Female", "Male"]))
+        out["sex"] = _categories(images["sex"], KNOWN_GROUPS["sex"], "sex")
     if "age" in images:
         age = pd.to_numeric(images["age"], errors="coerce")
         band = pd.Series(pd.NA, index=images.index, dtype="string")
         for low, high, label in AGE_BANDS:
             band[(age >= low) & (age < high)] = label
-        out["age"] = band
+        recorded = age > 0  # CheXpert's 0 is no age; blank or text reads as NaN
+        band = band.where(recorded, UNKNOWN)
+        note = pd.Series("", index=images.index, dtype="string")
+        note[~recorded] = NOTES["age"]
+        out["age"] = pd.DataFrame({"group": band.fillna(UNKNOWN), "note": note})
     if "projection" in images:
-        projection = images["projection"].astype("string").str.strip()
-        out["projection"] = projection.where(projection.isin(["AP", "PA"]))
+        out["projection"] = _categories(
+            images["projection"], KNOWN_GROUPS["projection"], "projection"
+        )
     return out
+
+
+def _categories(values: pd.Series, known: tuple[str, ...], attribute: str) -> pd.DataFrame:
+    """Groups of a categorical attribute: ``known`` values as they are, blank or ``Unknown`` as
+    :data:`UNKNOWN`, anything else under its own name; notes for the last two."""
+    text = values.astype("string").str.strip()
+    missing = text.isna() | (text == "") | text.str.lower().isin(["unknown", "nan"]).fillna(False)
+    group = text.where(~missing, UNKNOWN)
+    note = pd.Series("", index=values.index, dtype="string")
+    note[missing] = NOTES[attribute]
+    note[~missing & ~text.isin(known).fillna(False)] = NOTES["uncommon"]
+    return pd.DataFrame({"group": group, "note": note})
 
 
 def subgroup_rows(
@@ -82,11 +119,14 @@ def subgroup_rows(
     thresholds = val_thresholds(val, diseases)[SUBGROUP_OPERATING_POINT]
     rows = []
     for attribute, groups in group_labels(split).items():
-        labelled = table.assign(group=table["image"].map(groups))
+        labelled = table.assign(
+            group=table["image"].map(groups["group"]), note=table["image"].map(groups["note"])
+        )
         for j, disease in enumerate(diseases):
             part = labelled[(labelled["disease"] == disease) & labelled["group"].notna()]
             found = []
-            for group, members in sorted(part.groupby("group"), key=lambda g: _order(g[0])):
+            ordered = sorted(part.groupby("group"), key=lambda g: _order(g[0], g[1]["note"]))
+            for group, members in ordered:
                 y = members["y_true"].to_numpy()
                 s = members["score"].to_numpy()
                 n_pos, n_neg = int((y == 1).sum()), int((y == 0).sum())
@@ -111,18 +151,25 @@ def subgroup_rows(
                         "n_pos": n_pos,
                         "n_neg": n_neg,
                         "small": min(n_pos, n_neg) < MIN_GROUP_CLASS,
+                        "note": str(members["note"].iloc[0]),
                     }
                 )
-            usable = [r["auc"] for r in found if not r["small"] and np.isfinite(r["auc"])]
+            usable = [
+                r["auc"]
+                for r in found
+                if not r["small"] and not r["note"] and np.isfinite(r["auc"])
+            ]
             gap = max(usable) - min(usable) if len(usable) > 1 else float("nan")
             rows += [r | {"largest_gap": gap} for r in found]
     return pd.DataFrame(rows, columns=SUBGROUP_COLUMNS[2:])
 
 
-def _order(group: str) -> tuple[int, str]:
-    """Groups in reading order: age bands youngest first, then the others by name."""
+def _order(group: str, notes: pd.Series) -> tuple[int, int, str]:
+    """Groups in reading order: the attribute's own (age bands youngest first, the others by
+    name), then the marked ones, ``unknown`` last."""
     bands = [label for *_, label in AGE_BANDS]
-    return (bands.index(group), "") if group in bands else (len(bands), group)
+    marked = int(bool(notes.iloc[0])) + int(group == UNKNOWN)
+    return (marked, bands.index(group) if group in bands else len(bands), group)
 
 
 def subgroup_table(

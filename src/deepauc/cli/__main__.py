@@ -1,0 +1,5 @@
+import sys
+
+from deepauc.cli import main
+
+sys.exit(main())
