@@ -4,7 +4,7 @@ rehearsal of the real data path (check_images, cache) at scale:
 
     python bench/chexpert_tree.py --root /data/rehearsal --images 50000 --workers 16
 
-then ``--configfile config/chexpert.yaml --config data_root=/data/rehearsal``. Images are
+then ``deepauc init <folder> --data-root /data/rehearsal``. Images are
 rendered with ``deepauc.data.synth`` in worker processes; the CSVs are written last, so a tree
 without its CSVs is an interrupted one (rerun to start over).
 """

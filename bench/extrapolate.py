@@ -1,7 +1,7 @@
 """From a measured benchmark run to CheXpert scale: wall time per stage, and GPU-hours on one GPU.
 
-Reads what ``snakemake --configfile config/bench.yaml results/summary.csv`` left in a results
-folder (Snakemake ``benchmark:`` files, training histories, split tables) and the JSON of
+Reads what ``snakemake results/summary.csv --directory bench/work/dag --configfile
+config/bench.yaml`` left in a results folder (Snakemake ``benchmark:`` files, training histories, split tables) and the JSON of
 ``bench/throughput.py`` from the same GPU, and prints two Markdown tables:
 
 1. the measured run: wall seconds, images per second and peak memory of each stage;
@@ -14,7 +14,7 @@ folder (Snakemake ``benchmark:`` files, training histories, split tables) and th
 
 Example::
 
-    python bench/extrapolate.py results bench/results/h100_eager.json
+    python bench/extrapolate.py bench/work/dag/results bench/results/h100_eager.json
 """
 
 import argparse

@@ -180,4 +180,3 @@ def test_gpu_batch_path_matches_cpu():
         atol=1e-4,
         rtol=0,
     )
-

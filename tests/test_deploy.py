@@ -392,9 +392,7 @@ def test_the_model_card_states_the_limitations_that_apply_to_the_run(synthetic):
         "warmup": {"epochs": 2, "lr": 1e-4},
         "finetune": {"epochs": 2, "methods": ["dam", "ce"]},
         "combine": "mean",
-        "exports": {
-            "results/export/ensemble/dam": {"parity": {"max_abs_difference": 3e-7}}
-        },
+        "exports": {"results/export/ensemble/dam": {"parity": {"max_abs_difference": 3e-7}}},
     }
     card = model_card(_card_tables(n_pos=10 if synthetic else 200), facts)
     for part in ("synthetic phantoms", "from scratch", "40 px", "One seed", "Fewer than 30"):

@@ -9,7 +9,6 @@ from deepauc.data.locate import check_dataset_files
 from deepauc.errors import InputError
 
 
-
 def _download(root: Path, folder: str = "CheXpert-v1.0-small") -> Path:
     for name in ("train.csv", "valid.csv"):
         (root / folder).mkdir(parents=True, exist_ok=True)

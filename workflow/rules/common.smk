@@ -42,7 +42,8 @@ from deepauc.config.checks import (
     strict_schema,
 )
 from deepauc.config.experiment import ACCEPT, claim_results, experiment_of
-from deepauc.config.layers import key_origin, resolve as resolve_config
+from deepauc.config.layers import key_origin, shown_path
+from deepauc.config.layers import resolve as resolve_config
 from deepauc.data.locate import check_dataset_files
 from deepauc.models.normalization import auto_modes, describe as describe_normalization
 from deepauc.models.normalization import normalization_index
@@ -428,7 +429,7 @@ def command_runs_jobs():
 def made_with():
     """The config files and --config keys of this command, as a user would type them."""
     overrides = workflow.config_settings.config
-    return [os.path.relpath(f) for f in CONFIG_FILES] + [
+    return [shown_path(f) for f in CONFIG_FILES] + [
         f"--config {key}={value}" for key, value in overrides.items()
     ]
 

@@ -1,6 +1,6 @@
 """The ``deepauc`` command: set-up that comes before Snakemake.
 
-    deepauc init <folder> --data-root <dir> [--trial] [--pretrained <dir>]
+    deepauc init <folder> --data-root <dir> [--trial] [--pretrained <dir>] [--dataset-dir <name>]
 
 writes a working folder of your own for a CheXpert-format dataset (:mod:`deepauc.cli.folder`);
 every later step is a plain ``snakemake`` command in that folder.
@@ -37,6 +37,12 @@ def main(argv: list[str] | None = None) -> int:
         help="the folder that holds CheXpert-v1.0-small/ (train.csv, valid.csv, train/, valid/)",
     )
     init.add_argument(
+        "--dataset-dir",
+        default="CheXpert-v1.0-small",
+        help="the dataset folder inside --data-root (default: %(default)s; the full release "
+        "unpacks into CheXpert-v1.0)",
+    )
+    init.add_argument(
         "--trial",
         action="store_true",
         help="a small first run: one architecture, one seed, two diseases",
@@ -50,7 +56,11 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         written = make_folder(
-            args.folder, args.data_root, trial=args.trial, pretrained=args.pretrained
+            args.folder,
+            args.data_root,
+            trial=args.trial,
+            pretrained=args.pretrained,
+            dataset_dir=args.dataset_dir,
         )
     except InputError as err:
         print(f"deepauc init: {err}", file=sys.stderr)

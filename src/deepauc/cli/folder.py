@@ -24,6 +24,8 @@ from deepauc.errors import InputError
 
 #: The checkout this library belongs to (an editable install or PYTHONPATH of a clone).
 CHECKOUT = Path(deepauc.__file__).resolve().parents[2]
+#: The dataset folder inside data_root, as the protocol names it.
+DATASET_DIR = "CheXpert-v1.0-small"
 #: Keys of a first, small run: one architecture, one seed, two diseases.
 TRIAL = """\
 # A trial: one architecture, one seed, two diseases, at the protocol's grids and epochs. For the
@@ -57,11 +59,13 @@ def make_folder(
     *,
     trial: bool = False,
     pretrained: str | Path | None = None,
+    dataset_dir: str = DATASET_DIR,
     checkout: Path = CHECKOUT,
 ) -> list[Path]:
     """Write a working folder for a CheXpert-format dataset under ``data_root`` (the folder
-    holding ``CheXpert-v1.0-small/``); returns the files written. Refuses a folder that holds
-    anything, a ``data_root`` without the CSVs, and a library that is not a checkout."""
+    holding ``dataset_dir``, e.g. ``CheXpert-v1.0-small/``); returns the files written.
+    Refuses a folder that holds anything, a ``data_root`` without the CSVs, and a library that
+    is not a checkout."""
     folder = Path(folder).absolute()
     if not (checkout / "Snakefile").is_file() or not (checkout / "config").is_dir():
         raise InputError(
@@ -79,10 +83,7 @@ def make_folder(
         )
     data_root = Path(data_root).expanduser().absolute()
     check_dataset_files(
-        data_root,
-        "CheXpert-v1.0-small",
-        {"train_csv": "train.csv", "test_csv": "valid.csv"},
-        "--data-root",
+        data_root, dataset_dir, {"train_csv": "train.csv", "test_csv": "valid.csv"}, "--data-root"
     )
     config = [
         "# Your experiment: CheXpert at the protocol (chexpert.yaml, which extends protocol.yaml:",
@@ -92,6 +93,8 @@ def make_folder(
         "",
         f"data_root: {data_root}",
     ]
+    if dataset_dir != DATASET_DIR:
+        config += [f"dataset_dir: {dataset_dir}"]
     if pretrained is not None:
         weights = Path(pretrained).expanduser().absolute()
         config += [f"pretrained: {weights}  # a folder of <architecture>.safetensors"]

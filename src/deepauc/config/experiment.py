@@ -93,7 +93,9 @@ def differences(recorded: dict, current: dict) -> list[str]:
             continue
         if old.get(key, _ABSENT) != new.get(key, _ABSENT):
             shown = key.split(".", 1)[1] if key.startswith(("data.", "protocol.")) else key
-            found.append(f"{shown}: {_show(old.get(key, _ABSENT))} -> {_show(new.get(key, _ABSENT))}")
+            found.append(
+                f"{shown}: {_show(old.get(key, _ABSENT))} -> {_show(new.get(key, _ABSENT))}"
+            )
     return found
 
 
@@ -116,9 +118,11 @@ def _leaves(tree, prefix: str = "") -> dict:
 
 
 def _show(value) -> str:
-    text = repr(value) if not isinstance(value, (list, dict)) else yaml.safe_dump(
-        value, default_flow_style=True, width=10_000
-    ).strip()
+    text = (
+        repr(value)
+        if not isinstance(value, (list, dict))
+        else yaml.safe_dump(value, default_flow_style=True, width=10_000).strip()
+    )
     return text if len(text) <= 80 else text[:77] + "..."
 
 

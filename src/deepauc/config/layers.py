@@ -178,11 +178,11 @@ def key_origin(key: str, files: list[Path], overrides: dict | None = None) -> st
         return f"--config {key}=..."
     for file in reversed(files):
         if key in read_layer(file):
-            return _shown(file)
+            return shown_path(file)
     return "no config (its default)"
 
 
-def _shown(file: Path) -> str:
+def shown_path(file: str | Path) -> str:
     """A config file's path as a user would type it: relative to here when below it."""
     try:
         return str(Path(file).resolve().relative_to(Path.cwd().resolve()))

@@ -30,14 +30,19 @@ def check_dataset_files(
         found = [] if Path(name).is_absolute() else nearby(Path(data_root), dataset_dir, name)
         if found:
             root, folder = found[0]
-            fix = f"{Path(folder, name)} is in {root}: {_setting(source, root, folder, dataset_dir)}."
+            fix = (
+                f"{Path(folder, name)} is in {root}: {_setting(source, root, folder, dataset_dir)}."
+            )
         elif Path(name).is_absolute():
             fix = f"give {key} as a file that exists (an absolute path stands for itself)."
         else:
-            fix = (
-                f"set data_root in {source} to the folder that holds {dataset_dir}/ (the folder "
-                f"CheXpert's download unpacks into), so that {Path(dataset_dir, name)} is in it."
-            )
+            holder = f"the folder that holds {dataset_dir}/ (where CheXpert's download unpacks)"
+            if source.startswith("--config"):
+                fix = f"give --config data_root=<{holder}>."
+            elif source.startswith("--"):
+                fix = f"give {source.split()[0]} <{holder}>."
+            else:
+                fix = f"set data_root in {source} to {holder}."
         raise InputError(f"{looked}. {describe(Path(data_root))}.", fix=fix)
 
 

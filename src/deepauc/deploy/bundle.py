@@ -37,8 +37,8 @@ from deepauc.data.cache import open_cache
 from deepauc.data.images import IMAGENET_MEAN, IMAGENET_STD, CachedSplit
 from deepauc.deploy.predictor import PredictorModule, build_predictor
 from deepauc.errors import InputError
-from deepauc.text import compared
 from deepauc.models.build import create_model, size_kwargs
+from deepauc.text import compared
 from deepauc.training.loaders import eval_loader
 from deepauc.training.runtime import Runtime
 from deepauc.training.scoring import predict_logits
