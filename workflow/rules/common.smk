@@ -416,12 +416,15 @@ if not SYNTHETIC:
 
 def command_runs_jobs():
     """Whether this command may run jobs: not a dry run, report, lint or unlock. The executor,
-    which knows, is chosen after the Snakefile is parsed, so the command line is asked."""
+    which knows, is chosen after the Snakefile is parsed, so the command line is asked.
+    """
     from snakemake.cli import get_argument_parser
 
     try:
         args, _ = get_argument_parser().parse_known_args(sys.argv[1:])
-    except SystemExit:  # not Snakemake's own command line (the Python API): assume it may
+    except (
+        SystemExit
+    ):  # not Snakemake's own command line (the Python API): assume it may
         return True
     return not (args.dryrun or args.report or args.lint or args.unlock)
 
