@@ -422,9 +422,8 @@ def command_runs_jobs():
 
     try:
         args, _ = get_argument_parser().parse_known_args(sys.argv[1:])
-    except (
-        SystemExit
-    ):  # not Snakemake's own command line (the Python API): assume it may
+    except SystemExit:
+        # not Snakemake's own command line (the Python API): assume it may
         return True
     return not (args.dryrun or args.report or args.lint or args.unlock)
 
