@@ -38,7 +38,7 @@ trap copy_results EXIT
 
 study=(snakemake --directory study/main --snakefile "$repo/Snakefile"
   --configfile "$repo/config/dam_study.yaml" ${STUDY_EXTRA_CONFIG:+"$STUDY_EXTRA_CONFIG"}
-  --config "architectures=[$arch_list]" accept_changes=true)  # one folder, families in turn
+  --config "architectures=[$arch_list]" accept_changes=True)  # one folder, families in turn
 # A run killed before it could clean up leaves Snakemake's lock: only this script runs here.
 [ -d study/main/.snakemake/locks ] && "${study[@]}" --unlock > /dev/null 2>&1 || true
 left=$(( deadline - $(date +%s) ))

@@ -1,8 +1,9 @@
 """From a measured benchmark run to CheXpert scale: wall time per stage, and GPU-hours on one GPU.
 
 Reads what ``snakemake results/summary.csv --directory bench/work/dag --configfile
-config/bench.yaml`` left in a results folder (Snakemake ``benchmark:`` files, training histories, split tables) and the JSON of
-``bench/throughput.py`` from the same GPU, and prints two Markdown tables:
+config/bench.yaml`` left in a results folder (Snakemake ``benchmark:`` files, training
+histories, split tables) and the JSON of ``bench/throughput.py`` from the same GPU, and prints
+two Markdown tables:
 
 1. the measured run: wall seconds, images per second and peak memory of each stage;
 2. the extrapolation to CheXpert (``--chexpert-images`` frontal training images, split as in the

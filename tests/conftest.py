@@ -122,7 +122,8 @@ def chexpert_root(tmp_path) -> Path:
 
 
 @functools.cache
-def _timm_index_folder() -> Path:
+def timm_index_folder() -> Path:
+    """The timm model index and the tests' networks' normalization, listed once a session."""
     folder = Path(tempfile.mkdtemp(prefix="deepauc-timm-index-"))
     model_index(folder)
     normalization_index(["resnet10t", "convnext_atto", "efficientvit_b0"], folder)  # tests' nets
@@ -132,4 +133,4 @@ def _timm_index_folder() -> Path:
 def copy_timm_index(work: Path) -> None:
     """Give a workflow copy the timm model index and the networks' normalization a first run
     would list (seconds of importing timm, once per test session instead of once per copy)."""
-    shutil.copytree(_timm_index_folder(), work / INDEX_FOLDER, dirs_exist_ok=True)
+    shutil.copytree(timm_index_folder(), work / INDEX_FOLDER, dirs_exist_ok=True)

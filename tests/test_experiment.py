@@ -98,7 +98,7 @@ def test_a_different_experiment_is_refused_with_what_differs_and_the_fix(tmp_pat
     message = str(refused.value)
     assert "config/chexpert.yaml" in message and "synthetic.enabled: False -> True" in message
     assert "deepauc init" in message and "--directory" in message
-    assert "--config accept_changes=true" in message
+    assert "--config accept_changes=True" in message
     assert (tmp_path / RECORD).read_text() == before
 
 

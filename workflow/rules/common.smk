@@ -446,7 +446,7 @@ if workflow.is_main_process:
                 None if SYNTHETIC else {"train_csv": TRAIN_CSV, "test_csv": TEST_CSV},
             ),
             made_with(),
-            accept=config[ACCEPT],
+            accept=config[ACCEPT] in (True, "true"),
             write=command_runs_jobs(),
         )
     except InputError as err:

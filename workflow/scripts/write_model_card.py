@@ -16,7 +16,9 @@ with logged_to(snakemake.log[0]):
         for name in ("summary", "comparison", "calibration", "subgroups", "diagnostics", "audit")
     }
     # each export's card (its folder, and its parity with the pipeline's scores)
-    exports = {str(Path(card).parent): json.loads(Path(card).read_text()) for card in inputs.exports}
+    exports = {
+        str(Path(card).parent): json.loads(Path(card).read_text()) for card in inputs.exports
+    }
     text = model_card(tables, {**snakemake.params.facts, "exports": exports})
     with atomic_path(snakemake.output[0]) as tmp:
         tmp.write_text(text)

@@ -191,7 +191,7 @@ def claim_results(
         "config/config.yaml alone: no --configfile); to run this config without touching "
         "these results, give it a folder of its own (`deepauc init <folder>`, or "
         f"`--directory <folder>`); to change this experiment on purpose, add "
-        f"`--config {ACCEPT}=true` after the targets (the change is written into {RECORD}).",
+        f"`--config {ACCEPT}=True` after the targets (the change is written into {RECORD}).",
     )
 
 
@@ -200,7 +200,7 @@ def _write(path: Path, record: dict) -> None:
     header = (
         "# What this results folder is an experiment of (deepauc.config.experiment): written by\n"
         "# its first run, compared with every later command. Do not edit; see `changes` for\n"
-        "# changes accepted with --config accept_changes=true.\n"
+        "# changes accepted with --config accept_changes=True.\n"
     )
     with atomic_path(path) as tmp:
         Path(tmp).write_text(header + yaml.safe_dump(record, sort_keys=False, width=100))
