@@ -1,6 +1,8 @@
 """Beyond one process: a real SLURM cluster on this machine, and DDP over gloo.
 
-Not in the default run (CI): ``python -m pytest -m cluster`` runs them (~15 minutes on 2 cores).
+Part of the default run (CI); ``python -m pytest -m cluster`` runs them alone. What they expect
+(the local rules, the rules that ask for a GPU, the training jobs) is read from the Snakefile,
+the rule files and a dry run's plan, not written here by hand.
 
 The SLURM test stands up slurmctld, slurmd and munged from Debian's packages (installed with apt
 when missing: CI runs as root), submits a tiny config through profiles/slurm, and stops the
@@ -20,7 +22,6 @@ import pytest
 import yaml
 from sklearn.metrics import roc_auc_score
 
-from deepauc.config.layers import load_config
 from deepauc.training.monitor import DUALS_RANK_TOLERANCE
 from tests.slurm_cluster import PARTITION, LocalSlurm, install_packages
 from tests.test_workflow import DISEASES, TINY, checkout, snakemake
@@ -28,7 +29,13 @@ from tests.test_workflow import DISEASES, TINY, checkout, snakemake
 pytestmark = [pytest.mark.e2e, pytest.mark.cluster]
 
 # One architecture and one thread per job: two jobs at once on a 2-core node.
-SMALL = {**TINY, "architectures": ["resnet10t"], "train_threads": 1}
+SMALL = {
+    **TINY,
+    "architectures": ["resnet10t"],
+    "diseases": DISEASES[:2],
+    "finetune": {**TINY["finetune"], "methods": ["dam", "ce"]},
+    "train_threads": 1,
+}
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -154,17 +161,16 @@ def test_tiny_config_through_the_slurm_profile_matches_a_local_run(tmp_path, slu
 
 
 # Large enough to learn (the warm-up reaches a test AUC near 0.8), so that one and two processes
-# are compared on models that are more than noise. Two diseases and the test predictions as
-# targets (not the summary, its ensembles and bootstraps) keep the two DAGs short.
+# are compared on models that are more than noise. The test predictions as targets (not the
+# summary, its ensembles and bootstraps) keep the two DAGs short.
 DDP = {
     **SMALL,
-    "diseases": DISEASES[:2],
     "synthetic": {**TINY["synthetic"], "n_train_patients": 300, "n_valid_patients": 150},
     "image_size": 32,
     "train_threads": 2,
     "device": "cpu",
     "warmup": {"epochs": 8, "batch_size": 32},
-    "finetune": {"epochs": 2, "batch_size": 32, "dam": {"lr": 0.03}},
+    "finetune": {"methods": ["dam", "ce"], "epochs": 2, "batch_size": 32, "dam": {"lr": 0.03}},
 }
 
 
@@ -175,7 +181,7 @@ def mean_test_auc(table: pd.DataFrame) -> float:
 
 
 def test_two_gloo_processes_train_like_one(tmp_path):
-    methods = ["warmup", *load_config(REPO / "config" / "config.yaml")["finetune"]["methods"]]
+    methods = ["warmup", *DDP["finetune"]["methods"]]
     targets = [f"results/predictions/resnet10t/seed0/{method}.csv" for method in methods]
     works, planned = {}, None
     for processes in (1, 2):

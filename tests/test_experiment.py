@@ -78,10 +78,10 @@ def test_a_moved_download_with_the_same_csvs_is_the_same_data(tmp_path):
 def test_the_first_run_records_and_the_same_experiment_passes(tmp_path):
     experiment = experiment_of(CHEXPERT, _csvs(tmp_path / "data"))
     made = ["config/protocol.yaml", "config/chexpert.yaml", "config/config.yaml"]
-    assert claim_results(experiment, made, write=False, folder=tmp_path) is None
-    assert not (tmp_path / RECORD).exists()  # a dry run writes nothing
-    note = claim_results(experiment, made, folder=tmp_path)
-    assert "recorded" in note
+    claim = claim_results(experiment, made, folder=tmp_path)
+    assert "recorded" in claim.note
+    assert not (tmp_path / "results").exists()  # written when jobs start, not before
+    claim.write()
     record = yaml.safe_load((tmp_path / RECORD).read_text())
     assert record["configs"] == made and record["experiment"] == experiment
     _finished(tmp_path)
@@ -90,7 +90,7 @@ def test_the_first_run_records_and_the_same_experiment_passes(tmp_path):
 
 def test_a_different_experiment_is_refused_with_what_differs_and_the_fix(tmp_path):
     made = ["config/protocol.yaml", "config/chexpert.yaml", "config/config.yaml"]
-    claim_results(experiment_of(CHEXPERT, _csvs(tmp_path / "data")), made, folder=tmp_path)
+    claim_results(experiment_of(CHEXPERT, _csvs(tmp_path / "data")), made, folder=tmp_path).write()
     _finished(tmp_path)
     before = (tmp_path / RECORD).read_text()
     with pytest.raises(InputError) as refused:
@@ -103,16 +103,16 @@ def test_a_different_experiment_is_refused_with_what_differs_and_the_fix(tmp_pat
 
 
 def test_an_accepted_change_is_written_into_the_record(tmp_path):
-    claim_results(experiment_of(CHEXPERT), ["a.yaml"], folder=tmp_path)
+    claim_results(experiment_of(CHEXPERT), ["a.yaml"], folder=tmp_path).write()
     _finished(tmp_path)
     changed = copy.deepcopy(CHEXPERT)
     changed["finetune"]["epochs"] = 3
     new = experiment_of(changed)
-    note = claim_results(new, ["a.yaml"], accept=True, write=False, folder=tmp_path)
-    assert "finetune.epochs: 2 -> 3" in note
-    with pytest.raises(InputError):  # a dry run of it accepted nothing
+    claim = claim_results(new, ["a.yaml"], accept=True, folder=tmp_path)
+    assert "finetune.epochs: 2 -> 3" in claim.note
+    with pytest.raises(InputError):  # accepted only once written, by a command that ran jobs
         claim_results(new, ["a.yaml"], folder=tmp_path)
-    claim_results(new, ["a.yaml"], accept=True, folder=tmp_path)
+    claim.write()
     record = yaml.safe_load((tmp_path / RECORD).read_text())
     assert record["experiment"] == new
     assert record["changes"][-1]["changed"] == ["finetune.epochs: 2 -> 3"]
@@ -122,10 +122,11 @@ def test_an_accepted_change_is_written_into_the_record(tmp_path):
 def test_a_folder_without_outputs_takes_the_new_experiment(tmp_path):
     """A first command that failed before any job finished leaves only the record and logs:
     nothing is lost by recording the next one."""
-    claim_results(experiment_of(QUICK), ["config/config.yaml"], folder=tmp_path)
+    claim_results(experiment_of(QUICK), ["config/config.yaml"], folder=tmp_path).write()
     (tmp_path / "results" / "logs").mkdir()
-    note = claim_results(experiment_of(CHEXPERT), ["config/chexpert.yaml"], folder=tmp_path)
-    assert "held no outputs" in note
+    claim = claim_results(experiment_of(CHEXPERT), ["config/chexpert.yaml"], folder=tmp_path)
+    assert "held no outputs" in claim.note
+    claim.write()
     record = yaml.safe_load((tmp_path / RECORD).read_text())
     assert record["experiment"] == experiment_of(CHEXPERT)
 

@@ -1,4 +1,5 @@
-"""A folder of your own for real data (``deepauc init``), and every command the docs quote.
+"""A folder of your own for real data (``deepauc init``: the workflow used as a Snakemake module,
+the layout ``snakedeploy deploy-workflow`` writes), and every command the docs quote.
 
 A tiny CheXpert-format download is run to the end in a folder made by ``deepauc init``, with
 plain commands only; the quick start's config is then refused there, and the figures, the
@@ -99,6 +100,10 @@ def own(tmp_path_factory, download) -> Path:
     copy_timm_index(folder)
     run = snakemake(folder)
     assert run.returncode == 0, (run.stdout + run.stderr)[-3000:]
+    # the config is resolved from the folder's config/, and the checkout is only read
+    assert "config: config/protocol.yaml < config/chexpert.yaml < config/config.yaml" in run.stderr
+    assert "experiment recorded" in run.stderr
+    assert not (ours / "results").exists() and not (ours / ".snakemake" / "log").exists()
     return folder
 
 

@@ -340,6 +340,7 @@ def _planned_finetunes(finished, tmp_path, change: dict) -> dict[str, set[str]]:
                 config[section][key] = {**config[section].get(key, {}), **value}
             else:
                 config[section][key] = value
+    config["accept_changes"] = True  # a change of the finished run's experiment, on purpose
     (tmp_path / "changed.yaml").write_text(yaml.safe_dump(config))
     jobs = planned_jobs(finished, "--configfile", str(tmp_path / "changed.yaml"), "--", SUMMARY)
     return {
@@ -381,6 +382,18 @@ def test_a_plot_change_reruns_the_plot_and_nothing_upstream(finished, tmp_path):
     assert run.returncode == 0, run.stderr[-3000:]
     assert "localrule plot_auc_by_architecture" in run.stderr
     assert "localrule summarize" not in run.stderr and "rule predict" not in run.stderr
+
+
+def test_a_command_that_forgets_the_runs_overlay_is_refused(finished):
+    """The finished run was made with tiny.yaml: the quick start's config alone (the overlay
+    forgotten) is another experiment, refused before anything is planned or written."""
+    record = (finished / "results" / "experiment.yaml").read_bytes()
+    for args in (["--dry-run"], []):
+        run = snakemake(finished, *args, "--", SUMMARY)
+        output = run.stdout + run.stderr
+        assert run.returncode != 0 and "results/ belong to the experiment" in output
+        assert "architectures: [resnet10t, efficientvit_b0] -> [resnet10t, convnext_atto]" in output
+    assert (finished / "results" / "experiment.yaml").read_bytes() == record
 
 
 def test_a_copied_or_moved_results_folder_reruns_nothing(finished, tmp_path):
@@ -438,6 +451,7 @@ def test_a_best_rate_on_an_edge_of_its_grid_plans_one_more_rate(finished, tmp_pa
     grid = yaml.safe_load(yaml.safe_dump(WITH_TOY))
     grid["finetune"].update(methods=["ce"], grid_extensions=1, ce={"lr": [1e-4, 3e-4]})
     grid["figures"]["showcase_method"] = "ce"
+    grid["accept_changes"] = True  # the finished run's experiment, changed on purpose
     (work / "grid.yaml").write_text(yaml.safe_dump(grid))
     search = "results/models/resnet10t/seed0/ce/search/edema.round0.csv"
     run = snakemake(work, "--configfile", "grid.yaml", "--", search)
@@ -454,6 +468,8 @@ def test_a_best_rate_on_an_edge_of_its_grid_plans_one_more_rate(finished, tmp_pa
     # run, the rates table records the extension; at the cap, the grid grows no further
     run = snakemake(work, "--configfile", "grid.yaml", "--", model)
     assert run.returncode == 0, run.stderr[-3000:]
+    changes = yaml.safe_load((work / "results" / "experiment.yaml").read_text())["changes"]
+    assert "finetune.methods: [dam, ce, pauc, sgd_ce] -> [ce]" in changes[-1]["changed"]
     rates = pd.read_csv(work / "results/models/resnet10t/seed0/ce/edema.rates.csv")
     assert dict(zip(rates["lr"], rates["added_in_round"], strict=True))[extra] == 1
     assert len(rates) == 3 and rates["chosen"].sum() == 1

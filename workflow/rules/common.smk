@@ -414,20 +414,6 @@ if not SYNTHETIC:
         raise WorkflowError(str(err)) from None
 
 
-def command_runs_jobs():
-    """Whether this command may run jobs: not a dry run, report, lint or unlock. The executor,
-    which knows, is chosen after the Snakefile is parsed, so the command line is asked.
-    """
-    from snakemake.cli import get_argument_parser
-
-    try:
-        args, _ = get_argument_parser().parse_known_args(sys.argv[1:])
-    except SystemExit:
-        # not Snakemake's own command line (the Python API): assume it may
-        return True
-    return not (args.dryrun or args.report or args.lint or args.unlock)
-
-
 def made_with():
     """The config files and --config keys of this command, as a user would type them."""
     overrides = workflow.config_settings.config
@@ -436,23 +422,36 @@ def made_with():
     ]
 
 
+def record_when_jobs_start(claim, previous):
+    """An onstart hook that writes the experiment's record, then runs ``previous``: only a
+    command that starts jobs writes it, never a dry run, a report or a refused plan."""
+
+    def onstart(log):
+        claim.write()
+        logger.info(claim.note)
+        previous(log)
+
+    return onstart
+
+
 # A results folder belongs to one experiment: a command whose data or protocol differs from
-# what results/experiment.yaml records is refused here, before anything runs.
+# what results/experiment.yaml records is refused here, before anything runs. Snakemake runs
+# the onstart hook of the main Snakefile only, so the hook is set on the workflow itself: it
+# then also runs where this workflow is a module of a user's folder.
 if workflow.is_main_process:
     try:
-        note = claim_results(
+        CLAIM = claim_results(
             experiment_of(
                 EXPERIMENT_CONFIG,
                 None if SYNTHETIC else {"train_csv": TRAIN_CSV, "test_csv": TEST_CSV},
             ),
             made_with(),
             accept=config[ACCEPT] in (True, "true"),
-            write=command_runs_jobs(),
         )
     except InputError as err:
         raise WorkflowError(str(err)) from None
-    if note:
-        logger.info(note)
+    if CLAIM:
+        workflow._onstart = record_when_jobs_start(CLAIM, workflow._onstart)
 
 
 def starting_weights(wildcards):

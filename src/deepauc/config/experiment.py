@@ -6,7 +6,9 @@ start's defaults planned over a CheXpert run's models, say). The first run in a 
 what it is an experiment of in ``results/experiment.yaml`` (:data:`RECORD`): the resolved
 config's data and protocol keys and a fingerprint of the dataset's CSVs. Every later command is
 compared with it while the workflow parses (:func:`claim_results`), and one whose data or
-protocol differs is refused with what differs and the fix, before anything runs.
+protocol differs is refused with what differs and the fix, before anything runs. The record is
+written when the command starts its jobs (:class:`Claim`): a dry run, a report or a command
+refused while its jobs are planned writes nothing.
 
 Not compared: the runtime keys (they never change what is computed), ``figures`` and
 ``inference`` (they draw or score more, and retrain nothing) and ``accept_changes`` itself.
@@ -18,6 +20,7 @@ to lose: a new config there replaces the record.
 
 import copy
 import hashlib
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -134,29 +137,38 @@ def holds_outputs(results: Path) -> bool:
     return any(entry.name not in ignored for entry in results.iterdir())
 
 
+@dataclass(frozen=True)
+class Claim:
+    """What a command will write into the record once it runs jobs: ``write()`` it then (a dry
+    run, a report or a refused plan writes nothing), and tell the user ``note``."""
+
+    path: Path
+    record: dict
+    note: str
+
+    def write(self) -> None:
+        _write(self.path, self.record)
+
+
 def claim_results(
-    experiment: dict,
-    made_with: list[str],
-    *,
-    accept: bool = False,
-    write: bool = True,
-    folder: str | Path = ".",
-) -> str | None:
-    """Compare ``experiment`` with the record of ``folder/results``, write the record where
-    there is none (or accept a change), and refuse a command whose experiment differs from a
-    folder that holds outputs. ``made_with`` names the config files and ``--config`` keys, for
-    the record and the message; ``write`` false (a dry run) changes nothing on disk. Returns
-    what to tell the user, or None."""
+    experiment: dict, made_with: list[str], *, accept: bool = False, folder: str | Path = "."
+) -> Claim | None:
+    """Compare ``experiment`` with the record of ``folder/results`` and refuse a command whose
+    experiment differs from a folder that holds outputs, unless ``accept``. ``made_with`` names
+    the config files and ``--config`` keys, for the record and the message. Returns the record
+    to write (there is none yet, or a change is accepted, or results/ hold nothing to lose), or
+    None where the record stands as it is."""
     path = Path(folder, RECORD)
     now = {
         "when": datetime.now(UTC).isoformat(timespec="seconds"),
         "configs": list(made_with),
     }
     if not path.is_file():
-        if write:
-            _write(path, {**now, "experiment": experiment, "changes": []})
-            return f"{RECORD}: this folder's experiment recorded ({' < '.join(made_with)})"
-        return None
+        return Claim(
+            path,
+            {**now, "experiment": experiment, "changes": []},
+            f"{RECORD}: this folder's experiment recorded ({' < '.join(made_with)})",
+        )
     try:
         record = yaml.safe_load(path.read_text())
         recorded = record["experiment"]
@@ -171,12 +183,13 @@ def claim_results(
     if not changed:
         return None
     if accept or not holds_outputs(path.parent):
-        if write:
-            record["changes"] = [*record.get("changes", []), {**now, "changed": changed}]
-            record.update(experiment=experiment)
-            _write(path, record)
+        changes = [*record.get("changes", []), {**now, "changed": changed}]
         why = "accepted" if accept else "results/ held no outputs yet"
-        return f"{RECORD}: the experiment changed ({why}): " + "; ".join(changed)
+        return Claim(
+            path,
+            {**record, "experiment": experiment, "changes": changes},
+            f"{RECORD}: the experiment changed ({why}): " + "; ".join(changed),
+        )
     listed = changed[:LISTED]
     if len(changed) > LISTED:
         listed.append(f"... and {len(changed) - LISTED} more")
