@@ -254,7 +254,10 @@ def test_every_quoted_command_puts_its_targets_before_its_options():
         if not command.startswith("snakemake"):
             continue
         words = shlex.split(command)[1:]
-        targets = list(parser.parse_known_args(words)[0].targets)
+        try:
+            targets = list(parser.parse_known_args(words)[0].targets)
+        except (ValueError, SystemExit) as err:  # a target read as a --resources value
+            pytest.fail(f"{name}:{line}: Snakemake cannot read {command!r}: {err}")
         written = [w for w in words if re.fullmatch(r"results/\S+|export|all", w)]
         values = {
             words[i + 1] for i, w in enumerate(words[:-1]) if w in ("--report", "--directory")

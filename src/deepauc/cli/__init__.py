@@ -12,12 +12,12 @@ import sys
 from deepauc.errors import InputError
 
 NEXT_STEPS = """\
-Wrote {folder} ({count} files). Next, in that folder:
+Wrote {folder} ({count} files). Its config/config.yaml is your experiment: edit it before the
+first run (every key: config/README.md of this clone). Then, in that folder:
   cd {folder}
-  snakemake -n results/summary.csv                           # checks the config, plans the jobs
-  snakemake results/summary.csv --cores 16 --resources gpu=2 # trains (one GPU, two jobs on it)
-  snakemake --cores 8                                        # figures, model card, saliency
-Its config/config.yaml is your experiment: edit it before the first run."""
+  snakemake results/summary.csv -n                            # checks the config, plans the jobs
+  snakemake results/summary.csv --cores 16 --resources gpu=2  # trains: two jobs share one GPU
+  snakemake --cores 8                                         # figures, model card, its export"""
 
 
 def main(argv: list[str] | None = None) -> int:

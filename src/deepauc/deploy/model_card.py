@@ -103,7 +103,13 @@ def _details(facts: dict) -> list[str]:
             lines.append(f"- `{predictor}`: the disease models of {predictor}.")
     for folder, card in facts.get("exports", {}).items():
         parity = card.get("parity", {}).get("max_abs_difference")
-        checked = f"; scores within {parity:.2g} of the pipeline's" if parity is not None else ""
+        checked = ""
+        if parity is not None:
+            checked = (
+                "; its scores equal the pipeline's"
+                if parity == 0
+                else (f"; its scores within {parity:.1g} of the pipeline's")
+            )
         lines.append(
             f"- Exported for use: `{folder}` (safetensors weights, card.json, TorchScript"
             f"{checked})."

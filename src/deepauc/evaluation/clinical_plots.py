@@ -136,9 +136,9 @@ def plot_subgroups(subgroups: pd.DataFrame, predictor: str, paths: list, dpi: in
         axes[i][0].set_ylabel("test ROC-AUC")
     marked = rows["note"].fillna("").astype(bool).any() if "note" in rows else False
     fig.suptitle(
-        f"{predictor}: test ROC-AUC by subgroup (hollow: fewer than {MIN_GROUP_CLASS} "
+        f"{predictor}: test ROC-AUC by subgroup\n(hollow: fewer than {MIN_GROUP_CLASS} "
         "positives or negatives, interval not comparable"
-        + ("; *: value not recorded or uncommon, not in the gap" if marked else "")
+        + (";\n*: value not recorded or uncommon, left out of the gap" if marked else "")
         + ")",
         fontsize=10,
     )
