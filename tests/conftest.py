@@ -1,8 +1,13 @@
-"""Shared fixtures: a small hand-made CheXpert download whose label counts are known exactly."""
+"""Shared fixtures and helpers: a small hand-made CheXpert download whose label counts are known
+exactly, a CheXpert-format JPEG tree, a read-only view of it and its fingerprint."""
 
+import contextlib
 import csv
 import functools
+import hashlib
+import os
 import shutil
+import subprocess
 import tempfile
 from pathlib import Path
 
@@ -10,6 +15,7 @@ import pytest
 from PIL import Image
 
 from deepauc.data.chexpert import HEADER
+from deepauc.data.synth import SynthSpec, generate_dataset
 from deepauc.models.normalization import normalization_index
 from deepauc.models.timm_index import INDEX_FOLDER, model_index
 
@@ -134,3 +140,50 @@ def copy_timm_index(work: Path) -> None:
     """Give a workflow copy the timm model index and the networks' normalization a first run
     would list (seconds of importing timm, once per test session instead of once per copy)."""
     shutil.copytree(timm_index_folder(), work / INDEX_FOLDER, dirs_exist_ok=True)
+
+
+def chexpert_tree(root: Path) -> Path:
+    """A CheXpert-v1.0-small download under ``root`` (CSVs and JPEGs); returns ``root``."""
+    spec = SynthSpec(n_train_patients=80, n_valid_patients=60, image_size=(64, 64), seed=1)
+    generate_dataset(root, spec)
+    return root
+
+
+def fingerprint(root: Path) -> dict[str, tuple]:
+    """Every file and folder under ``root``: content digest, size, mode and mtime."""
+    found = {}
+    for path in sorted(root.rglob("*")):
+        stat = path.lstat()
+        entry = (stat.st_mode, stat.st_mtime_ns)
+        if path.is_file():
+            entry += (stat.st_size, hashlib.sha256(path.read_bytes()).hexdigest())
+        found[str(path.relative_to(root))] = entry
+    return found
+
+
+@contextlib.contextmanager
+def read_only(tree: Path, tmp_path: Path):
+    """``tree`` as the workflow should see a user's download: a read-only bind mount where
+    this is root (so any write fails loudly), else its files and folders made read-only."""
+    if os.geteuid() == 0 and shutil.which("mount"):
+        view = tmp_path / "read_only_view"
+        view.mkdir()
+        bound = subprocess.run(["mount", "--bind", str(tree), str(view)], capture_output=True)
+        if bound.returncode == 0:
+            try:
+                remounted = subprocess.run(
+                    ["mount", "-o", "remount,ro,bind", str(view)], capture_output=True
+                )
+                if remounted.returncode == 0:
+                    yield view
+                    return
+            finally:
+                subprocess.run(["umount", "-l", str(view)], check=False)
+    modes = {path: path.stat().st_mode for path in [tree, *tree.rglob("*")]}
+    for path in sorted(modes, key=lambda p: -len(p.parts)):
+        path.chmod(modes[path] & ~0o222)
+    try:
+        yield tree
+    finally:
+        for path, mode in modes.items():
+            path.chmod(mode)

@@ -2,74 +2,21 @@
 
 A CheXpert-format tree with real JPEG files is made by each test (the synthetic generator
 writes one outside the workflow's folder, as a download would be), fingerprinted file by file,
-and compared after the run.
+and compared after the run. The whole DAG, and every command the docs quote, on a read-only
+view of such a tree: tests/test_own_folder.py.
 """
 
-import contextlib
-import hashlib
-import os
-import shutil
-import subprocess
 from pathlib import Path
 
-import pandas as pd
 import pytest
 import yaml
 
-from deepauc.data.synth import SynthSpec, generate_dataset
+from tests.conftest import chexpert_tree, fingerprint
 from tests.test_workflow import DISEASES, TINY, checkout, snakemake
 
 pytestmark = pytest.mark.e2e
 
 SUMMARY = "results/summary.csv"
-INFERENCE = "results/inference/ward.csv"
-
-
-def chexpert_tree(root: Path) -> Path:
-    """A CheXpert-v1.0-small download under ``root`` (CSVs and JPEGs); returns ``root``."""
-    spec = SynthSpec(n_train_patients=80, n_valid_patients=60, image_size=(64, 64), seed=1)
-    generate_dataset(root, spec)
-    return root
-
-
-def fingerprint(root: Path) -> dict[str, tuple]:
-    """Every file and folder under ``root``: content digest, size, mode and mtime."""
-    found = {}
-    for path in sorted(root.rglob("*")):
-        stat = path.lstat()
-        entry = (stat.st_mode, stat.st_mtime_ns)
-        if path.is_file():
-            entry += (stat.st_size, hashlib.sha256(path.read_bytes()).hexdigest())
-        found[str(path.relative_to(root))] = entry
-    return found
-
-
-@contextlib.contextmanager
-def read_only(tree: Path, tmp_path: Path):
-    """``tree`` as the workflow should see a user's download: a read-only bind mount where
-    this is root (so any write fails loudly), else its files and folders made read-only."""
-    if os.geteuid() == 0 and shutil.which("mount"):
-        view = tmp_path / "read_only_view"
-        view.mkdir()
-        bound = subprocess.run(["mount", "--bind", str(tree), str(view)], capture_output=True)
-        if bound.returncode == 0:
-            try:
-                remounted = subprocess.run(
-                    ["mount", "-o", "remount,ro,bind", str(view)], capture_output=True
-                )
-                if remounted.returncode == 0:
-                    yield view
-                    return
-            finally:
-                subprocess.run(["umount", "-l", str(view)], check=False)
-    modes = {path: path.stat().st_mode for path in [tree, *tree.rglob("*")]}
-    for path in sorted(modes, key=lambda p: -len(p.parts)):
-        path.chmod(modes[path] & ~0o222)
-    try:
-        yield tree
-    finally:
-        for path, mode in modes.items():
-            path.chmod(mode)
 
 
 def test_synthetic_data_pointed_at_a_users_folder_is_refused_before_anything_is_written(
@@ -160,27 +107,3 @@ def test_every_rule_writes_under_results_only(tmp_path):
     )
     outside = [path for path in paths if not path.startswith("results/")]
     assert paths and not outside, outside
-
-
-def test_a_run_on_a_read_only_download_leaves_every_input_byte_identical(tmp_path):
-    """Preprocessing (which opens every image), the image caches, training, scoring and the
-    summary, on a download the workflow cannot write to."""
-    tree = chexpert_tree(tmp_path / "download")
-    before = fingerprint(tree)
-    work = checkout(tmp_path, "real")
-    config = {
-        **TINY,
-        "synthetic": {"enabled": False},
-        "architectures": ["resnet10t"],
-    }
-    with read_only(tree, tmp_path) as view:
-        # the download's own test images scored again as a new image set, from where they lie
-        images = {"ward": {"folder": str(view / "CheXpert-v1.0-small" / "valid")}}
-        config = {**config, "data_root": str(view), "inference": {"image_sets": images}}
-        (work / "real.yaml").write_text(yaml.safe_dump(config))
-        run = snakemake(work, "--configfile", "real.yaml", "--", SUMMARY, INFERENCE)
-    assert run.returncode == 0, run.stderr[-3000:]
-    assert (work / SUMMARY).exists()
-    assert len(pd.read_csv(work / INFERENCE)) > 0
-    assert not (work / "results" / "synthetic").exists()
-    assert fingerprint(tree) == before

@@ -20,9 +20,14 @@ import pytest
 import yaml
 
 from deepauc.config.experiment import RECORD
-from deepauc.data.synth import SynthSpec, generate_dataset
 from deepauc.models.timm_index import model_index
-from tests.conftest import copy_timm_index, timm_index_folder
+from tests.conftest import (
+    chexpert_tree,
+    copy_timm_index,
+    fingerprint,
+    read_only,
+    timm_index_folder,
+)
 from tests.test_workflow import DISEASES, checkout, snakemake
 
 pytestmark = pytest.mark.e2e
@@ -73,16 +78,23 @@ def planned_rules(run: subprocess.CompletedProcess) -> set[str]:
     return {line.split()[0] for line in table.splitlines() if len(line.split()) == 2}
 
 
+#: The download's fingerprint before any command, by the path the commands read it from.
+UNTOUCHED: dict[Path, tuple[Path, dict]] = {}
+
+
 @pytest.fixture(scope="module")
 def download(tmp_path_factory) -> Path:
-    """A data_root holding a small CheXpert-format download (JPEGs and the two CSVs)."""
-    root = tmp_path_factory.mktemp("download")
-    spec = SynthSpec(n_train_patients=80, n_valid_patients=60, image_size=(64, 64), seed=1)
-    generate_dataset(root, spec)
-    # a set of new images to score: a CSV whose Path column is relative to its own folder
+    """A data_root holding a small CheXpert-format download (JPEGs, the two CSVs, and a CSV of
+    new images to score), as every command of this module sees it: read-only (a read-only bind
+    mount where this is root, so that any write fails loudly)."""
+    root = chexpert_tree(tmp_path_factory.mktemp("download"))
+    # new images to score: a CSV whose Path column is relative to its own folder
     valid = pd.read_csv(root / "CheXpert-v1.0-small" / "valid.csv")
     valid.to_csv(root / "ward.csv", index=False)
-    return root
+    before = fingerprint(root)
+    with read_only(root, tmp_path_factory.mktemp("view")) as view:
+        UNTOUCHED[view] = (root, before)
+        yield view
 
 
 @pytest.fixture(scope="module")
@@ -353,3 +365,10 @@ def test_every_command_the_docs_quote_runs_as_written(
             # a finished run: no command of the docs trains again or makes data up
             planned = planned_rules(run)
             assert not planned & TRAINING, f"{name}: {text} plans {planned}"
+
+
+def test_every_command_left_the_download_byte_identical(own, download):
+    """After the run, the figures, report, exports, scored images and every doc command: the
+    user's data is as it was, file by file, modes and mtimes included."""
+    root, before = UNTOUCHED[download]
+    assert fingerprint(root) == before
