@@ -27,9 +27,9 @@ from tests.conftest import TRAIN_ROWS, VALID_ROWS, copy_timm_index, write_chexpe
 REPO = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.e2e
 
-# Three of the five diseases keep the DAG small: every job pays seconds of imports.
-DISEASES = ["Cardiomegaly", "Edema", "Pleural Effusion"]
-DISEASE_SLUGS = ["cardiomegaly", "edema", "pleural_effusion"]
+# Two of the five diseases keep the DAG small: every job pays seconds of imports.
+DISEASES = ["Cardiomegaly", "Edema"]
+DISEASE_SLUGS = ["cardiomegaly", "edema"]
 TINY = {
     "diseases": DISEASES,
     "synthetic": {
@@ -473,52 +473,6 @@ def test_a_best_rate_on_an_edge_of_its_grid_plans_one_more_rate(finished, tmp_pa
     rates = pd.read_csv(work / "results/models/resnet10t/seed0/ce/edema.rates.csv")
     assert dict(zip(rates["lr"], rates["added_in_round"], strict=True))[extra] == 1
     assert len(rates) == 3 and rates["chosen"].sum() == 1
-
-
-def test_chexpert_config_runs_its_protocol_on_a_jpeg_tree(finished, tmp_path):
-    """config/chexpert.yaml with a small overlay (one small architecture, small images, 1 + 1
-    epochs) on a CheXpert-format JPEG tree: the protocol's four methods, grids, PESG mode
-    auto and three seeds run to the end, and every fine-tune says whether it trained."""
-    real = checkout(tmp_path, "protocol")
-    small = {
-        "architectures": ["resnet10t"],
-        "pretrained": False,
-        "image_size": 32,
-        "diseases": DISEASES[1:2],  # Edema alone: about 30 fine-tunes on two cores
-        "split": TINY["split"],
-        "train_threads": 1,
-        "warmup": {"epochs": 1, "batch_size": 16},
-        "finetune": {"epochs": 1, "batch_size": 16, "lr_decay_epochs": []},
-        "ensemble": {"subsets": {}},
-        "evaluation": {"bootstrap_resamples": 200},
-    }
-    (real / "small.yaml").write_text(yaml.safe_dump(small))
-    downloaded = finished / "results" / "synthetic"
-    targets = ["results/diagnostics.csv", "results/summary.csv", "results/seeds.csv"]
-    run = snakemake(
-        real,
-        "--configfile",
-        "config/chexpert.yaml",
-        "small.yaml",
-        "--config",
-        f"data_root={downloaded}",
-        "--",
-        *targets,
-    )
-    assert run.returncode == 0, (run.stdout + run.stderr)[-3000:]
-    assert "resnet10t: PESG mode sgd" in run.stdout + run.stderr
-    diagnostics = pd.read_csv(real / "results" / "diagnostics.csv")
-    assert set(diagnostics["method"]) == {"dam", "ce", "compositional", "pauc"}
-    assert set(diagnostics["seed"]) == {0, 1, 2}
-    assert len(diagnostics) == 3 * 4 * 1  # seeds x methods x diseases
-    assert set(diagnostics["trained"]) <= {"yes", "no"}
-    untrained = diagnostics[diagnostics["trained"] == "no"]
-    assert untrained["caution"].str.contains("did not train").all()
-    seed0 = diagnostics[diagnostics["seed"] == 0]
-    assert (seed0["rates_tried"] >= 3).all() and (seed0["rates_tried"] <= 5).all()
-    assert (diagnostics.loc[diagnostics["seed"] > 0, "rates_tried"] == 1).all()
-    dam = pd.read_csv(real / "results/models/resnet10t/seed0/dam/edema.rates.csv")
-    assert {0.01, 0.03, 0.1} <= set(dam["lr"])  # PESG sgd's grid, for a BatchNorm network
 
 
 def jobs_to_run(work: Path, *args: str) -> set[str]:
