@@ -62,7 +62,7 @@ def test_a_key_one_level_too_deep_says_where_it_belongs():
 
 
 def test_a_method_registered_beyond_the_schema_has_its_fields_checked():
-    """A method registered in code (as the toy method of the workflow test is) gets its
+    """A method registered in code (as aucm_adam and bce_pesg are) gets its
     section checked by its settings class's fields."""
     sections = dict(closed_sections(strict_schema(SCHEMA)))
     for name, method in METHODS.items():

@@ -215,10 +215,13 @@ def test_diagnostics_keep_the_best_rate_on_val_and_count_collapsed_rates():
     assert (row["chosen_lr"], row["chosen_step"], row["best_val_auc"]) == (0.1, 4, 0.8)
     assert (row["collapsed"], row["collapsed_rates"], row["rates_tried"]) == ("yes", 1, 2)
     assert (row["a"], row["b"]) == (0.3, 0.1) and np.isnan(row["alpha"])
-    assert (row["val_pos"], row["warmup_best_step"], row["caution"]) == (25, 12, "")
+    assert (row["val_pos"], row["warmup_best_step"]) == (25, 12)
+    # the chosen run collapsed at its last evaluation: a failure, said in the caution too
+    assert row["failure"] == row["caution"] == "COLLAPSE at its chosen rate"
     # a val split with few positives, a warm-up that never learned: both said
     audit["positive"] = 7
     row = diagnostics_table(runs, audit, {"resnet10t": {0: 0}}).iloc[0]
-    assert (
-        row["caution"] == "only 7 val positives; the warm-up never learned (best val AUC at step 0)"
+    assert row["caution"] == (
+        "only 7 val positives; the warm-up never learned (best val AUC at step 0); "
+        "COLLAPSE at its chosen rate"
     )

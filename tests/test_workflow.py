@@ -22,6 +22,7 @@ from deepauc.config.rates import (
 from deepauc.evaluation.calibration import expected_calibration_error
 from deepauc.evaluation.diagnostics import diagnostics_columns
 from deepauc.evaluation.summary import VS_CONTROL, VS_WARMUP
+from deepauc.methods import METHODS
 from tests.conftest import TRAIN_ROWS, VALID_ROWS, copy_timm_index, write_chexpert_csv
 
 REPO = Path(__file__).resolve().parents[1]
@@ -74,56 +75,27 @@ def snakemake(work: Path, *args: str) -> subprocess.CompletedProcess:
     )
 
 
-# A method that exists only in the copy of the workflow that the whole-DAG run uses: a module of
-# its own in deepauc/methods/, named in finetune.methods (no config section: its settings class
-# holds its defaults). Nothing else is edited, and the DAG, the summary, the comparison and the
-# figures must all take it in.
-TOY_METHOD = """\"\"\"A toy method: BCE with SGD.\"\"\"
-
-from dataclasses import dataclass
-
-from deepauc.methods.registry import Method, Recipe, register
-
-
-@dataclass(frozen=True)
-class SgdCeSettings:
-    lr: float = 0.01
-    momentum: float = 0.9
-
-
-def build_sgd_ce(model, settings, context):
-    import torch
-    import torch.nn.functional as F
-
-    optimizer = torch.optim.SGD(model.parameters(), lr=settings.lr, momentum=settings.momentum)
-    return Recipe(loss_fn=F.binary_cross_entropy_with_logits, optimizer=optimizer)
-
-
-register(
-    Method(
-        name="sgd_ce",
-        label="CE with SGD",
-        color="#31a354",
-        linestyle="-.",
-        loss_name="BCE",
-        settings=SgdCeSettings,
-        build=build_sgd_ce,
-    )
-)
-"""
-TOY_COLOR = "#31a354"
-WITH_TOY = {
+# The 2 x 2's other cells, aucm_adam and bce_pesg, are each a module of deepauc/methods/ and a
+# grid in protocol.yaml, nothing else: the DAG, the summary, the comparison and the figures must
+# all take them in. One rate each keeps the DAG small.
+TWO_BY_TWO = ["dam", "ce", "aucm_adam", "bce_pesg"]
+NEW_COLOR = METHODS["aucm_adam"].color
+WITH_2X2 = {
     **TINY,
-    "finetune": {**TINY["finetune"], "methods": ["dam", "ce", "pauc", "sgd_ce"]},
+    "finetune": {
+        **TINY["finetune"],
+        "methods": TWO_BY_TWO,
+        "aucm_adam": {"lr": 1e-4},
+        "bce_pesg": {"lr": {"adam": 3e-4, "sgd": 0.03}},
+    },
 }
 
 
 @pytest.fixture(scope="module")
 def finished(tmp_path_factory) -> Path:
-    """The tiny DAG (default targets, so figures too), run once, with the toy method."""
+    """The tiny DAG (default targets, so figures too), run once, with the 2 x 2's methods."""
     work = checkout(tmp_path_factory.mktemp("dag"), "quick")
-    (work / "src" / "deepauc" / "methods" / "sgd_ce.py").write_text(TOY_METHOD)
-    (work / "tiny.yaml").write_text(yaml.safe_dump(WITH_TOY))
+    (work / "tiny.yaml").write_text(yaml.safe_dump(WITH_2X2))
     run = snakemake(work, "--configfile", "tiny.yaml")
     assert run.returncode == 0, run.stderr[-3000:]
     return work
@@ -151,7 +123,7 @@ def test_whole_dag_writes_splits_models_and_logs(finished):
         assert (counts["positive"] == table[DISEASES].sum()).all()
     models = finished / "results" / "models" / "resnet10t" / "seed0"
     assert (models / "warmup.pt").exists()
-    for method in ("dam", "ce", "pauc", "sgd_ce"):
+    for method in TWO_BY_TWO:
         for disease in DISEASE_SLUGS:
             assert (models / method / f"{disease}.pt").exists(), (method, disease)
             history = pd.read_csv(models / method / f"{disease}.history.csv")
@@ -175,15 +147,15 @@ def test_summary_and_comparison_hold_every_registered_method(finished):
     check_summary(finished)
 
 
-def test_every_figure_draws_the_toy_method(finished):
+def test_every_figure_draws_the_new_methods(finished):
     figures = finished / "results" / "figures"
-    # drawn in the toy's colour
-    assert TOY_COLOR in (figures / "auc_by_architecture.svg").read_text()
+    # drawn in the method's colour
+    assert NEW_COLOR in (figures / "auc_by_architecture.svg").read_text()
     # ROC curves tell methods by line style and name each curve with its AUC in the legend
     roc = (figures / "roc_edema.svg").read_text()
-    assert re.search(r"<!-- resnet10t, CE with SGD: AUC 0\.\d{3} -->", roc)
+    assert re.search(r"<!-- resnet10t, AUCM \+ Adam fine-tune: AUC 0\.\d{3} -->", roc)
     # The training curves colour diseases and tell methods by line style: the legend names it.
-    assert "<!-- Edema sgd_ce -->" in (figures / "training_resnet10t.svg").read_text()
+    assert "<!-- Edema bce_pesg -->" in (figures / "training_resnet10t.svg").read_text()
 
 
 def test_report_is_written(finished, tmp_path):
@@ -333,7 +305,7 @@ def test_a_runtime_key_change_reruns_no_training(finished, tmp_path, case):
 def _planned_finetunes(finished, tmp_path, change: dict) -> dict[str, set[str]]:
     """The rules a dry run plans after ``change`` to the tiny config, and the methods of the
     fine-tunes among them."""
-    config = yaml.safe_load(yaml.safe_dump(WITH_TOY))
+    config = yaml.safe_load(yaml.safe_dump(WITH_2X2))
     for section, values in change.items():
         for key, value in values.items():
             if isinstance(value, dict):
@@ -357,8 +329,8 @@ def test_a_method_setting_reruns_that_method_only(finished, tmp_path):
     assert {"predict", "summarize"} <= ce["rules"] and "warmup" not in ce["rules"]
     dam = _planned_finetunes(finished, tmp_path, {"finetune": {"dam": {"lr": 0.05}}})
     assert dam["finetune"] == {"dam"}
-    toy = _planned_finetunes(finished, tmp_path, {"finetune": {"sgd_ce": {"momentum": 0.5}}})
-    assert toy["finetune"] == {"sgd_ce"}
+    new = _planned_finetunes(finished, tmp_path, {"finetune": {"aucm_adam": {"margin": 0.5}}})
+    assert new["finetune"] == {"aucm_adam"}
 
 
 def test_a_shared_setting_reruns_all_training(finished, tmp_path):
@@ -448,7 +420,7 @@ def test_a_best_rate_on_an_edge_of_its_grid_plans_one_more_rate(finished, tmp_pa
     """A grid of two rates: whichever wins lies on an edge, so the search adds one rate past
     it, and a dry run plans that one fine-tune (the grid's own already ran)."""
     work = copy_of(finished, tmp_path)
-    grid = yaml.safe_load(yaml.safe_dump(WITH_TOY))
+    grid = yaml.safe_load(yaml.safe_dump(WITH_2X2))
     grid["finetune"].update(methods=["ce"], grid_extensions=1, ce={"lr": [1e-4, 3e-4]})
     grid["figures"]["showcase_method"] = "ce"
     grid["accept_changes"] = True  # the finished run's experiment, changed on purpose
@@ -469,7 +441,7 @@ def test_a_best_rate_on_an_edge_of_its_grid_plans_one_more_rate(finished, tmp_pa
     run = snakemake(work, "--configfile", "grid.yaml", "--", model)
     assert run.returncode == 0, run.stderr[-3000:]
     changes = yaml.safe_load((work / "results" / "experiment.yaml").read_text())["changes"]
-    assert "finetune.methods: [dam, ce, pauc, sgd_ce] -> [ce]" in changes[-1]["changed"]
+    assert "finetune.methods: [dam, ce, aucm_adam, bce_pesg] -> [ce]" in changes[-1]["changed"]
     rates = pd.read_csv(work / "results/models/resnet10t/seed0/ce/edema.rates.csv")
     assert dict(zip(rates["lr"], rates["added_in_round"], strict=True))[extra] == 1
     assert len(rates) == 3 and rates["chosen"].sum() == 1
@@ -530,7 +502,7 @@ def check_summary(work: Path) -> None:
     for row in summary[summary["disease"] != "mean"].itertuples():
         few = min(row.n_pos, row.n_neg) < 10
         assert few == ("test positives" in row.caution or "test negatives" in row.caution), row
-    assert set(summary["method"]) == {"warmup", "ce", "dam", "pauc", "sgd_ce"}
+    assert set(summary["method"]) == {"warmup", *TWO_BY_TWO}
     assert set(summary["disease"]) == {*DISEASES, "mean"}
     for column in ("auc", "auc_low", "auc_high", "pauc10", "pauc20_high", "auprc"):
         assert summary[column].between(0, 1).all(), column
@@ -589,9 +561,10 @@ def check_summary(work: Path) -> None:
     ]
     assert comparison["p_value"].between(0, 1).all()
     assert comparison["pauc20_p"].between(0, 1).all()
-    assert set(comparison["method"]) == {"dam", "pauc", "sgd_ce", "ce"}
+    assert set(comparison["method"]) == set(TWO_BY_TWO)
     assert set(comparison["control"]) == {"ce", "warmup"}
-    # both comparisons, each named: against CE (dam, pauc, sgd_ce), against the warm-up (all four)
+    # both comparisons, each named: against CE (dam, aucm_adam, bce_pesg), against the warm-up
+    # (all four)
     assert set(comparison["comparison"]) == {VS_CONTROL, VS_WARMUP}
     assert len(comparison) == 4 * (3 + 4) * (len(DISEASES) + 1)  # predictors x pairs x rows
     ours = summary.set_index(["architecture", "method", "disease"])["auc"]

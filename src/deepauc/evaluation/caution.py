@@ -8,6 +8,11 @@ architecture starts from an untrained network).
 Both are warned about in the job logs and marked in ``results/diagnostics.csv`` and in the
 ``caution`` column of ``results/summary.csv``; an empty caution means none applies.
 
+A fine-tune that failed says so too: its scores sank into the sigmoid's floor or ceiling,
+collapsed, or stayed at step 0 at every rate while CE trained (``failure`` in
+``results/diagnostics.csv``, named per seed or member in ``caution``), and one that started from a
+warm-up that barely ranks its disease (``weak_start``).
+
 A third says what a fine-tune's row is a result of: a fine-tune that did not train
 (``results/diagnostics.csv`` column ``trained`` is ``no``: val kept step 0, the warm-up itself,
 or the backbone hardly moved) is the warm-up under another name, so its row measures the
@@ -139,6 +144,38 @@ def _untrained_note(
     return untrained_finetune(f"for {which} {', '.join(names)}", min_drift)
 
 
+#: (architecture, method, disease) -> {seed: what went wrong}, from diagnostics.csv.
+RunNotes = dict[tuple[str, str, str], dict[int, str]]
+
+
+def run_notes(diagnostics: pd.DataFrame | None, column: str) -> RunNotes:
+    """Each fine-tune's non-empty ``column`` of ``results/diagnostics.csv`` (``failure``: its
+    scores sank, collapsed or stayed at step 0; ``weak_start``: yes where its warm-up barely
+    ranked the disease); empty without the column (diagnostics of an older run)."""
+    notes: RunNotes = {}
+    if diagnostics is None or column not in diagnostics:
+        return notes
+    for row in diagnostics.itertuples():
+        value = getattr(row, column)
+        value = "" if pd.isna(value) or str(value).strip().lower() in ("", "no") else str(value)
+        if value:
+            notes.setdefault((row.architecture, row.method, row.disease), {})[int(row.seed)] = value
+    return notes
+
+
+def _noted_runs(row, notes: RunNotes, members: dict[str, list[str]], seeds_of) -> list[str]:
+    """Per member (or the architecture) and seed, what ``notes`` hold for a disease row."""
+    found = []
+    ensemble = row.architecture in members
+    for arch in members.get(row.architecture, [row.architecture]):
+        for seed, note in sorted(notes.get((arch, row.method, row.disease), {}).items()):
+            where = [arch] if ensemble else []
+            if seeds_of(arch) > 1:
+                where.append(f"seed {seed}")
+            found.append((f"{' '.join(where)}: " if where else "") + note)
+    return found
+
+
 def summary_cautions(
     summary: pd.DataFrame,
     audit: pd.DataFrame,
@@ -156,6 +193,22 @@ def summary_cautions(
     ``members`` each ensemble to its architectures."""
     val = split_cautions(audit, "val")
     marks = run_marks(diagnostics)
+    failures, weak = run_notes(diagnostics, "failure"), run_notes(diagnostics, "weak_start")
+
+    def seeds_of(arch: str) -> int:
+        return max((len(by_seed) for (a, _, _), by_seed in marks.items() if a == arch), default=1)
+
+    def failed(row) -> str:
+        return join(*_noted_runs(row, failures, members, seeds_of))
+
+    def weak_start(row) -> str:
+        runs = _noted_runs(row, weak, members, seeds_of)
+        if not runs:
+            return ""
+        where = [run.split(":")[0] for run in runs if ":" in run]
+        return f"started from a warm-up that barely ranks {row.disease}" + (
+            f" ({', '.join(where)})" if where else ""
+        )
 
     def warmups(predictor: str) -> str:
         archs = members.get(predictor, [predictor])
@@ -170,17 +223,23 @@ def summary_cautions(
             notes += [prefix + untrained_warmup(0, None if single else seed) for seed in seeds]
         return join(*notes)
 
-    data, untrained, cautions = {}, {}, {}
+    data, untrained, cautions, broken, weakly = {}, {}, {}, {}, {}
     for row in summary.itertuples():
         if row.disease != MEAN:
             test = few_cases("test", int(row.n_pos), int(row.n_neg))
             data[row.Index] = join(test, val.get(row.disease, ""))
             if row.method != WARMUP:
                 untrained[row.Index] = _untrained_note(row, marks, members, min_drift)
+                broken[row.Index] = failed(row)
+                weakly[row.Index] = weak_start(row)
     for row in summary.itertuples():
         if row.disease != MEAN:
             cautions[row.Index] = join(
-                data[row.Index], warmups(row.architecture), untrained.get(row.Index, "")
+                data[row.Index],
+                warmups(row.architecture),
+                weakly.get(row.Index, ""),
+                untrained.get(row.Index, ""),
+                broken.get(row.Index, ""),
             )
             continue
         diseases = [
@@ -198,5 +257,18 @@ def summary_cautions(
             if failed
             else ""
         )
-        cautions[row.Index] = join(warmups(row.architecture), few, rests)
+        sank = [other.disease for other in diseases if broken.get(other.Index)]
+        failing = (
+            f"mean includes {len(sank)} of {len(diseases)} diseases whose fine-tunes failed "
+            f"(sank, collapsed or kept step 0): {', '.join(sank)}"
+            if sank
+            else ""
+        )
+        starts = [other.disease for other in diseases if weakly.get(other.Index)]
+        barely = (
+            f"the warm-up barely ranks {', '.join(starts)}"
+            if starts and row.method != WARMUP
+            else ""
+        )
+        cautions[row.Index] = join(warmups(row.architecture), few, barely, rests, failing)
     return pd.Series(cautions).reindex(summary.index).fillna("")

@@ -28,6 +28,21 @@ MIN_DISTINCT_SHARE = 0.5
 #: spread at step 0.
 MIN_SPREAD_SHARE = 0.25
 
+#: Sunk: the mean val score of both classes within this of the sigmoid's floor (0) or ceiling
+#: (1) ...
+SIGMOID_EDGE = 0.02
+#: ... and nearer that edge than this share of their distance from it at step 0 (a model that
+#: started there, a rare disease's warm-up say, has not sunk).
+SINK_SHARE = 0.25
+
+#: A warm-up "barely ranks" a disease (the precondition of an AUC fine-tune, checked before the
+#: fine-tunes run) when its val AUC is below this ...
+WEAK_START_AUC = 0.65
+#: ... or its val scores' spread (standard deviation of the probabilities) is below this: AUCM's
+#: margin (1.0) is then a hundred times the gap it has to widen. Healthy warm-ups of the DAM
+#: study started at 0.019 or more.
+WEAK_START_SPREAD = 0.01
+
 #: What identifies a fine-tune (its rates taken together).
 KEY_COLUMNS = ("architecture", "seed", "method", "disease")
 
@@ -43,12 +58,18 @@ def diagnostics_columns() -> list[str]:
         "best_val_auc",
         "collapsed",
         "collapsed_rates",
+        "sunk",
+        "sunk_rates",
+        "kept_step0_rates",
         "rates_tried",
         *dual_names(),  # the final dual variables, as the methods name them
         "backbone_drift",
         "trained",
         "val_pos",
         "warmup_best_step",
+        "score_std_step0",
+        "weak_start",
+        "failure",
         "caution",
     ]
 
@@ -88,6 +109,53 @@ def is_collapsed(row: dict, start: dict) -> bool:
     if row["distinct_share"] < MIN_DISTINCT_SHARE:
         return True
     return bool(start["score_std"] > 0 and row["score_std"] < MIN_SPREAD_SHARE * start["score_std"])
+
+
+def sunk(row: dict, start: dict) -> str:
+    """``floor`` or ``ceiling`` where the val scores of ``row`` have sunk into the sigmoid's
+    floor (both classes' mean probability below :data:`SIGMOID_EDGE`) or risen to its ceiling,
+    having started well away from it (``start``: step 0's row); '' otherwise. There the
+    gradient of a loss on probabilities vanishes, and the ranking that is left lives in the last
+    bits of the scores."""
+    means = [row.get("pos_mean", math.nan), row.get("neg_mean", math.nan)]
+    before = [start.get("pos_mean", math.nan), start.get("neg_mean", math.nan)]
+    if any(math.isnan(float(v)) for v in means + before):
+        return ""
+    if max(means) < SIGMOID_EDGE and max(means) < SINK_SHARE * max(before):
+        return "floor"
+    gap, gap_before = 1 - min(means), 1 - min(before)
+    if gap < SIGMOID_EDGE and gap < SINK_SHARE * gap_before:
+        return "ceiling"
+    return ""
+
+
+def weak_start(val_auc: float, score_std: float) -> str:
+    """Why a starting model barely ranks a disease ('' when it does rank it): val AUC below
+    :data:`WEAK_START_AUC` or a score spread below :data:`WEAK_START_SPREAD`."""
+    reasons = []
+    if val_auc < WEAK_START_AUC:
+        reasons.append(f"val AUC {compared(val_auc, '<', WEAK_START_AUC)}")
+    if score_std < WEAK_START_SPREAD:
+        reasons.append(f"score spread {compared(score_std, '<', WEAK_START_SPREAD)}")
+    return ", ".join(reasons)
+
+
+def weak_warmup(best: pd.Series | dict, diseases: list[str]) -> dict[str, str]:
+    """The diseases a warm-up barely ranks at its kept evaluation ``best`` (a history row with
+    ``val_auc:<disease>`` and ``score_std:<disease>``, or ``val_auc`` alone for one disease),
+    each with why (:func:`weak_start`); a value the row lacks is not judged."""
+    weak = {}
+    for disease in diseases:
+        auc = best.get(f"val_auc:{disease}", best.get("val_auc") if len(diseases) == 1 else None)
+        spread = best.get(f"score_std:{disease}", math.nan)
+        auc = math.nan if auc is None else float(auc)
+        why = weak_start(
+            auc if not math.isnan(auc) else 1.0,
+            float(spread) if not math.isnan(float(spread)) else 1.0,
+        )
+        if why:
+            weak[disease] = why
+    return weak
 
 
 def backbone_drift(weights: list, start: list) -> float:
@@ -161,10 +229,16 @@ def diagnostics_row(key: dict, histories: dict[float, pd.DataFrame]) -> dict:
         "best_val_auc": chosen["best_val_auc"],
         "collapsed": "yes" if chosen["collapsed"] else "no",
         "collapsed_rates": int(rates["collapsed"].sum()),
+        "sunk": chosen["sunk"] or "no",
+        "sunk_rates": int((rates["sunk"] != "").sum()),
+        "kept_step0_rates": int((rates["best_step"] == 0).sum()),
         "rates_tried": len(rates),
         **{name: float(last.get(name, float("nan"))) for name in dual_names()},
         "backbone_drift": drift,
         "trained": "yes" if did_train(int(chosen["best_step"]), drift) else "no",
+        "score_std_step0": float(history["score_std"].iloc[0])
+        if "score_std" in history
+        else math.nan,
     }
 
 
@@ -189,13 +263,69 @@ def diagnostics_table(
         warmup_step = warmup_steps.get(row["architecture"], {}).get(int(row["seed"]))
         row["val_pos"] = int(counts["positive"])
         row["warmup_best_step"] = warmup_step
+        weak = weak_start(float(row["val_auc_step0"]), float(row["score_std_step0"]))
+        row["weak_start"] = "yes" if weak else "no"
+        row["failure"] = failure_note(row)
         row["caution"] = caution.join(
             few_cases("val", int(counts["positive"]), int(counts["negative"])),
             "" if row["trained"] == "yes" else untrained_note(row),
             caution.untrained_warmup(warmup_step) if warmup_step is not None else "",
+            f"started from a warm-up that barely ranks {row['disease']} ({weak})" if weak else "",
         )
         rows.append(row)
-    return pd.DataFrame(rows, columns=diagnostics_columns())
+    table = pd.DataFrame(rows, columns=diagnostics_columns())
+    return with_stuck_notes(table)
+
+
+def failure_note(row: dict) -> str:
+    """How a fine-tune failed at its rates, '' if it did not: the chosen run's scores sank
+    into the sigmoid's floor or ceiling, or some rates' did; the chosen run collapsed, or some
+    rates did. A mean over diseases can hide any of these; the summary names them."""
+    tried = int(row["rates_tried"])
+    notes = []
+    sank, rates_sank = row["sunk"], int(row["sunk_rates"])
+    if rates_sank:
+        where = (
+            "chosen rate" if sank != "no" and rates_sank == 1 else f"{rates_sank} of {tried} rates"
+        )
+        edge = sank if sank != "no" else "floor or ceiling"
+        notes.append(f"scores sank into the sigmoid's {edge} at {where}")
+    collapsed = int(row["collapsed_rates"])
+    if collapsed:
+        where = (
+            "its chosen rate"
+            if row["collapsed"] == "yes" and collapsed == 1
+            else (f"{collapsed} of {tried} rates")
+        )
+        notes.append(f"COLLAPSE at {where}")
+    return "; ".join(notes)
+
+
+def with_stuck_notes(table: pd.DataFrame) -> pd.DataFrame:
+    """Add to ``failure`` (and ``caution``) of every fine-tune that kept step 0 at every rate
+    it tried while the control (CE) of the same architecture, seed and disease trained: the
+    method, not the start, held it there."""
+    from deepauc.methods import CONTROL
+
+    control = table[table["method"] == CONTROL].set_index(["architecture", "seed", "disease"])
+    for index, row in table.iterrows():
+        if row["method"] == CONTROL or row["kept_step0_rates"] < row["rates_tried"]:
+            continue
+        key = (row["architecture"], row["seed"], row["disease"])
+        if key not in control.index or control.loc[key, "trained"] != "yes":
+            continue
+        every = (
+            "its rate"
+            if row["rates_tried"] == 1
+            else f"every rate of its grid ({row['rates_tried']})"
+        )
+        note = f"kept step 0 at {every} while {CONTROL} trained"
+        table.loc[index, "failure"] = caution.join(row["failure"], note)
+    table["caution"] = [
+        caution.join(note, failure)
+        for note, failure in zip(table["caution"], table["failure"], strict=True)
+    ]
+    return table
 
 
 def untrained_note(row: dict) -> str:
@@ -246,6 +376,7 @@ def rate_table(
                 "collapsed": bool(history["collapsed"].iloc[-1])
                 if "collapsed" in history
                 else False,
+                "sunk": sunk(history.iloc[-1].to_dict(), history.iloc[0].to_dict()),
                 "chosen": rate == chosen,
             }
         )

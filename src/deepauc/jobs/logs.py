@@ -14,6 +14,9 @@ from deepauc.atomic import NO_SPACE
 from deepauc.errors import InputError, JobStopped
 
 FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+#: A log record made with ``extra=TO_CONSOLE`` also reaches the console (Snakemake's output),
+#: not only the job's log: a warning the user should see while the run goes on.
+TO_CONSOLE = {"console": True}
 
 
 @contextlib.contextmanager
@@ -24,7 +27,8 @@ def logged_to(log_path: str | Path, journal: str | Path | None = None) -> Iterat
     written to the log and to the console as its message alone, and the job exits with status 1:
     the user sees what to fix, not a traceback. A :class:`JobStopped` (a training job stopped by
     a signal after saving its state) is a warning, and the job exits with the signal's status.
-    Any other exception is a bug and keeps its traceback in the log.
+    Any other exception is a bug and keeps its traceback in the log. A record logged with
+    ``extra=TO_CONSOLE`` goes to the console too.
 
     With a ``journal`` (a file beside a training job's resume file), the log survives the job
     being stopped or killed: Snakemake deletes a job's log before it runs it again, so the log is
@@ -38,8 +42,12 @@ def logged_to(log_path: str | Path, journal: str | Path | None = None) -> Iterat
         sys.stderr = log_file
         handler = logging.StreamHandler(log_file)
         handler.setFormatter(logging.Formatter(FORMAT))
+        loud = logging.StreamHandler(console)
+        loud.setFormatter(logging.Formatter("deepauc: %(levelname)s: %(message)s"))
+        loud.addFilter(lambda record: getattr(record, "console", False))
         root = logging.getLogger()
         root.addHandler(handler)
+        root.addHandler(loud)
         root.setLevel(logging.INFO)
         try:
             try:
@@ -62,6 +70,7 @@ def logged_to(log_path: str | Path, journal: str | Path | None = None) -> Iterat
             raise
         finally:
             root.removeHandler(handler)
+            root.removeHandler(loud)
             sys.stderr = console
     if journal is not None:
         Path(journal).unlink(missing_ok=True)

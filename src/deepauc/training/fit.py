@@ -23,7 +23,7 @@ from tqdm import tqdm
 from deepauc.atomic import write_csv
 from deepauc.data.images import to_model_input
 from deepauc.errors import JobStopped
-from deepauc.evaluation.diagnostics import is_collapsed, tied_scores
+from deepauc.evaluation.diagnostics import is_collapsed, sunk, tied_scores
 from deepauc.evaluation.stats import aucs_by_column
 from deepauc.models.checkpoints import save_model
 from deepauc.training.job import Job
@@ -304,6 +304,15 @@ def _stopped(job: Job, stop: StopRequest, step: int, epoch: int, batch: int, pat
     )
 
 
+def _spreads(job: Job, scores: np.ndarray):
+    """(output, spread of its val probabilities over the images whose label is known)."""
+    targets = job.val_loader.dataset.targets
+    for i, name in enumerate(job.outputs):
+        known = ~np.isnan(targets[:, i])
+        values = 1.0 / (1.0 + np.exp(-scores[known, i].astype(np.float64)))
+        yield name, float(values.std()) if len(values) else float("nan")
+
+
 def _evaluation_row(
     job: Job, runtime: Runtime, history: list[dict], epoch: int, step: int, training=None
 ) -> dict:
@@ -324,9 +333,25 @@ def _evaluation_row(
         row.update(
             {f"val_auc:{name}": auc for name, auc in zip(job.outputs, per_output, strict=True)}
         )
+        row.update({f"score_std:{name}": spread for name, spread in _spreads(job, scores)})
     if job.diagnose is not None:
         row.update(job.diagnose(scores[:, 0], job.val_loader.dataset.targets[:, 0]))
-        row["collapsed"] = is_collapsed(row, history[0] if history else row)
+        start = history[0] if history else row
+        row["collapsed"] = is_collapsed(row, start)
+        row["sunk"] = sunk(row, start)
+        if row["sunk"] and runtime.is_main:
+            log.warning(
+                "%s: SCORES SANK into the sigmoid's %s at step %d: mean val probability of "
+                "positives %.4f, negatives %.4f (at step 0 %.4f, %.4f); val AUC %.4f",
+                job.name,
+                row["sunk"],
+                step,
+                row["pos_mean"],
+                row["neg_mean"],
+                start["pos_mean"],
+                start["neg_mean"],
+                score,
+            )
         if row["collapsed"] and runtime.is_main:
             log.warning(
                 "%s: COLLAPSE at step %d: val scores bunched up (%d distinct of %d, spread "

@@ -35,7 +35,7 @@ from deepauc.data.images import CachedSplit, augment_generator
 from deepauc.data.splits import few_cases
 from deepauc.errors import InputError
 from deepauc.evaluation.caution import untrained_warmup
-from deepauc.evaluation.diagnostics import best_row
+from deepauc.evaluation.diagnostics import best_row, weak_warmup
 from deepauc.methods import METHODS, BuildContext
 from deepauc.models.build import create_model, init_head_from_row, replace_head, zero_head
 from deepauc.models.checkpoints import load_model
@@ -151,7 +151,29 @@ def run_warmup(
             arch,
             arch,
         )
+    if runtime.is_main and scored:
+        _check_start(job.name, best_row(table), diseases)
     return table
+
+
+def _check_start(name: str, best: pd.Series, diseases: list[str]) -> None:
+    """The fine-tunes' precondition, checked before they run: the warm-up should rank each
+    disease. Where it barely does, AUC-margin losses (margin 1.0 on probabilities that hardly
+    differ) tend to sink the scores into the sigmoid's floor or collapse them; the console and
+    the log say so now, and the fine-tunes' rows say what happened."""
+    weak = weak_warmup(best, diseases)
+    if not weak:
+        return
+    listed = "; ".join(f"{disease} ({why})" for disease, why in weak.items())
+    log.warning(
+        "%s: the warm-up barely ranks %s. Fine-tunes from it, AUC-margin ones most (DAM), tend "
+        "to sink into the sigmoid's floor or collapse; results/diagnostics.csv and the summary's "
+        "caution will say if they did. Starting weights that already rank (pretrained) or a "
+        "longer warm-up (warmup.epochs) give them a start that ranks",
+        name,
+        listed,
+        extra={"console": True},  # deepauc.jobs.logs: to the console too
+    )
 
 
 def finetune_job(
