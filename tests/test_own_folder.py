@@ -106,6 +106,7 @@ def own(tmp_path_factory, download) -> Path:
     copy_timm_index(folder)
     run = snakemake(folder)
     assert run.returncode == 0, (run.stdout + run.stderr)[-3000:]
+    (base / "first_run.txt").write_text(run.stderr)  # what the console showed
     # the config is resolved from the folder's config/, and the checkout is only read
     assert "config: config/protocol.yaml < config/chexpert.yaml < config/config.yaml" in run.stderr
     assert "experiment recorded" in run.stderr
@@ -160,6 +161,23 @@ def test_the_chexpert_protocol_runs_to_the_end_and_every_fine_tune_says_whether_
     log = (own / ".snakemake" / "log").glob("*.log")
     assert any("resnet10t: PESG mode sgd" in path.read_text() for path in log)
     assert (own / "results" / "seeds.csv").is_file()
+
+
+def test_a_weak_start_is_warned_before_the_fine_tunes_and_marked_in_the_summary(own):
+    """The case of a 1 + 1-epoch run from scratch on a CheXpert tree: the warm-up barely ranks
+    the disease, the console says so before any fine-tune starts, and the summary marks the
+    AUC fine-tune's rows (DAM's) with what happened."""
+    console = (own.parent / "first_run.txt").read_text()
+    warned = console.find("barely ranks Edema")
+    assert warned >= 0, console[-3000:]
+    assert warned < console.find("rule finetune"), "warned only after a fine-tune started"
+    diagnostics = pd.read_csv(own / "results" / "diagnostics.csv")
+    assert (diagnostics["weak_start"] == "yes").all()
+    summary = pd.read_csv(own / "results" / "summary.csv").fillna("")
+    dam = summary[(summary["method"] == "dam") & (summary["level"] == "image")]
+    assert dam["caution"].str.contains("barely ranks Edema").all(), dam["caution"].tolist()
+    warmup = summary[summary["method"] == "warmup"]
+    assert not warmup["caution"].str.contains("barely ranks").any()
 
 
 def test_a_chexpert_run_in_its_own_folder_needs_no_config_on_any_command(own, download):

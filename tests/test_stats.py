@@ -2,12 +2,15 @@
 the two-level (seeds, then patients) bootstrap, Benjamini-Hochberg q-values, p as reported."""
 
 from math import erf, sqrt
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+from scipy import stats as scipy_stats
 from sklearn.metrics import roc_auc_score
 
+from deepauc.config.layers import load_config
 from deepauc.evaluation.partial_auc import partial_auc
 from deepauc.evaluation.scores import score_predictions
 from deepauc.evaluation.significance import benjamini_hochberg, format_p
@@ -22,8 +25,12 @@ from deepauc.evaluation.stats import (
     compare_methods,
     delong_test,
     delong_variance,
+    monte_carlo_error,
     patient_bootstrap,
+    seed_t_interval,
 )
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 def _normal_cdf(x):
@@ -294,16 +301,42 @@ def test_benjamini_hochberg_is_monotone_and_never_below_p():
     assert (q >= p).all() and (q <= 1).all()
 
 
-def test_a_bootstrap_p_at_its_resolution_limit_is_written_below_one_over_b():
+def test_a_bootstrap_p_is_written_as_its_value_at_the_resolution_of_its_resamples():
     floor = bootstrap_p_value(np.full(1000, 0.1))  # no resample on the other side of 0
     assert floor == pytest.approx(2 / 1001)
-    assert format_p(floor, resamples=1000) == "< 0.001"
-    assert format_p(bootstrap_p_value(np.full(200, -0.1)), resamples=200) == "< 0.005"
+    assert format_p(floor, resamples=1000) == "0.002"  # what was measured, not "< 0.001"
+    assert format_p(bootstrap_p_value(np.full(200, -0.1)), resamples=200) == "0.010"
+    assert format_p(bootstrap_p_value(np.full(10_000, 0.1)), resamples=10_000) == "0.0002"
     one_across = bootstrap_p_value(np.r_[-0.1, np.full(999, 0.1)])
     assert format_p(one_across, resamples=1000) == "0.004"  # above the limit: its value
+    assert format_p(0.0394, resamples=1000) == "0.039" and format_p(0.54, resamples=1000) == "0.54"
     assert format_p(0.0004) == "< 0.001"  # DeLong
     assert [format_p(p) for p in (0.49, 0.035, 0.0081, 1.0)] == ["0.49", "0.035", "0.0081", "1.00"]
     assert format_p(float("nan")) == ""
+
+
+def test_the_monte_carlo_error_says_how_far_another_stream_moves_a_bootstrap_p():
+    assert monte_carlo_error(0.05, 1000) == pytest.approx(0.00987, abs=1e-5)
+    protocol = load_config(REPO / "config" / "protocol.yaml")["evaluation"]["bootstrap_resamples"]
+    assert monte_carlo_error(0.05, protocol) <= 0.005  # the protocol's p: stable to 0.005
+    # measured: p near 0.05 from independent streams of B resamples spreads about that much
+    rng = np.random.default_rng(0)
+    for resamples in (1000, 4000):
+        ps = [bootstrap_p_value(rng.normal(0.02, 0.0102, resamples)) for _ in range(300)]
+        assert np.std(ps) == pytest.approx(monte_carlo_error(np.mean(ps), resamples), rel=0.15)
+
+
+def test_the_seed_level_t_interval_is_the_textbook_one():
+    per_seed = np.array([-0.012, -0.008, -0.015, -0.004, -0.011])
+    got = seed_t_interval(per_seed)
+    mean, error = per_seed.mean(), per_seed.std(ddof=1) / np.sqrt(5)
+    assert got["n_seeds"] == 5
+    assert got["seed_delta_low"] == pytest.approx(mean - 2.776445 * error, rel=1e-5)
+    assert got["seed_delta_high"] == pytest.approx(mean + 2.776445 * error, rel=1e-5)
+    t_stat = mean / error
+    assert got["seed_p"] == pytest.approx(2 * scipy_stats.t.sf(abs(t_stat), 4))
+    assert np.isnan(seed_t_interval(np.array([0.01]))["seed_p"])  # one seed: no interval
+    assert seed_t_interval(np.array([0.01]))["n_seeds"] == 1
 
 
 def _seeded_tables(y, seed_scores, patients):

@@ -1,7 +1,7 @@
 """How p-values are reported: as a table prints them, and adjusted for the many per-disease
 tests of one comparison (Benjamini-Hochberg)."""
 
-from math import isfinite
+from math import floor, isfinite, log10
 
 import numpy as np
 
@@ -13,15 +13,19 @@ def format_p(p_value: float, resamples: int | None = None) -> str:
     """A p-value as a table should show it. ``resamples``: the bootstrap's number of (finite)
     resamples B, when it produced ``p_value``.
 
-    A bootstrap p at its resolution limit (no resample on the other side of 0: the smallest
-    value :func:`bootstrap_p_value` returns, 2 / (B + 1)) is ``< 1/B``, e.g. ``< 0.001`` for
-    B = 1000: a larger B could only make it smaller. Any p below 0.001 is ``< 0.001``. Otherwise
-    two decimals from 0.1 up, two significant digits below (0.49, 0.035, 0.0081). NaN: ''.
+    A bootstrap p is written as the value it is, to the resolution B gives it (three decimals
+    for B up to 1000, one more per tenfold B): 2 / (B + 1), its smallest value (no resample on
+    the other side of 0), is 0.002 for B = 1000, not "< 0.001", a bound nothing measured. Any
+    other p below 0.001 (DeLong's) is ``< 0.001``. Otherwise two decimals from 0.1 up, two
+    significant digits below (0.49, 0.035, 0.0081). NaN: ''.
     """
     if not isfinite(p_value):
         return ""
-    if resamples and p_value <= 2 / (resamples + 1) * (1 + 1e-9):
-        return f"< {1 / resamples:.2g}"
+    if resamples:
+        if p_value >= 0.1:
+            return f"{p_value:.2f}"
+        decimals = max(3, floor(log10(resamples)))
+        return f"{p_value:.{decimals}f}"
     if p_value < SMALLEST_REPORTED_P:
         return f"< {SMALLEST_REPORTED_P:g}"
     if p_value >= 0.1:

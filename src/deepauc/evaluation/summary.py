@@ -18,8 +18,16 @@ same test images) and ``seeds.csv`` (every seed on its own).
   disease (DeLong's paired test and interval), ``patients`` for the mean with one seed (paired
   patient bootstrap), ``seeds+patients`` for the mean with several seeds (training seeds, then
   patients, resampled: :func:`deepauc.evaluation.stats.seed_patient_deltas`).
-- ``p_reported``: the p as a table shows it (``< 0.001``; a bootstrap p at its resolution
-  limit ``< 1/B``: :func:`deepauc.evaluation.significance.format_p`).
+- ``p_reported``: the p as a table shows it (DeLong's below 0.001 as ``< 0.001``; a bootstrap
+  p as its value to the resolution its resamples give, 2/1001 as 0.002:
+  :func:`deepauc.evaluation.significance.format_p`).
+- ``p_mc_error``: on ``mean`` rows, the bootstrap p's Monte-Carlo standard error
+  (sqrt(p (1 - p) / B)): how far another resampling stream would move it.
+- ``n_seeds``, ``seed_delta_low``, ``seed_delta_high``, ``seed_p``: on ``mean`` rows with
+  several seeds, the seeds alone: the 95% t-interval of the per-seed differences of the mean AUC
+  and the one-sample t-test's p (:func:`deepauc.evaluation.stats.seed_t_interval`). With few
+  seeds the two-level bootstrap draws few distinct seed sets (10 for three), so both are
+  given.
 - ``q_value``: Benjamini-Hochberg q of the per-disease p-values; the family is every
   per-disease row of one (``method``, ``comparison``) pair in the file (all predictors and
   diseases together). Empty for ``mean`` rows, which are one test per predictor already.
@@ -97,6 +105,11 @@ COMPARISON_COLUMNS = [
     "p_value",
     "p_resampling",
     "p_reported",
+    "p_mc_error",
+    "n_seeds",
+    "seed_delta_low",
+    "seed_delta_high",
+    "seed_p",
     "q_value",
     *compared_columns(),
     "trained",
