@@ -25,6 +25,7 @@ localrules:
     select_lr,
     diagnose,
     summarize,
+    verdict,
     evaluate_subgroups,
     image_groups,
     summarize_seeds,

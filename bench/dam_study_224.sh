@@ -11,33 +11,34 @@
 #
 #   bash bench/dam_study_224.sh convnext_tiny                  # one family, surrogate start
 #   bash bench/dam_study_224.sh --regime weak convnext_tiny    # the weak start, own folder
-#   bash bench/dam_study_224.sh --work /data/s224 --images 4000 densenet169
+#   bash bench/dam_study_224.sh --work study/224-densenet --images 1000 densenet169
 #
 # STUDY_TIME_LIMIT=<seconds> stops Snakemake with Ctrl-C after that long (jobs save resume files)
 # and copies the results so far; the same command in the same --work picks up where it stopped.
 # STUDY_EXTRA_CONFIG=<yaml> adds a config file after the folder's (a CPU smoke run: small sizes),
 # STUDY_DEVICE (default cuda) the device, SURROGATE_ARGS extra surrogate_pretrain.py arguments,
-# STUDY_DRY_RUN=1 plans only (snakemake -n).
+# STUDY_DRY_RUN=1 plans only (snakemake -n; the tree and the weights are still made).
 #
-# COST (estimate, not measured; docs/benchmarks.md's H200 rates, an H100 is likely no faster):
-# a tree of N images has ~0.87 N - 400 frontal training images (2.3 images a patient, 15%
-# lateral, 200 test patients), 85% of them in the train split (val_fraction 0.15): T = 0.74 N -
-# 340. Per family, seeds [0..4], 4 methods, 5 diseases, rates searched on seed 0:
-#   5 warm-ups          x 2 epochs x T             at ~2,100 img/s (convnext_tiny), ~1,070 (densenet169)
-#   60 + ~17 grid extensions (seed 0) + 80 (seeds 1-4) = ~157 fine-tunes x 2 epochs x 1.25 T
-#                                                  at ~1,250 img/s (convnext_tiny), ~680 (densenet169)
-#   ~10 s start-up a job: ~157 + 5 training jobs + ~30 scoring/summary jobs = ~190 jobs, ~16 min
-#   of start-ups on two slots a GPU, half of them hidden by the other slot: ~8 min.
-# So T_family ~ 480 s + T x (10 / 2,100 + 392 / 1,250) s = 480 + 0.32 T (convnext_tiny), and
-# 480 + 0.59 T (densenet169). Twenty GPU minutes (1,200 s) give T ~ 2,250 (N ~ 3,500) for
-# convnext_tiny and T ~ 1,200 (N ~ 2,100) for densenet169: the default --images 3000 is ~19 min
-# for convnext_tiny and ~27 min for densenet169 (use --images 2000 for it). Surrogate
-# pretraining comes on top: 20,000 images x 6 epochs at batch 128, ~1 min (convnext_tiny), ~2 min
-# (densenet169), rendering ~20 s on 16 cores. The weak regime costs the same less ~1 warm-up epoch.
+# COST (an estimate, not measured: docs/benchmarks.md's H200 rates at batch 32, taken for an H100;
+# plus ~10 s start-up per job). A tree of N images holds ~0.87 N - 400 frontal training images
+# (measured: 920 for N = 1,500), 85% of them in the train split: T ~ 0.74 N - 340 (778 measured).
+# `snakemake -n` plans, per family: 5 warm-ups, 140 fine-tunes (seed 0: 4 methods x 5 diseases x 3
+# rates; seeds 1-4 at seed 0's rate), 25 predict jobs, ~220 small CPU jobs; grid extensions add
+# ~17 fine-tunes (the earlier study: 13 per 15 grids). So, per family, on two slots a GPU:
+#   start-ups: (5 + 157 + 25) GPU jobs x 10 s / 2 slots (the other slot trains meanwhile) = ~935 s
+#   warm-ups:  5 x 2 epochs x T       at ~2,100 img/s (convnext_tiny), ~1,070 (densenet169)
+#   fine-tunes: 157 x 2 epochs x 1.25 T (DualSampler) at ~1,250 img/s (convnext_tiny), ~680 (densenet169)
+#   T_family ~ 935 s + 0.32 T s (convnext_tiny), 935 s + 0.59 T s (densenet169)
+# Twenty GPU minutes leave ~265 s for images: T ~ 830 (N ~ 1,600) for convnext_tiny, T ~ 450
+# (N ~ 1,050) for densenet169. The default --images 1500 is ~20 min for convnext_tiny, ~23 min
+# for densenet169 (--images 1000: ~19.5 min). Start-ups are ~3/4 of it: the protocol's job count,
+# not the images, sets the cost at this size. On top: surrogate pretraining (20,000 images x 6
+# epochs at batch 128: ~1 min convnext_tiny, ~2 min densenet169, ~20 s rendering on 16 cores).
+# The weak regime costs the same less 5 warm-up epochs.
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
 work=$repo/study/224
-images=3000
+images=1500
 regime=main
 while [ $# -gt 0 ]; do
   case $1 in
@@ -131,7 +132,7 @@ if [ -n "${STUDY_DRY_RUN:-}" ]; then
   "${study[@]}" -n --cores "$(nproc)" --resources gpu="$slots" -- "${targets[@]}"
   exit
 fi
-left=$(( deadline - $(date +%s) ))
+left=$(( deadline - $(date +%s) )); [ "$left" -gt 0 ] || left=1
 started=$(date +%s)
 log "$regime: ${archs[*]} on $gpus GPU(s), $slots job slots, tree of $images images"
 timeout --signal=INT --kill-after=60 "$left" \

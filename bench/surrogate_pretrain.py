@@ -56,7 +56,7 @@ from deepauc.data.images import augment_generator, to_model_input
 from deepauc.data.labels import apply_policy
 from deepauc.data.synth import SynthSpec, render_image
 from deepauc.data.synth.cohort import sample_cohort
-from deepauc.models.build import HeadInFp32, create_model
+from deepauc.models.build import HeadInFp32, check_architectures, create_model
 from deepauc.models.weights import check_pretrained
 from deepauc.training.runtime import choose_device, seed_everything
 
@@ -237,7 +237,7 @@ def main(argv=None) -> None:
     if not todo:
         log.info("every architecture has its weights in %s (--force retrains)", args.out)
         return
-    timm.create_model(todo[0], pretrained=False)  # an unknown name fails before rendering
+    check_architectures(todo)  # an unknown name fails before rendering
     args.out.mkdir(parents=True, exist_ok=True)
     data = make_cohort(args)
     log.info(

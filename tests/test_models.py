@@ -57,6 +57,27 @@ def test_local_weights_file_and_folder(tmp_path):
         assert model.get_classifier().out_features == 3
 
 
+def test_a_weights_file_whose_keys_match_nothing_is_refused_not_loaded_silently(tmp_path, caplog):
+    """timm loads with strict=False when the head's size differs, so a file saved under a
+    prefix ('model.') would start the network from random weights without a word."""
+    from safetensors.torch import save_file
+
+    source = timm.create_model("resnet10t", num_classes=0)
+    state = {k: v.contiguous() for k, v in source.state_dict().items()}
+    save_file({f"model.{k}": v for k, v in state.items()}, tmp_path / "resnet10t.safetensors")
+    with pytest.raises(
+        InputError,
+        match=r"(?s)only 0 of resnet10t's \d+ backbone tensors.*"
+        r"without a prefix such as 'model.'",
+    ):
+        create_model("resnet10t", num_outputs=5, image_size=64, pretrained=str(tmp_path))
+    # the same weights without the prefix and without a head (a surrogate's): loaded, no warning
+    save_file(state, tmp_path / "resnet10t.safetensors")
+    model = create_model("resnet10t", num_outputs=5, image_size=64, pretrained=str(tmp_path))
+    assert torch.equal(model.conv1[0].weight, source.conv1[0].weight)
+    assert "backbone tensors not in" not in caplog.text
+
+
 def test_another_runs_warmups_are_weights_with_an_arch_placeholder(tmp_path):
     """What config/dam_study.yaml does: each family starts from its pretraining run's warm-up."""
     torch.manual_seed(1)

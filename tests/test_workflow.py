@@ -158,6 +158,32 @@ def test_every_figure_draws_the_new_methods(finished):
     assert "<!-- Edema bce_pesg -->" in (figures / "training_resnet10t.svg").read_text()
 
 
+def test_the_verdict_answers_for_each_architecture_and_names_the_runs_weakness(finished):
+    """results/verdict.md (a default target): each architecture's and the ensemble's answer
+    for every method against CE, and the weakness planted in the tiny run, its one seed."""
+    text = (finished / "results" / "verdict.md").read_text()
+    answers = text.split("## The answer")[1].split("## Every number")[0]
+    for predictor in [*TINY["architectures"], "ensemble"]:
+        for label in ("DAM", "AUCM + Adam", "BCE + PESG"):
+            assert f"**{predictor}, {label}** (1 seed): {label} - CE = " in answers, (
+                predictor,
+                label,
+            )
+    comparison = pd.read_csv(finished / "results" / "comparison.csv")
+    row = comparison[
+        (comparison["comparison"] == VS_CONTROL)
+        & (comparison["architecture"] == "resnet10t")
+        & (comparison["method"] == "dam")
+        & (comparison["disease"] == "mean")
+    ].iloc[0]
+    assert (
+        f"DAM - CE = {row['delta']:+.3f} [{row['delta_low']:+.3f}, {row['delta_high']:+.3f}]"
+        in (answers)
+    )
+    weaknesses = text.split("## What weakens this answer")[1]
+    assert "One seed: the intervals carry test-patient noise only" in weaknesses
+
+
 def test_report_is_written(finished, tmp_path):
     work = copy_of(finished, tmp_path)
     report = snakemake(work, "--configfile", "tiny.yaml", "--report", "results/report.html")
@@ -167,6 +193,7 @@ def test_report_is_written(finished, tmp_path):
     for table in ("summary.csv", "comparison.csv", "calibration.csv", "subgroups.csv"):
         assert table in html, table  # the tables, not only the figures
     assert "model_card.md" in html and "saliency_resnet10t.png" in html
+    assert "verdict.md" in html
 
 
 def test_model_card_and_saliency_figures_are_written(finished):
@@ -551,6 +578,11 @@ def check_summary(work: Path) -> None:
         "p_value",
         "p_resampling",
         "p_reported",
+        "p_mc_error",
+        "n_seeds",
+        "seed_delta_low",
+        "seed_delta_high",
+        "seed_p",
         "q_value",
         *[
             f"{metric}_{part}"

@@ -581,6 +581,7 @@ def default_targets():
     targets = [
         "results/summary.csv",
         "results/comparison.csv",
+        "results/verdict.md",
         "results/calibration.csv",
         "results/ensemble_weights.csv",
         "results/subgroups.csv",

@@ -154,6 +154,32 @@ rule summarize:
         "../scripts/summarize.py"
 
 
+# The write-up's question answered for this run in plain words, with what weakens the answer.
+rule verdict:
+    input:
+        comparison="results/comparison.csv",
+        summary="results/summary.csv",
+        diagnostics="results/diagnostics.csv",
+    output:
+        report("results/verdict.md", caption="../report/verdict.rst", category="Verdict"),
+    log:
+        "results/logs/verdict.log",
+    params:
+        facts={
+            "architectures": ARCHITECTURES,
+            "predictors": PREDICTORS,
+            "seeds": SEEDS,
+            "diseases": list(DISEASE_BY_SLUG.values()),
+            "methods": METHODS,
+            "image_size": config["image_size"],
+            "pretrained": config["pretrained"],
+            "synthetic": SYNTHETIC,
+            "dataset": f"{TRAIN_CSV} (train and val), {TEST_CSV} (test)",
+        },
+    script:
+        "../scripts/write_verdict.py"
+
+
 # Per sex, age band and AP/PA (columns of the split tables, where the CSV has them).
 rule evaluate_subgroups:
     input:

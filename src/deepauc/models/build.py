@@ -102,8 +102,59 @@ def _from_hub(arch: str, kwargs: dict) -> nn.Module:
         ) from err
 
 
+class _MissingKeys(logging.Handler):
+    """The keys timm reports missing while it loads pretrained weights: with a head of another
+    size it loads with ``strict=False``, so a file whose keys match nothing (saved with a
+    ``model.`` prefix, say) would load silently and start the network from random weights."""
+
+    def __init__(self):
+        super().__init__(logging.INFO)
+        self.missing: list[str] = []
+
+    def emit(self, record):
+        message = record.getMessage()
+        if message.startswith("Missing keys ("):
+            self.missing += message[len("Missing keys (") :].split(")")[0].split(", ")
+
+
+def _check_loaded(arch: str, file: Path, model: nn.Module, missing: list[str]) -> None:
+    """Refuse a weights file that left most of the backbone at its random start."""
+    classifier = {
+        name for name, module in model.named_modules() if module is model.get_classifier()
+    }
+    backbone = [  # BatchNorm's step counters are never reported missing
+        key
+        for key in model.state_dict()
+        if not any(key.startswith(f"{c}.") for c in classifier)
+        and not key.endswith("num_batches_tracked")
+    ]
+    left = [key for key in missing if key in backbone]
+    if len(left) * 2 > len(backbone):
+        raise InputError(
+            f"only {len(backbone) - len(left)} of {arch}'s {len(backbone)} backbone tensors were "
+            f"found in the file (missing e.g. {left[0]!r}): it was saved with other key names",
+            where=f"{file} (config key pretrained)",
+            fix=f"save timm's {arch} state_dict() as it is (keys like {backbone[0]!r}, without "
+            "a prefix such as 'model.'), or set pretrained: false.",
+        )
+    if left:
+        log.warning(
+            "%s: %d of %d backbone tensors not in %s (random start for them), e.g. %s",
+            arch,
+            len(left),
+            len(backbone),
+            file,
+            ", ".join(left[:3]),
+        )
+
+
 def _from_file(arch: str, path: Path, kwargs: dict) -> nn.Module:
     file = weights_file(arch, path)
+    capture = _MissingKeys()
+    timm_log = logging.getLogger("timm")
+    level = timm_log.level
+    timm_log.addHandler(capture)
+    timm_log.setLevel(logging.INFO)
     try:
         model = timm.create_model(
             arch, pretrained=True, pretrained_cfg_overlay={"file": str(file)}, **kwargs
@@ -117,6 +168,10 @@ def _from_file(arch: str, path: Path, kwargs: dict) -> nn.Module:
             f"interrupted download, look like this), or point pretrained at {arch}'s weights, "
             "or set pretrained: false.",
         ) from err
+    finally:
+        timm_log.removeHandler(capture)
+        timm_log.setLevel(level)
+    _check_loaded(arch, file, model, capture.missing)
     log.info("%s: initialised from %s", arch, file)
     return model
 
