@@ -58,6 +58,8 @@ deadline=$(( $(date +%s) + ${STUDY_TIME_LIMIT:-1000000000} ))
 tree=$work/tree folder=$work/$regime out=$work/out weights=$work/surrogate
 cd "$repo"
 [ -d wheels ] && bash bench/device_setup.sh
+# the project from this checkout where it is not installed (a GPU machine set up from wheels)
+python -c "import deepauc" 2>/dev/null || export PYTHONPATH=$repo/src${PYTHONPATH:+:$PYTHONPATH}
 mkdir -p "$out"
 log() { echo "$(date -u +%FT%TZ) $*" | tee -a "$out/timing.txt"; }
 
@@ -91,9 +93,9 @@ fi
 if [ ! -f "$folder/workflow/Snakefile" ]; then
   rm -rf "$folder.tmp"
   if [ "$regime" = main ]; then
-    deepauc init "$folder.tmp" --data-root "$tree" --pretrained "$weights" > /dev/null
+    python -m deepauc.cli init "$folder.tmp" --data-root "$tree" --pretrained "$weights" > /dev/null
   else
-    deepauc init "$folder.tmp" --data-root "$tree" > /dev/null
+    python -m deepauc.cli init "$folder.tmp" --data-root "$tree" > /dev/null
   fi
   config=$folder.tmp/config/config.yaml
   { echo; echo "# ---- bench/overlays/study224.yaml (its pretrained line dropped)"
@@ -114,20 +116,25 @@ fi
 copy_results() {
   [ -d "$folder/results" ] || return 0
   (cd "$work" && { find "$regime/results" \( -name '*.csv' -o -name '*.log' -o -name '*.tsv' \
-      -o -name '*.yaml' \) -not -path '*/data/cache/*' -print; ls surrogate/*.json 2>/dev/null \
+      -o -name '*.yaml' -o -name '*.md' \) -not -path '*/data/cache/*' -print; ls surrogate/*.json 2>/dev/null \
       || true; echo "$regime/config"; } | tar cf - -T - | xz -T0 > "$out/$regime.tar.xz")
 }
 trap copy_results EXIT
 gpus=$(python -c "import torch; print(torch.cuda.device_count())")
-per_gpu=$(sed -n 's/^jobs_per_gpu: *\([0-9]*\).*/\1/p' "$folder/config/chexpert.yaml")
-slots=$(( (gpus > 0 ? gpus : 1) * ${per_gpu:-2} ))
+# At this size a job's start-up (imports, model, CUDA graph) outlasts its training: more jobs
+# per GPU than chexpert.yaml's two overlap the start-ups (STUDY_JOBS_PER_GPU, default 6, with
+# two threads each on a 16-core machine).
+per_gpu=${STUDY_JOBS_PER_GPU:-6}
+slots=$(( (gpus > 0 ? gpus : 1) * per_gpu ))
 extra=${STUDY_EXTRA_CONFIG:+$(realpath "$STUDY_EXTRA_CONFIG")}
 cd "$folder"  # the folder's own workflow/Snakefile, config/config.yaml and profiles/default
 study=(snakemake ${extra:+--configfile "$extra"}
-  --config "architectures=[$arch_list]" "device=${STUDY_DEVICE:-cuda}" accept_changes=True)
+  --config "architectures=[$arch_list]" "device=${STUDY_DEVICE:-cuda}" accept_changes=True
+  "jobs_per_gpu=$per_gpu" "train_threads=${STUDY_TRAIN_THREADS:-2}")
 # A run killed before it could clean up leaves Snakemake's lock: only this script runs here.
 [ -d .snakemake/locks ] && "${study[@]}" --unlock > /dev/null 2>&1 || true
-targets=(results/summary.csv results/seeds.csv results/diagnostics.csv results/comparison.csv)
+targets=(results/summary.csv results/seeds.csv results/diagnostics.csv results/comparison.csv
+  results/verdict.md)
 if [ -n "${STUDY_DRY_RUN:-}" ]; then
   "${study[@]}" -n --cores "$(nproc)" --resources gpu="$slots" -- "${targets[@]}"
   exit

@@ -8,7 +8,7 @@ pip_install() { python -m pip install -q --no-index --find-links wheels "$@"; }
 python -c "import libauc" 2>/dev/null || pip_install --no-deps libauc==2.0.1
 python -c "import snakemake" 2>/dev/null || pip_install snakemake
 python - <<'PY'
-import importlib, platform
+import importlib.util, platform
 missing = [m for m in ("sklearn", "scipy", "pandas", "matplotlib", "psutil", "yaml", "tqdm")
            if importlib.util.find_spec(m) is None]
 import torch, timm, libauc, snakemake

@@ -193,11 +193,11 @@ def test_the_summary_marks_the_failed_rows_and_their_mean():
     )
     assert dam_cardio == "" and ce_cardio == ""
     assert dam_mean == (
-        "the warm-up barely ranks Edema; mean includes 1 of 2 diseases whose fine-tunes failed "
-        "(sank, collapsed or kept step 0): Edema"
+        "the warm-up barely ranks Edema; mean includes 1 of 2 diseases where a fine-tune sank, "
+        "collapsed or kept step 0 at some rate: Edema"
     )
     assert ce_edema.startswith("started from a warm-up that barely ranks Edema")
-    assert "failed" not in ce_mean
+    assert "sank" not in ce_mean
 
 
 def test_diagnostics_of_an_older_run_without_the_columns_add_no_caution():

@@ -875,7 +875,7 @@ BAD_CONFIGS = {
         [
             "unknown fine-tune method 'focal'",
             "finetune.methods",
-            "registered methods: ce, compositional, dam",
+            "registered methods: aucm_adam, bce_pesg, ce, compositional, dam, pauc",
         ],
     ),
     "section of no method": (

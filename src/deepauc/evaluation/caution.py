@@ -259,8 +259,8 @@ def summary_cautions(
         )
         sank = [other.disease for other in diseases if broken.get(other.Index)]
         failing = (
-            f"mean includes {len(sank)} of {len(diseases)} diseases whose fine-tunes failed "
-            f"(sank, collapsed or kept step 0): {', '.join(sank)}"
+            f"mean includes {len(sank)} of {len(diseases)} diseases where a fine-tune sank, "
+            f"collapsed or kept step 0 at some rate: {', '.join(sank)}"
             if sank
             else ""
         )
