@@ -337,3 +337,41 @@ def test_study_ensemble_spans_runs_skips_unfinished_families_and_refuses_doubles
     _family_predictions(first, "densenet169", noise, labels, rng)
     with pytest.raises(SystemExit, match="densenet169 finished in"):
         study.family_folders([tmp_path / "a", tmp_path / "b"])
+
+
+def test_surrogate_pretraining_writes_weights_the_pipeline_loads(tmp_path):
+    """bench/surrogate_pretrain.py on a handful of images: its .safetensors is what
+    ``pretrained: <folder>`` loads (every backbone tensor equal), with a record of the recipe."""
+    import torch
+
+    from deepauc.models.build import create_model
+
+    surrogate = _load("surrogate_pretrain")
+    surrogate.main(
+        [
+            "--out",
+            str(tmp_path),
+            "--architectures",
+            "resnet10t",
+            "--images",
+            "48",
+            "--size",
+            "48",
+            "--render-size",
+            "48",
+            "--epochs",
+            "1",
+            "--batch-size",
+            "16",
+            "--device",
+            "cpu",
+        ]
+    )
+    from safetensors.torch import load_file
+
+    saved = load_file(tmp_path / "resnet10t.safetensors")
+    model = create_model("resnet10t", num_outputs=5, image_size=48, pretrained=str(tmp_path))
+    state = model.state_dict()
+    assert saved and all(torch.equal(state[k], v) for k, v in saved.items())
+    record = json.loads((tmp_path / "resnet10t.json").read_text())
+    assert record["recipe"]["synth_seed"] != 0  # another cohort than the study tree's
