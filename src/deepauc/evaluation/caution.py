@@ -176,6 +176,14 @@ def _noted_runs(row, notes: RunNotes, members: dict[str, list[str]], seeds_of) -
     return found
 
 
+def _counted(diseases: list, notes: dict, what: str) -> str:
+    """A mean row's note: how many of its disease rows carry ``notes``, and which."""
+    hit = [other.disease for other in diseases if notes.get(other.Index)]
+    if not hit:
+        return ""
+    return f"mean includes {len(hit)} of {len(diseases)} diseases {what}: {', '.join(hit)}"
+
+
 def summary_cautions(
     summary: pd.DataFrame,
     audit: pd.DataFrame,
@@ -250,19 +258,10 @@ def summary_cautions(
         ]
         flagged = [other.disease for other in diseases if data.get(other.Index)]
         few = f"includes {', '.join(flagged)}, with few cases" if flagged else ""
-        failed = [other.disease for other in diseases if untrained.get(other.Index)]
-        rests = (
-            f"mean includes {len(failed)} of {len(diseases)} diseases whose fine-tune did not "
-            f"train: {', '.join(failed)}"
-            if failed
-            else ""
-        )
-        sank = [other.disease for other in diseases if broken.get(other.Index)]
-        failing = (
-            f"mean includes {len(sank)} of {len(diseases)} diseases where a fine-tune sank, "
-            f"collapsed or kept step 0 at some rate: {', '.join(sank)}"
-            if sank
-            else ""
+
+        rests = _counted(diseases, untrained, "whose fine-tune did not train")
+        failing = _counted(
+            diseases, broken, "where a fine-tune sank, collapsed or kept step 0 at some rate"
         )
         starts = [other.disease for other in diseases if weakly.get(other.Index)]
         barely = (

@@ -36,13 +36,9 @@ class NoDuals:
 def build_bce_pesg(model, settings: BcePesgSettings, context: BuildContext) -> Recipe:
     import torch.nn.functional as F
 
-    from deepauc.methods.libauc_variants import optimizer_class
+    from deepauc.methods.libauc_variants import check_pesg_mode, optimizer_class
 
-    if settings.mode not in ("sgd", "adam"):
-        raise ValueError(
-            f"PESG mode {settings.mode!r}: the workflow resolves mode auto per architecture "
-            "(deepauc.config.rates.resolve_pesg_modes) before a job starts; give sgd or adam here"
-        )
+    check_pesg_mode(settings.mode)
     context.log.info("PESG mode %s at lr %g on BCE", settings.mode, settings.lr)
     optimizer = optimizer_class("pesg", settings.anchor, settings.implementation, context.compile)(
         model.parameters(),

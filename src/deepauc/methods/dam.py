@@ -28,13 +28,9 @@ class DamSettings:
 
 
 def build_dam(model, settings: DamSettings, context: BuildContext) -> Recipe:
-    from deepauc.methods.libauc_variants import aucm_loss_class, optimizer_class
+    from deepauc.methods.libauc_variants import aucm_loss_class, check_pesg_mode, optimizer_class
 
-    if settings.mode not in ("sgd", "adam"):
-        raise ValueError(
-            f"PESG mode {settings.mode!r}: the workflow resolves mode auto per architecture "
-            "(deepauc.config.rates.resolve_pesg_modes) before a job starts; give sgd or adam here"
-        )
+    check_pesg_mode(settings.mode)
     context.log.info("PESG mode %s at lr %g", settings.mode, settings.lr)
     loss_class = aucm_loss_class(settings.implementation)
     aucm = loss_class(margin=settings.margin, version=settings.loss_version, device=context.device)

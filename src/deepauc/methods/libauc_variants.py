@@ -88,6 +88,15 @@ def optimizer_class(optimizer: str, anchor: str, implementation: str, compile: b
     return chosen
 
 
+def check_pesg_mode(mode: str) -> None:
+    """A job's PESG mode must be one PESG knows: ``auto`` is resolved before jobs start."""
+    if mode not in ("sgd", "adam"):
+        raise ValueError(
+            f"PESG mode {mode!r}: the workflow resolves mode auto per architecture "
+            "(deepauc.config.rates.resolve_pesg_modes) before a job starts; give sgd or adam here"
+        )
+
+
 def aucm_loss_class(implementation: str) -> type:
     """libauc's AUCMLoss, or the same loss without its per-step host sync."""
     return FastAUCMLoss if implementation == "fast" else AUCMLoss
