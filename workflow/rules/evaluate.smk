@@ -161,7 +161,9 @@ rule verdict:
         summary="results/summary.csv",
         diagnostics="results/diagnostics.csv",
     output:
-        report("results/verdict.md", caption="../report/verdict.rst", category="Verdict"),
+        report(
+            "results/verdict.md", caption="../report/verdict.rst", category="Verdict"
+        ),
     log:
         "results/logs/verdict.log",
     params:
