@@ -13,7 +13,12 @@ from sklearn.metrics import roc_auc_score
 from deepauc.config.layers import load_config
 from deepauc.evaluation.partial_auc import partial_auc
 from deepauc.evaluation.scores import score_predictions
-from deepauc.evaluation.significance import benjamini_hochberg, format_p
+from deepauc.evaluation.significance import (
+    benjamini_hochberg,
+    format_p,
+    monte_carlo_error,
+    seed_t_interval,
+)
 from deepauc.evaluation.stats import (
     DELONG,
     MEAN,
@@ -25,9 +30,7 @@ from deepauc.evaluation.stats import (
     compare_methods,
     delong_test,
     delong_variance,
-    monte_carlo_error,
     patient_bootstrap,
-    seed_t_interval,
 )
 
 REPO = Path(__file__).resolve().parents[1]

@@ -118,7 +118,12 @@ def test_warmup_lowers_the_loss_and_learns_both_signals(warm):
     loss = history["train_loss"].dropna()  # step 0 is scored before any training
     assert loss.iloc[-1] < loss.iloc[0]
     assert history["val_auc"].max() > 0.6
-    assert list(history.columns[-2:]) == ["val_auc:Cardiomegaly", "val_auc:Edema"]
+    assert list(history.columns[-4:]) == [
+        "val_auc:Cardiomegaly",
+        "val_auc:Edema",
+        "score_std:Cardiomegaly",  # the fine-tunes' precondition (deepauc.training.stages)
+        "score_std:Edema",
+    ]
     model, meta = load_model(path)
     assert meta["outputs"] == DISEASES and meta["val_auc"] == pytest.approx(
         history["val_auc"].max()

@@ -16,7 +16,7 @@ import pandas as pd
 from scipy.stats import rankdata
 
 from deepauc.evaluation.partial_auc import drawn_paucs
-from deepauc.evaluation.significance import format_p
+from deepauc.evaluation.significance import format_p, monte_carlo_error, seed_t_interval
 
 MEAN = "mean"
 
@@ -148,8 +148,9 @@ def compare_methods(
     Columns: disease, auc_a, auc_b, delta (a - b), delta_low, delta_high (its 95% interval),
     p_value, p_resampling (:data:`DELONG`, :data:`PATIENTS` or :data:`SEEDS_AND_PATIENTS`),
     p_reported (:func:`deepauc.evaluation.significance.format_p`); on the mean row also
-    p_mc_error (:func:`monte_carlo_error`) and, from the seeds alone, n_seeds, seed_delta_low,
-    seed_delta_high and seed_p (:func:`seed_t_interval`; NaN with one seed).
+    p_mc_error (``significance.monte_carlo_error``) and, from the seeds alone, n_seeds,
+    seed_delta_low, seed_delta_high and seed_p (``significance.seed_t_interval``; NaN with one
+    seed).
     """
     y_a, s_a, diseases = wide_tables(table_a)
     y_b, s_b, _ = wide_tables(table_b)
@@ -221,16 +222,6 @@ def compare_methods(
     return pd.concat([frame, pd.DataFrame([mean_row])], ignore_index=True)
 
 
-def monte_carlo_error(p_value: float, resamples: int) -> float:
-    """The Monte-Carlo standard error of a two-sided bootstrap p from ``resamples`` resamples:
-    p = 2 q with q the share of resamples on the far side of 0, so sqrt(p (2 - p) / B), how far
-    another resampling stream would move it (at p = 0.05: 0.0099 for B = 1000, 0.0049 for
-    B = 4000, the protocol's)."""
-    if not resamples or not np.isfinite(p_value):
-        return float("nan")
-    return float(np.sqrt(p_value * (2 - p_value) / resamples))
-
-
 def seed_level_deltas(y: np.ndarray, seeds_a: np.ndarray, seeds_b: np.ndarray) -> np.ndarray:
     """Per training seed, that seed's mean AUC over diseases of A minus B's, on the whole test
     split: the seed-level differences a t-interval is computed from."""
@@ -241,37 +232,6 @@ def seed_level_deltas(y: np.ndarray, seeds_a: np.ndarray, seeds_b: np.ndarray) -
             for a, b in zip(seeds_a, seeds_b, strict=True)
         ]
     )
-
-
-def seed_t_interval(per_seed: np.ndarray) -> dict[str, float]:
-    """The seed-level 95% t-interval of the mean difference and its two-sided one-sample t-test
-    p, from the per-seed differences (``n_seeds``; NaN for fewer than two seeds). Beside the
-    two-level bootstrap, whose seed level has few distinct draws at few seeds (10 for three), it
-    answers the question with the seeds as the only sample: are the seeds' differences centred
-    away from zero?"""
-    from scipy import stats as scipy_stats
-
-    values = per_seed[np.isfinite(per_seed)]
-    n = len(values)
-    row = {"n_seeds": n, "seed_delta_low": np.nan, "seed_delta_high": np.nan, "seed_p": np.nan}
-    if n < 2:
-        return row
-    mean, error = float(values.mean()), float(values.std(ddof=1) / np.sqrt(n))
-    if error == 0:
-        return {
-            **row,
-            "seed_delta_low": mean,
-            "seed_delta_high": mean,
-            "seed_p": 1.0 if mean == 0 else 0.0,
-        }
-    quantile = float(scipy_stats.t.ppf(0.975, n - 1))
-    t_stat = mean / error
-    return {
-        **row,
-        "seed_delta_low": mean - quantile * error,
-        "seed_delta_high": mean + quantile * error,
-        "seed_p": float(2 * scipy_stats.t.sf(abs(t_stat), n - 1)),
-    }
 
 
 def seed_patient_deltas(

@@ -25,7 +25,7 @@ same test images) and ``seeds.csv`` (every seed on its own).
   (sqrt(p (1 - p) / B)): how far another resampling stream would move it.
 - ``n_seeds``, ``seed_delta_low``, ``seed_delta_high``, ``seed_p``: on ``mean`` rows with
   several seeds, the seeds alone: the 95% t-interval of the per-seed differences of the mean AUC
-  and the one-sample t-test's p (:func:`deepauc.evaluation.stats.seed_t_interval`). With few
+  and the one-sample t-test's p (:func:`deepauc.evaluation.significance.seed_t_interval`). With few
   seeds the two-level bootstrap draws few distinct seed sets (10 for three), so both are
   given.
 - ``q_value``: Benjamini-Hochberg q of the per-disease p-values; the family is every
