@@ -111,6 +111,7 @@ def test_the_verdict_answers_for_every_predictor_and_method_beside_the_writeups_
     assert "from the starting weights in weights/" in text and "5 seeds" in text
     # the weakness this run has: few positives; not one seed
     assert "Edema: only 7 test positives" in text
+    assert "Some of its fine-tunes did not train" not in text  # every one trained
     assert "One seed" not in text
 
 

@@ -9,7 +9,7 @@ from deepauc.jobs.logs import logged_to
 inputs = snakemake.input
 with logged_to(snakemake.log[0]):
     text = verdict(
-        pd.read_csv(inputs.comparison),
+        pd.read_csv(inputs.comparison, dtype={"p_reported": str}),  # 0.90 stays 0.90
         pd.read_csv(inputs.summary),
         pd.read_csv(inputs.diagnostics),
         snakemake.params.facts,

@@ -148,11 +148,10 @@ def _answers(predictor, methods, control, warmup, seeds) -> list[str]:
                 f"epochs {_signed(ce_gain['delta'])}."
             )
         trained = str(row.get("trained", "") or "")
-        if trained in ("no", "partly"):
-            text += (
-                f" Its fine-tunes did not all train ({trained}): the row partly measures the "
-                "warm-up."
-            )
+        if trained == "no":
+            text += " None of its fine-tunes trained: the row measures the warm-up against CE."
+        elif trained == "partly":
+            text += " Some of its fine-tunes did not train: the row partly measures the warm-up."
         lines += [text, ""]
     return lines
 
