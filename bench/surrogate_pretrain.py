@@ -48,7 +48,6 @@ import timm
 import torch
 from PIL import Image
 from safetensors.torch import save_file
-from sklearn.metrics import roc_auc_score
 
 from deepauc.atomic import atomic_path
 from deepauc.config.settings import AugmentSettings
@@ -56,6 +55,7 @@ from deepauc.data.images import augment_generator, to_model_input
 from deepauc.data.labels import apply_policy
 from deepauc.data.synth import SynthSpec, render_image
 from deepauc.data.synth.cohort import sample_cohort
+from deepauc.evaluation.stats import aucs_by_column
 from deepauc.models.build import HeadInFp32, check_architectures, create_model
 from deepauc.models.weights import check_pretrained
 from deepauc.training.runtime import choose_device, seed_everything
@@ -136,10 +136,7 @@ def held_out_auc(model, images, targets, device, batch_size) -> list[float]:
             scores.append(scorer(batch).float().cpu())
     scores = torch.cat(scores).numpy()
     model.train()
-    return [
-        float(roc_auc_score(t, s)) if 0 < t.sum() < len(t) else math.nan
-        for t, s in zip(targets.T, scores.T, strict=True)
-    ]
+    return [float(a) for a in aucs_by_column(targets, scores)]
 
 
 def _autocast(device):

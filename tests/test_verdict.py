@@ -54,15 +54,16 @@ def _comparison():
     return pd.DataFrame(rows)
 
 
-SUMMARY = pd.DataFrame(
-    {
-        "architecture": ["convnext_tiny"] * 2,
-        "method": ["dam"] * 2,
-        "disease": ["Edema", "Cardiomegaly"],
-        "level": ["image"] * 2,
-        "caution": ["only 7 test positives", ""],
-    }
-)
+def _audit(test_positives=7):
+    """label_audit.csv: Edema with ``test_positives`` test positives, every other count ample."""
+    return pd.DataFrame(
+        [
+            (split, disease, test_positives if (split, disease) == ("test", "Edema") else 40, 150)
+            for split in ("train", "val", "test")
+            for disease in FACTS["diseases"]
+        ],
+        columns=["split", "disease", "positive", "negative"],
+    )
 
 
 def _diagnostics(changes=None):
@@ -74,6 +75,8 @@ def _diagnostics(changes=None):
             "disease": disease,
             "trained": "yes",
             "failure": "",
+            "sunk_rates": 0,
+            "collapsed_rates": 0,
             "weak_start": "no",
         }
         for arch in FACTS["architectures"]
@@ -100,7 +103,7 @@ def test_answers_read_the_interval_not_the_point():
 
 
 def test_the_verdict_answers_for_every_predictor_and_method_beside_the_writeups_comparison():
-    text = verdict(_comparison(), SUMMARY, _diagnostics(), FACTS)
+    text = verdict(_comparison(), _diagnostics(), _audit(), FACTS)
     assert "**convnext_tiny, DAM** (5 seeds): DAM - CE = -0.010 [-0.021, -0.002]" in text
     assert "DAM is behind CE at equal compute" in text
     assert "**densenet169, DAM**" in text and "DAM is ahead of CE at equal compute" in text
@@ -120,17 +123,18 @@ def test_every_weakness_is_said():
         {
             ("convnext_tiny", "dam", "Edema"): {
                 "failure": "scores sank into the sigmoid's floor at 2 of 3 rates",
+                "sunk_rates": 2,
                 "weak_start": "yes",
             },
             ("densenet169", "dam", "Cardiomegaly"): {"trained": "no"},
         }
     )
     facts = {**FACTS, "seeds": [0]}
-    text = verdict(_comparison(), SUMMARY, diagnostics, facts)
+    text = verdict(_comparison(), diagnostics, _audit(), facts)
     weak = text.split("## What weakens this answer")[1].split("## What it cannot say")[0]
     assert "One seed" in weak
     assert "convnext_tiny, DAM: 5 of 10 fine-tunes failed (scores sank): Edema." in weak
     assert "densenet169, DAM: 5 of 10 fine-tunes did not train: Cardiomegaly." in weak
     assert "convnext_tiny: the warm-up barely ranks Edema" in weak
-    clean = verdict(_comparison(), SUMMARY.assign(caution=""), _diagnostics(), FACTS)
+    clean = verdict(_comparison(), _diagnostics(), _audit(test_positives=40), FACTS)
     assert "Nothing this pipeline checks for was found." in clean

@@ -158,8 +158,8 @@ rule summarize:
 rule verdict:
     input:
         comparison="results/comparison.csv",
-        summary="results/summary.csv",
         diagnostics="results/diagnostics.csv",
+        audit="results/data/label_audit.csv",
     output:
         report(
             "results/verdict.md", caption="../report/verdict.rst", category="Verdict"

@@ -10,8 +10,8 @@ inputs = snakemake.input
 with logged_to(snakemake.log[0]):
     text = verdict(
         pd.read_csv(inputs.comparison, dtype={"p_reported": str}),  # 0.90 stays 0.90
-        pd.read_csv(inputs.summary),
         pd.read_csv(inputs.diagnostics),
+        pd.read_csv(inputs.audit),
         snakemake.params.facts,
     )
     with atomic_path(snakemake.output[0]) as tmp:

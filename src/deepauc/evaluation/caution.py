@@ -163,16 +163,20 @@ def run_notes(diagnostics: pd.DataFrame | None, column: str) -> RunNotes:
     return notes
 
 
-def _noted_runs(row, notes: RunNotes, members: dict[str, list[str]], seeds_of) -> list[str]:
-    """Per member (or the architecture) and seed, what ``notes`` hold for a disease row."""
+def _noted_runs(
+    row, notes: RunNotes, members: dict[str, list[str]], seed_counts: dict[str, int]
+) -> list[tuple[str, str]]:
+    """Per member (or the architecture) and seed, what ``notes`` hold for a disease row, with
+    where it was (the member and, when its architecture ran several seeds, the seed; '' for a
+    single architecture and seed)."""
     found = []
     ensemble = row.architecture in members
     for arch in members.get(row.architecture, [row.architecture]):
         for seed, note in sorted(notes.get((arch, row.method, row.disease), {}).items()):
             where = [arch] if ensemble else []
-            if seeds_of(arch) > 1:
+            if seed_counts.get(arch, 1) > 1:
                 where.append(f"seed {seed}")
-            found.append((f"{' '.join(where)}: " if where else "") + note)
+            found.append((" ".join(where), note))
     return found
 
 
@@ -203,17 +207,19 @@ def summary_cautions(
     marks = run_marks(diagnostics)
     failures, weak = run_notes(diagnostics, "failure"), run_notes(diagnostics, "weak_start")
 
-    def seeds_of(arch: str) -> int:
-        return max((len(by_seed) for (a, _, _), by_seed in marks.items() if a == arch), default=1)
+    seed_counts: dict[str, int] = {}
+    for (arch, _, _), by_seed in marks.items():
+        seed_counts[arch] = max(seed_counts.get(arch, 1), len(by_seed))
 
     def failed(row) -> str:
-        return join(*_noted_runs(row, failures, members, seeds_of))
+        runs = _noted_runs(row, failures, members, seed_counts)
+        return join(*(f"{where}: {note}" if where else note for where, note in runs))
 
     def weak_start(row) -> str:
-        runs = _noted_runs(row, weak, members, seeds_of)
+        runs = _noted_runs(row, weak, members, seed_counts)
         if not runs:
             return ""
-        where = [run.split(":")[0] for run in runs if ":" in run]
+        where = [where for where, _ in runs if where]
         return f"started from a warm-up that barely ranks {row.disease}" + (
             f" ({', '.join(where)})" if where else ""
         )

@@ -131,7 +131,8 @@ def sunk(row: dict, start: dict) -> str:
 
 def weak_start(val_auc: float, score_std: float) -> str:
     """Why a starting model barely ranks a disease ('' when it does rank it): val AUC below
-    :data:`WEAK_START_AUC` or a score spread below :data:`WEAK_START_SPREAD`."""
+    :data:`WEAK_START_AUC` or a score spread below :data:`WEAK_START_SPREAD` (NaN, not
+    recorded, is neither)."""
     reasons = []
     if val_auc < WEAK_START_AUC:
         reasons.append(f"val AUC {compared(val_auc, '<', WEAK_START_AUC)}")
@@ -144,14 +145,13 @@ def weak_warmup(best: pd.Series | dict, diseases: list[str]) -> dict[str, str]:
     """The diseases a warm-up barely ranks at its kept evaluation ``best`` (a history row with
     ``val_auc:<disease>`` and ``score_std:<disease>``, or ``val_auc`` alone for one disease),
     each with why (:func:`weak_start`); a value the row lacks is not judged."""
+    alone = best.get("val_auc", math.nan) if len(diseases) == 1 else math.nan
     weak = {}
     for disease in diseases:
-        auc = best.get(f"val_auc:{disease}", best.get("val_auc") if len(diseases) == 1 else None)
-        spread = best.get(f"score_std:{disease}", math.nan)
-        auc = math.nan if auc is None else float(auc)
+        # NaN (not recorded) compares False with either threshold: not judged
         why = weak_start(
-            auc if not math.isnan(auc) else 1.0,
-            float(spread) if not math.isnan(float(spread)) else 1.0,
+            float(best.get(f"val_auc:{disease}", alone)),
+            float(best.get(f"score_std:{disease}", math.nan)),
         )
         if why:
             weak[disease] = why
@@ -285,18 +285,14 @@ def failure_note(row: dict) -> str:
     notes = []
     sank, rates_sank = row["sunk"], int(row["sunk_rates"])
     if rates_sank:
-        where = (
-            "chosen rate" if sank != "no" and rates_sank == 1 else f"{rates_sank} of {tried} rates"
-        )
+        one = sank != "no" and rates_sank == 1
+        where = "its chosen rate" if one else f"{rates_sank} of {tried} rates"
         edge = sank if sank != "no" else "floor or ceiling"
         notes.append(f"scores sank into the sigmoid's {edge} at {where}")
     collapsed = int(row["collapsed_rates"])
     if collapsed:
-        where = (
-            "its chosen rate"
-            if row["collapsed"] == "yes" and collapsed == 1
-            else (f"{collapsed} of {tried} rates")
-        )
+        one = row["collapsed"] == "yes" and collapsed == 1
+        where = "its chosen rate" if one else f"{collapsed} of {tried} rates"
         notes.append(f"COLLAPSE at {where}")
     return "; ".join(notes)
 

@@ -6,15 +6,17 @@ with its 95% interval and p (seeds and patients resampled), the seed-level t-int
 are several seeds, and the write-up's own comparison (against the warm-up, i.e. with the extra
 fine-tune epochs) beside it. Then every condition found that weakens the answer: fine-tunes that
 sank, collapsed or never trained, a warm-up that barely ranks a disease, few positives, one seed.
-Written from ``comparison.csv``, ``summary.csv`` and ``diagnostics.csv`` alone, never by hand.
+Written from ``comparison.csv``, ``diagnostics.csv`` and ``label_audit.csv`` alone, never by hand.
 """
 
 import math
 
 import pandas as pd
 
+from deepauc.evaluation.caution import split_cautions
+from deepauc.evaluation.diagnostics import WEAK_START_AUC, WEAK_START_SPREAD
 from deepauc.evaluation.stats import MEAN
-from deepauc.evaluation.summary import IMAGE_LEVEL, VS_CONTROL, VS_WARMUP
+from deepauc.evaluation.summary import VS_CONTROL, VS_WARMUP
 from deepauc.methods import CONTROL, style
 
 
@@ -58,7 +60,7 @@ def _label(method: str) -> str:
 
 
 def verdict(
-    comparison: pd.DataFrame, summary: pd.DataFrame, diagnostics: pd.DataFrame, facts: dict
+    comparison: pd.DataFrame, diagnostics: pd.DataFrame, audit: pd.DataFrame, facts: dict
 ) -> str:
     """The verdict's Markdown. ``facts``: the run's ``architectures``, ``predictors`` (every
     architecture and ensemble, in the summary's order), ``seeds``, ``diseases``, ``methods``,
@@ -72,9 +74,10 @@ def verdict(
         "# The verdict: does AUC maximization beat cross-entropy in this run?",
         "",
         "Written by the deepauc pipeline from this run's `results/comparison.csv`, "
-        "`summary.csv` and `diagnostics.csv`. Each method is compared with CE fine-tuned from "
-        "the same warm-up with the same epochs, sampler, schedule and rate grid (equal compute, "
-        "equal tuning effort), on the mean test AUC over the diseases; the interval is 95%, "
+        "`diagnostics.csv` and `data/label_audit.csv`. Each method is compared with CE "
+        "fine-tuned from the same warm-up with the same epochs, sampler, schedule and rate "
+        "grid (equal compute, equal tuning effort), on the mean test AUC over the diseases; the "
+        "interval is 95%, "
         f"from a bootstrap over {'training seeds, then ' if seeds > 1 else ''}test patients.",
         "",
         _setting(facts),
@@ -87,7 +90,7 @@ def verdict(
     lines += ["## Every number", ""]
     lines += _table(facts["predictors"], [*methods, CONTROL], control, warmup)
     lines += ["## What weakens this answer", ""]
-    weaknesses = _weaknesses(summary, diagnostics, facts)
+    weaknesses = _weaknesses(diagnostics, audit, facts)
     lines += [f"- {w}" for w in weaknesses] or ["- Nothing this pipeline checks for was found."]
     lines += [
         "",
@@ -179,7 +182,7 @@ def _table(predictors, methods, control, warmup) -> list[str]:
     return [*lines, ""]
 
 
-def _weaknesses(summary: pd.DataFrame, diagnostics: pd.DataFrame, facts: dict) -> list[str]:
+def _weaknesses(diagnostics: pd.DataFrame, audit: pd.DataFrame, facts: dict) -> list[str]:
     found = []
     if len(facts["seeds"]) == 1:
         found.append(
@@ -187,61 +190,49 @@ def _weaknesses(summary: pd.DataFrame, diagnostics: pd.DataFrame, facts: dict) -
             "second seed can move a difference of this size. Run three or more "
             "(`seeds: [0, 1, 2]`)."
         )
-    for column, what in (
-        ("failure", "failed"),
-        ("trained", "did not train"),
+    runs = diagnostics.groupby(["architecture", "method"], sort=False)
+    failed = diagnostics["failure"].fillna("").astype(str) != ""
+    for (arch, method), group in diagnostics[failed].groupby(
+        ["architecture", "method"], sort=False
     ):
-        if column not in diagnostics:
-            continue
-        if column == "failure":
-            rows = diagnostics[diagnostics[column].fillna("").astype(str) != ""]
-        else:
-            rows = diagnostics[diagnostics[column].astype(str) == "no"]
-        for (arch, method), group in rows.groupby(["architecture", "method"], sort=False):
-            total = (
-                (diagnostics["architecture"] == arch) & (diagnostics["method"] == method)
-            ).sum()
-            detail = ""
-            if column == "failure":
-                kinds = sorted({_kind(note) for note in group[column]})
-                detail = f" ({', '.join(kinds)})"
-            found.append(
-                f"{arch}, {_label(method)}: {len(group)} of {total} fine-tunes {what}{detail}: "
-                f"{', '.join(sorted(set(group['disease'])))}."
-            )
-    if "weak_start" in diagnostics:
-        weak = diagnostics[diagnostics["weak_start"].astype(str) == "yes"]
-        for arch, group in weak.groupby("architecture", sort=False):
-            found.append(
-                f"{arch}: the warm-up barely ranks {', '.join(sorted(set(group['disease'])))} "
-                "(val AUC below 0.65 or scores hardly spread): AUC-margin fine-tunes from such a "
-                "start tend to sink or collapse. Starting weights that already rank "
-                "(`pretrained`) or a longer warm-up give them a fair start."
-            )
-    found += _few_cases(summary)
+        found.append(
+            f"{arch}, {_label(method)}: {len(group)} of {len(runs.get_group((arch, method)))} "
+            f"fine-tunes failed ({', '.join(_kinds(group))}): {_diseases(group)}."
+        )
+    untrained = diagnostics["trained"].astype(str) == "no"
+    for (arch, method), group in diagnostics[untrained].groupby(
+        ["architecture", "method"], sort=False
+    ):
+        found.append(
+            f"{arch}, {_label(method)}: {len(group)} of {len(runs.get_group((arch, method)))} "
+            f"fine-tunes did not train: {_diseases(group)}."
+        )
+    weak = diagnostics[diagnostics["weak_start"].astype(str) == "yes"]
+    for arch, group in weak.groupby("architecture", sort=False):
+        found.append(
+            f"{arch}: the warm-up barely ranks {_diseases(group)} (val AUC below "
+            f"{WEAK_START_AUC:g} or a score spread below {WEAK_START_SPREAD:g}): AUC-margin "
+            "fine-tunes from such a start tend to sink or collapse. Starting weights that "
+            "already rank (`pretrained`) or a longer warm-up give them a fair start."
+        )
+    for split in ("test", "val"):
+        for disease, few in split_cautions(audit, split).items():
+            if few:
+                found.append(f"{disease}: {few}: its AUCs have wide intervals.")
     return found
 
 
-def _kind(note: str) -> str:
-    parts = []
-    for part in str(note).split("; "):
-        if part.startswith("scores sank"):
-            parts.append("scores sank")
-        elif part.startswith("COLLAPSE"):
-            parts.append("collapse")
-        elif part.startswith("kept step 0"):
-            parts.append("kept step 0 while CE trained")
-    return ", ".join(parts) or note
+def _diseases(group: pd.DataFrame) -> str:
+    return ", ".join(sorted(set(group["disease"])))
 
 
-def _few_cases(summary: pd.DataFrame) -> list[str]:
-    if "level" in summary:
-        summary = summary[summary["level"] == IMAGE_LEVEL]
-    rows = summary[summary["disease"] != MEAN].drop_duplicates("disease")
-    found = []
-    for row in rows.itertuples():
-        caution = "" if pd.isna(row.caution) else str(row.caution)
-        few = [part for part in caution.split("; ") if part.startswith("only ")]
-        if few:
-            found.append(f"{row.disease}: {', '.join(few)}: its AUCs have wide intervals.")
-    return found
+def _kinds(group: pd.DataFrame) -> list[str]:
+    """What the failed fine-tunes of ``group`` (diagnostics rows) did."""
+    kinds = []
+    if (group["sunk_rates"] > 0).any():
+        kinds.append("scores sank")
+    if (group["collapsed_rates"] > 0).any():
+        kinds.append("collapse")
+    if group["failure"].astype(str).str.contains("kept step 0").any():
+        kinds.append("kept step 0 while CE trained")
+    return kinds

@@ -23,7 +23,12 @@ from tqdm import tqdm
 from deepauc.atomic import write_csv
 from deepauc.data.images import to_model_input
 from deepauc.errors import JobStopped
-from deepauc.evaluation.diagnostics import is_collapsed, sunk, tied_scores
+from deepauc.evaluation.diagnostics import (
+    is_collapsed,
+    score_diagnostics,
+    sunk,
+    tied_scores,
+)
 from deepauc.evaluation.stats import aucs_by_column
 from deepauc.models.checkpoints import save_model
 from deepauc.training.job import Job
@@ -305,12 +310,10 @@ def _stopped(job: Job, stop: StopRequest, step: int, epoch: int, batch: int, pat
 
 
 def _spreads(job: Job, scores: np.ndarray):
-    """(output, spread of its val probabilities over the images whose label is known)."""
+    """(output, spread of its val probabilities: ``score_diagnostics``' ``score_std``)."""
     targets = job.val_loader.dataset.targets
     for i, name in enumerate(job.outputs):
-        known = ~np.isnan(targets[:, i])
-        values = 1.0 / (1.0 + np.exp(-scores[known, i].astype(np.float64)))
-        yield name, float(values.std()) if len(values) else float("nan")
+        yield name, score_diagnostics(scores[:, i], targets[:, i])["score_std"]
 
 
 def _evaluation_row(
